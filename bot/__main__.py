@@ -1,0 +1,59 @@
+"""Entry point: `python -m bot`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from telegram.error import InvalidToken, NetworkError
+
+from bot import __version__
+from bot.app import build_application
+from bot.config import ConfigError, load_settings
+from bot.logs import configure_logging
+from bot.runner import install_stop_signals, run_polling
+
+logger = logging.getLogger("bot")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Command-line options (settings come from the environment or `.env`)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m bot",
+        description="Telegram bot that removes image backgrounds with Freepik's API. "
+        "Configure it with environment variables or a .env file (see .env.example).",
+    )
+    parser.add_argument("--version", action="version", version=f"nobg-bot {__version__}")
+    return parser.parse_args(argv)
+
+
+async def _serve() -> None:
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.secrets())
+    application = build_application(settings)
+    stop = asyncio.Event()
+    install_stop_signals(stop)
+    await run_polling(application, stop, grace=settings.shutdown_grace)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the bot until SIGINT/SIGTERM; return the process exit code."""
+    parse_args(argv)
+    try:
+        asyncio.run(_serve())
+    except ConfigError as err:
+        print(f"Configuration error: {err}", file=sys.stderr)
+        return 2
+    except InvalidToken:
+        print("Telegram rejected TELEGRAM_BOT_TOKEN: check it with @BotFather.", file=sys.stderr)
+        return 2
+    except NetworkError as err:
+        logger.error("Cannot reach the Telegram Bot API: %s", err)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

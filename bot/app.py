@@ -1,0 +1,91 @@
+"""Build the Application and register every handler, in one place."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from telegram import BotCommand, Update
+from telegram.ext import (
+    AIORateLimiter,
+    Application,
+    ApplicationBuilder,
+    CommandHandler,
+    MessageHandler,
+    filters,
+)
+
+from bot.config import Settings
+from bot.handlers import errors, private
+from bot.services import ServiceOptions, attach_services, create_services, services_of
+
+logger = logging.getLogger(__name__)
+
+AnyApplication = Application[Any, Any, Any, Any, Any, Any]
+
+# The update types the bot handles, for getUpdates and setWebhook.
+ALLOWED_UPDATES = [Update.MESSAGE]
+
+COMMANDS = [
+    BotCommand("start", "What this bot does"),
+    BotCommand("help", "What to send, limits and privacy"),
+]
+
+
+def build_application(settings: Settings, options: ServiceOptions | None = None) -> AnyApplication:
+    """Create the Application with its services and handlers (not yet started)."""
+    options = options or ServiceOptions()
+    root = settings.telegram_api_url
+
+    async def post_init(application: AnyApplication) -> None:
+        attach_services(application, create_services(settings, application.bot, options))
+        try:
+            await application.bot.set_my_commands(COMMANDS)
+        except Exception:  # the command menu is a nicety; never block the start on it
+            logger.warning("Could not register the command list", exc_info=True)
+
+    async def post_shutdown(application: AnyApplication) -> None:
+        if "nobg.services" in application.bot_data:
+            await services_of(application).aclose()
+
+    application: AnyApplication = (
+        ApplicationBuilder()
+        .token(settings.telegram_bot_token.get_secret_value())
+        .base_url(f"{root}/bot")
+        .base_file_url(f"{root}/file/bot")
+        # One user's slow removal must never hold up another's update.
+        .concurrent_updates(True)
+        # Honours flood waits (RetryAfter) and Telegram's per-group and overall limits.
+        .rate_limiter(AIORateLimiter(max_retries=3))
+        .connection_pool_size(64)
+        .pool_timeout(30.0)
+        .read_timeout(30.0)
+        .write_timeout(60.0)
+        .get_updates_read_timeout(30.0)
+        .post_init(post_init)
+        .post_shutdown(post_shutdown)
+        .build()
+    )
+    register_handlers(application)
+    return application
+
+
+def register_handlers(application: AnyApplication) -> None:
+    """Register every handler; the first matching handler in group 0 wins."""
+    private_messages = filters.ChatType.PRIVATE & filters.UpdateType.MESSAGE
+    # 1. Commands first, so "/help https://..." is help, not a link.
+    application.add_handler(
+        CommandHandler(["start", "help"], private.cmd_help, filters=private_messages)
+    )
+    # 2. Photos, files and text: the handler decides whether it is an image, a link or neither.
+    application.add_handler(
+        MessageHandler(
+            private_messages
+            & (filters.PHOTO | filters.Document.ALL | filters.TEXT)
+            & ~filters.COMMAND,
+            private.on_image,
+        )
+    )
+    # 3. Anything else in a private chat (stickers, voice, unknown commands) gets a hint.
+    application.add_handler(MessageHandler(private_messages, private.on_other))
+    application.add_error_handler(errors.on_error)

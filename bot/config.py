@@ -1,0 +1,136 @@
+"""Settings: the only place that reads the environment."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+import limits
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+_TOKEN_RE = re.compile(r"^\d{1,20}:[A-Za-z0-9_-]{20,}$")
+_SUPPORTED_STORAGE = ("memory",)
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message names it and never echoes secrets."""
+
+
+class Settings(BaseSettings):
+    """Every knob of the bot, read from environment variables or a `.env` file."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        case_sensitive=False,
+        extra="ignore",
+        hide_input_in_errors=True,
+    )
+
+    telegram_bot_token: SecretStr
+    freepik_api_key: SecretStr
+    telegram_api_url: str = "https://api.telegram.org"
+    freepik_api_url: str = "https://api.freepik.com"
+    rate_limit: str = "5/minute;50/day"
+    storage_url: str = "memory://"
+    admin_ids: Annotated[frozenset[int], NoDecode] = frozenset()
+    max_concurrent_jobs: int = Field(default=8, ge=1, le=1000)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    freepik_timeout: float = Field(default=60.0, gt=0, le=600)
+    shutdown_grace: float = Field(default=60.0, ge=0, le=3600)
+
+    @field_validator("telegram_bot_token")
+    @classmethod
+    def _check_token(cls, value: SecretStr) -> SecretStr:
+        if not _TOKEN_RE.match(value.get_secret_value().strip()):
+            raise ValueError("does not look like a bot token from @BotFather (<digits>:<secret>)")
+        return SecretStr(value.get_secret_value().strip())
+
+    @field_validator("freepik_api_key")
+    @classmethod
+    def _check_key(cls, value: SecretStr) -> SecretStr:
+        key = value.get_secret_value().strip()
+        if not key or any(c.isspace() for c in key):
+            raise ValueError("must be a non-empty key without spaces")
+        return SecretStr(key)
+
+    @field_validator("telegram_api_url", "freepik_api_url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("must be an http(s) URL such as https://api.example.com")
+        if parts.query or parts.fragment:
+            raise ValueError("must not contain a query or fragment")
+        return value.strip().rstrip("/")
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _check_rate_limit(cls, value: str) -> str:
+        value = value.strip()
+        if value:
+            try:
+                limits.parse_many(value)
+            except ValueError as err:
+                raise ValueError(
+                    f"{value!r} is not in the limits syntax, e.g. '5/minute;50/day'"
+                ) from err
+        return value
+
+    @field_validator("storage_url")
+    @classmethod
+    def _check_storage(cls, value: str) -> str:
+        value = value.strip()
+        scheme = urlsplit(value).scheme.removeprefix("async+")
+        if scheme not in _SUPPORTED_STORAGE:
+            raise ValueError(f"unsupported scheme {scheme!r}; supported: memory://")
+        return value
+
+    @field_validator("admin_ids", mode="before")
+    @classmethod
+    def _split_ids(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            items = [item.strip() for item in value.replace(";", ",").split(",")]
+            try:
+                return frozenset(int(item) for item in items if item)
+            except ValueError as err:
+                raise ValueError("must be Telegram user ids separated by commas") from err
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @property
+    def rate_limits(self) -> list[limits.RateLimitItem]:
+        """The parsed per-user limits (empty when unlimited)."""
+        return limits.parse_many(self.rate_limit) if self.rate_limit else []
+
+    def secrets(self) -> list[str]:
+        """Secret values that must never reach a log line or a reply."""
+        token = self.telegram_bot_token.get_secret_value()
+        return [token, self.freepik_api_key.get_secret_value()]
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings, turning validation errors into one readable `ConfigError`."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as err:
+        raise ConfigError(describe_errors(err)) from None
+
+
+def describe_errors(err: ValidationError) -> str:
+    """One line naming each bad setting, without echoing any value."""
+    problems = []
+    for error in err.errors(include_input=False, include_url=False):
+        name = str(error["loc"][0]).upper() if error["loc"] else "settings"
+        if error["type"] == "missing":
+            problems.append(f"{name} is required but not set")
+        else:
+            message = str(error["msg"]).removeprefix("Value error, ")
+            problems.append(f"{name}: {message}")
+    return "; ".join(problems)

@@ -1,0 +1,1 @@
+"""Thin Telegram callbacks: unpack the update, call a service, reply."""

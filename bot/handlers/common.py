@@ -1,0 +1,82 @@
+"""Helpers shared by handlers: turning a message into an image source."""
+
+from __future__ import annotations
+
+from telegram import Message, MessageEntity
+
+from bot import messages
+from bot.sources import (
+    ACCEPTED_MIME_TYPES,
+    MAX_INPUT_BYTES,
+    ImageSource,
+    NotHttpLink,
+    SourceKind,
+    find_scheme_link,
+    normalise_link,
+)
+
+_EXTENSION_TYPES = {
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".png": "image/png",
+    ".webp": "image/webp",
+}
+
+
+class Unusable(Exception):
+    """The message holds nothing we can cut out; the message is the user's explanation."""
+
+
+def source_from_media(message: Message) -> ImageSource | None:
+    """The photo (largest size) or image document of `message`, if any."""
+    if message.photo:
+        largest = message.photo[-1]
+        return ImageSource.telegram_file(
+            SourceKind.PHOTO,
+            largest.file_id,
+            largest.file_unique_id,
+            file_size=largest.file_size,
+        )
+    document = message.document
+    if document is None:
+        return None
+    mime = (document.mime_type or "").lower()
+    if not mime or mime == "application/octet-stream":
+        name = (document.file_name or "").lower()
+        mime = next((t for ext, t in _EXTENSION_TYPES.items() if name.endswith(ext)), mime)
+    if mime not in ACCEPTED_MIME_TYPES:
+        raise Unusable(messages.NOT_AN_IMAGE)
+    if document.file_size is not None and document.file_size > MAX_INPUT_BYTES:
+        raise Unusable(messages.INPUT_TOO_LARGE)
+    return ImageSource.telegram_file(
+        SourceKind.DOCUMENT,
+        document.file_id,
+        document.file_unique_id,
+        file_name=document.file_name,
+        file_size=document.file_size,
+    )
+
+
+def source_from_text(message: Message) -> ImageSource | None:
+    """The first link in the text or caption of `message`, if any."""
+    entities = message.parse_entities([MessageEntity.URL, MessageEntity.TEXT_LINK])
+    if not entities:
+        entities = message.parse_caption_entities([MessageEntity.URL, MessageEntity.TEXT_LINK])
+    candidates = sorted(entities.items(), key=lambda item: item[0].offset)
+    raw: str | None = None
+    if candidates:
+        entity, text = candidates[0]
+        raw = entity.url if entity.type == MessageEntity.TEXT_LINK and entity.url else text
+    else:
+        raw = find_scheme_link(message.text or message.caption or "")
+    if raw is None:
+        return None
+    try:
+        return ImageSource.link(normalise_link(raw))
+    except NotHttpLink as err:
+        raise Unusable(messages.NOT_HTTP) from err
+
+
+def source_from_message(message: Message) -> ImageSource | None:
+    """Media first, then a link; `Unusable` explains what is wrong with the input."""
+    return source_from_media(message) or source_from_text(message)

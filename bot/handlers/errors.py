@@ -1,0 +1,28 @@
+"""The global error handler: log what no handler caught, tell the user something broke."""
+
+from __future__ import annotations
+
+import logging
+
+from telegram import Update
+from telegram.constants import ChatType
+from telegram.error import TelegramError
+from telegram.ext import ContextTypes
+
+from bot import messages
+
+logger = logging.getLogger(__name__)
+
+
+async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Log the error; in private chats, reply so no request goes unanswered."""
+    logger.error("Unhandled error while processing an update", exc_info=context.error)
+    if not isinstance(update, Update) or update.effective_message is None:
+        return
+    message = update.effective_message
+    if message.chat.type != ChatType.PRIVATE:
+        return
+    try:
+        await message.reply_text(messages.INTERNAL_ERROR)
+    except TelegramError as err:
+        logger.warning("Could not report the error to chat %s: %s", message.chat_id, err)

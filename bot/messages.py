@@ -1,0 +1,77 @@
+"""Every text the bot shows to users, in one place."""
+
+from __future__ import annotations
+
+from html import escape
+
+WORKING = "✂️ Removing the background…"
+NOT_AN_IMAGE = (
+    "I can only cut out images. Send a photo, an image file (JPEG, PNG or WebP) "
+    "or a link to an image."
+)
+INPUT_TOO_LARGE = (
+    "This file is too big: Telegram lets bots download files up to 20 MB. "
+    "Please send a smaller image."
+)
+SOURCE_UNAVAILABLE = "I couldn't get this file from Telegram. Please send it again."
+NO_LINK = (
+    "Send me a photo, an image file or a link to an image and I'll send it back "
+    "with the background removed. /help has the details."
+)
+NOT_HTTP = "Only http:// and https:// links work. Please send a web link to the image."
+IMAGE_REJECTED = (
+    "Sorry, I couldn't read this image. Send a JPEG or PNG photo up to 20 MB "
+    "(or a direct link to one)."
+)
+MISCONFIGURED = (
+    "Sorry, the background-removal service is misconfigured right now. "
+    "The operator has been notified; please try again later."
+)
+BUSY = "The background-removal service is busy right now. Please try again in a few minutes."
+UNAVAILABLE = "The background-removal service is unavailable right now. Please try again later."
+RESULT_TOO_LARGE = "The cutout is larger than Telegram's 50 MB limit. Try a smaller image."
+UNDELIVERABLE = "I made the cutout but couldn't send it to you. Please try again."
+ABORTED = "The bot is restarting and couldn't finish this image. Please send it again in a minute."
+INTERNAL_ERROR = "Something went wrong on my side. Please try again."
+DONE_CAPTION = "Background removed."
+
+
+def queued(position: int) -> str:
+    """Status shown while a job waits for a free slot."""
+    ahead = position - 1
+    if ahead <= 0:
+        return "⏳ You're next in line; I'll start in a moment…"
+    return f"⏳ Queued: {ahead} image{'s' if ahead != 1 else ''} ahead of yours. Hang on…"
+
+
+def rate_limited(wait_text: str) -> str:
+    """Reply when the user is over their limit."""
+    return f"You've reached your limit for now. You can send your next image in {wait_text}."
+
+
+def describe_limits(rate_limit: str) -> str:
+    """Human wording of a `limits` string such as `5/minute;50/day`."""
+    if not rate_limit:
+        return "There is no limit on how many images you can send."
+    parts = []
+    for raw in rate_limit.split(";"):
+        amount, _, period = raw.strip().partition("/")
+        parts.append(f"{amount.strip()} per {period.strip()}")
+    return "You can send up to " + ", and ".join(parts) + " images."
+
+
+def help_text(rate_limit: str) -> str:
+    """The /start and /help text (HTML)."""
+    return (
+        "<b>I remove the background from images.</b>\n\n"
+        "Send me:\n"
+        "• a <b>photo</b>,\n"
+        "• an <b>image file</b> (JPEG, PNG or WebP, up to 20 MB), or\n"
+        "• a <b>link</b> to an image (http or https).\n\n"
+        "I'll reply with a transparent PNG as a file, so the transparency is kept.\n\n"
+        f"<b>Limits:</b> {escape(describe_limits(rate_limit))}\n\n"
+        "<b>Privacy:</b> to do the work, your image is sent to Freepik's "
+        "background-removal API, which fetches it from a temporary link; Freepik's "
+        "result links expire after 5 minutes. I keep no copy of your image; only counters "
+        "for the limits are stored."
+    )

@@ -1,0 +1,194 @@
+"""The removal pipeline: source -> public URL -> Freepik -> download -> deliver.
+
+It knows nothing of Telegram handlers, so private chats, groups, inline mode and a webhook
+server can all reuse it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from bot.freepik import FreepikClient, ResultExpired
+from bot.sources import ImageSource, PublicUrlProvider
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class JobAborted(Exception):
+    """The job was stopped because the bot is shutting down."""
+
+
+@dataclass(frozen=True, slots=True)
+class Cutout:
+    """A finished transparent PNG, ready to deliver."""
+
+    data: bytes
+    file_name: str
+
+
+@dataclass(slots=True)
+class JobTimings:
+    """Seconds spent in each stage of one job."""
+
+    started: float = field(default_factory=time.monotonic)
+    queue: float = 0.0
+    source: float = 0.0
+    freepik: float = 0.0
+    download: float = 0.0
+    upload: float = 0.0
+    attempts: int = 0
+
+    @property
+    def total(self) -> float:
+        """Seconds since the job was accepted."""
+        return time.monotonic() - self.started
+
+    def summary(self) -> str:
+        """Compact `name=seconds` pairs for the job log line."""
+        return (
+            f"queue={self.queue:.3f}s source={self.source:.3f}s freepik={self.freepik:.3f}s "
+            f"download={self.download:.3f}s upload={self.upload:.3f}s total={self.total:.3f}s "
+            f"attempts={self.attempts}"
+        )
+
+
+class RemovalPipeline:
+    """Runs removal jobs with a global concurrency cap, in arrival order."""
+
+    def __init__(
+        self,
+        freepik: FreepikClient,
+        urls: PublicUrlProvider,
+        *,
+        max_concurrent_jobs: int = 8,
+        result_link_retries: int = 1,
+    ) -> None:
+        self._freepik = freepik
+        self._urls = urls
+        self._slots = asyncio.Semaphore(max_concurrent_jobs)
+        self._capacity = max_concurrent_jobs
+        self._running = 0
+        self._waiting = 0
+        self._result_link_retries = result_link_retries
+        self._jobs: set[asyncio.Task[object]] = set()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._closing = False
+
+    @property
+    def in_flight(self) -> int:
+        """Jobs holding a slot."""
+        return self._running
+
+    @property
+    def queued(self) -> int:
+        """Jobs waiting for a slot."""
+        return self._waiting
+
+    def queue_position(self) -> int:
+        """0 if a new job would start at once, else its place in the queue (1 = next)."""
+        if self._running < self._capacity and self._waiting == 0:
+            return 0
+        return self._waiting + 1
+
+    async def run(
+        self,
+        source: ImageSource,
+        deliver: Callable[[Cutout], Awaitable[T]],
+        *,
+        timings: JobTimings | None = None,
+        on_start: Callable[[], Awaitable[None]] | None = None,
+    ) -> T:
+        """Process one source and hand the cutout to `deliver`; return what it returns."""
+        if self._closing:
+            raise JobAborted("shutting down")
+        timings = timings or JobTimings()
+        task: asyncio.Task[T] = asyncio.create_task(
+            self._run_in_slot(source, deliver, timings, on_start)
+        )
+        self._jobs.add(task)
+        self._idle.clear()
+        try:
+            return await task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if task.cancelled() and (current is None or not current.cancelling()):
+                raise JobAborted("cancelled at shutdown") from None
+            raise
+        finally:
+            self._jobs.discard(task)
+            if not self._jobs:
+                self._idle.set()
+
+    async def drain(self, grace: float) -> int:
+        """Wait up to `grace` seconds for jobs in flight, then abort the rest; return how many."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), timeout=grace)
+        self._closing = True
+        leftovers = list(self._jobs)
+        for task in leftovers:
+            task.cancel()
+        if leftovers:
+            logger.warning("Grace of %.0fs is over: aborting %d job(s)", grace, len(leftovers))
+            await asyncio.gather(*leftovers, return_exceptions=True)
+        return len(leftovers)
+
+    async def _run_in_slot(
+        self,
+        source: ImageSource,
+        deliver: Callable[[Cutout], Awaitable[T]],
+        timings: JobTimings,
+        on_start: Callable[[], Awaitable[None]] | None,
+    ) -> T:
+        queued_at = time.monotonic()
+        self._waiting += 1
+        try:
+            await self._slots.acquire()
+        finally:
+            self._waiting -= 1
+        self._running += 1
+        timings.queue = time.monotonic() - queued_at
+        try:
+            if on_start is not None:
+                await on_start()
+            cutout = await self._make_cutout(source, timings)
+            upload_started = time.monotonic()
+            try:
+                return await deliver(cutout)
+            finally:
+                timings.upload = time.monotonic() - upload_started
+        finally:
+            self._running -= 1
+            self._slots.release()
+
+    async def _make_cutout(self, source: ImageSource, timings: JobTimings) -> Cutout:
+        for retry in range(self._result_link_retries + 1):
+            timings.attempts += 1
+            started = time.monotonic()
+            image_url = await self._urls.public_url(source)
+            timings.source += time.monotonic() - started
+
+            started = time.monotonic()
+            result = await self._freepik.remove_background(image_url)
+            timings.freepik += time.monotonic() - started
+
+            started = time.monotonic()
+            try:
+                data = await self._freepik.download_result(result.high_resolution)
+            except ResultExpired:
+                if retry >= self._result_link_retries:
+                    raise
+                logger.warning("Result link lapsed before download; running the job again")
+                continue
+            finally:
+                timings.download += time.monotonic() - started
+            return Cutout(data, source.result_file_name())
+        raise AssertionError("unreachable")  # pragma: no cover

@@ -1,0 +1,87 @@
+"""Per-user rate limits on top of the `limits` library's async API."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from limits import RateLimitItem
+from limits.aio.storage import Storage
+from limits.aio.strategies import MovingWindowRateLimiter
+from limits.storage import storage_from_string
+
+
+def async_storage(storage_url: str) -> Storage:
+    """Build the async `limits` storage for a `STORAGE_URL` such as `memory://`."""
+    uri = storage_url if storage_url.startswith("async+") else f"async+{storage_url}"
+    storage = storage_from_string(uri)
+    if not isinstance(storage, Storage):  # pragma: no cover - guarded by the async+ scheme
+        raise TypeError(f"{uri} is not an async storage")
+    return storage
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a request was refused and when the next one will be allowed."""
+
+    retry_after: float
+    limit: RateLimitItem
+
+    def wait_text(self) -> str:
+        """Human wording of the wait, e.g. `42 seconds` or `3 minutes`."""
+        return format_wait(self.retry_after)
+
+
+class RateLimiter:
+    """Moving-window limits per identity; several limits all have to allow a request."""
+
+    def __init__(
+        self, items: Sequence[RateLimitItem], storage: Storage, *, namespace: str
+    ) -> None:
+        self._items = list(items)
+        self._storage = storage
+        self._limiter = MovingWindowRateLimiter(storage)
+        self._namespace = namespace
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any limit is configured."""
+        return bool(self._items)
+
+    async def acquire(self, identity: str | int) -> Refusal | None:
+        """Count one request for `identity`, or return a `Refusal` without counting it."""
+        key = str(identity)
+        # Test every limit before hitting any, so a refusal consumes nothing.
+        test = self._limiter.test
+        refusals = [item for item in self._items if not await test(item, self._namespace, key)]
+        if not refusals:
+            hits = [await self._limiter.hit(item, self._namespace, key) for item in self._items]
+            if all(hits):
+                return None
+            refusals = [item for item, ok in zip(self._items, hits, strict=True) if not ok]
+        return await self._refusal(refusals, key)
+
+    async def _refusal(self, items: list[RateLimitItem], key: str) -> Refusal:
+        now = time.time()
+        worst: Refusal | None = None
+        for item in items:
+            stats = await self._limiter.get_window_stats(item, self._namespace, key)
+            wait = max(1.0, stats.reset_time - now)
+            if worst is None or wait > worst.retry_after:
+                worst = Refusal(wait, item)
+        assert worst is not None
+        return worst
+
+
+def format_wait(seconds: float) -> str:
+    """Round a wait up to a friendly unit."""
+    seconds = max(1, math.ceil(seconds))
+    if seconds < 90:
+        return f"{seconds} second{'s' if seconds != 1 else ''}"
+    minutes = math.ceil(seconds / 60)
+    if minutes < 90:
+        return f"{minutes} minutes"
+    hours = math.ceil(minutes / 60)
+    return f"{hours} hours"

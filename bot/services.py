@@ -1,0 +1,83 @@
+"""The services a running bot owns, started and stopped with the Application."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from telegram import Bot
+from telegram.ext import Application, CallbackContext
+
+from bot.chat import ChatRemoval
+from bot.config import Settings
+from bot.freepik import FreepikClient, RetryPolicy
+from bot.pipeline import RemovalPipeline
+from bot.ratelimit import RateLimiter, async_storage
+from bot.sources import TelegramFileLinks
+
+logger = logging.getLogger(__name__)
+
+_KEY = "nobg.services"
+
+
+@dataclass(slots=True)
+class Services:
+    """Everything handlers need, reached through `get_services`."""
+
+    settings: Settings
+    freepik: FreepikClient
+    pipeline: RemovalPipeline
+    limiter: RateLimiter
+    chat: ChatRemoval
+
+    async def aclose(self) -> None:
+        """Release connections."""
+        await self.freepik.aclose()
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceOptions:
+    """Test and benchmark hooks that are not settings."""
+
+    freepik_transport: httpx.AsyncBaseTransport | None = None
+    freepik_retry: RetryPolicy | None = None
+
+
+def create_services(settings: Settings, bot: Bot, options: ServiceOptions) -> Services:
+    """Build the services for one Application."""
+    freepik = FreepikClient(
+        settings.freepik_api_key.get_secret_value(),
+        settings.freepik_api_url,
+        timeout=settings.freepik_timeout,
+        retry=options.freepik_retry,
+        max_connections=max(10, settings.max_concurrent_jobs * 2),
+        transport=options.freepik_transport,
+    )
+    pipeline = RemovalPipeline(
+        freepik, TelegramFileLinks(bot), max_concurrent_jobs=settings.max_concurrent_jobs
+    )
+    limiter = RateLimiter(
+        settings.rate_limits, async_storage(settings.storage_url), namespace="user"
+    )
+    chat = ChatRemoval(bot, pipeline, limiter, admin_ids=settings.admin_ids)
+    return Services(settings, freepik, pipeline, limiter, chat)
+
+
+def attach_services(application: Application[Any, Any, Any, Any, Any, Any], s: Services) -> None:
+    """Make `s` reachable from handlers."""
+    application.bot_data[_KEY] = s
+
+
+def services_of(application: Application[Any, Any, Any, Any, Any, Any]) -> Services:
+    """The services of a running Application."""
+    found = application.bot_data.get(_KEY)
+    if not isinstance(found, Services):
+        raise RuntimeError("services are not started: was post_init run?")
+    return found
+
+
+def get_services(context: CallbackContext[Any, Any, Any, Any]) -> Services:
+    """The services, from a handler's context."""
+    return services_of(context.application)

@@ -1,0 +1,146 @@
+"""What a user asked to cut out, and how an image becomes a URL Freepik can fetch."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import PurePosixPath
+from typing import Protocol
+from urllib.parse import unquote, urlsplit
+
+from telegram import Bot
+from telegram.error import BadRequest
+
+# Telegram refuses getFile above 20 MB, and Freepik takes inputs up to 20 MB.
+MAX_INPUT_BYTES = 20_000_000
+ACCEPTED_MIME_TYPES = frozenset({"image/jpeg", "image/png", "image/webp"})
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._ -]+")
+
+
+class SourceKind(StrEnum):
+    """How the image reached the bot."""
+
+    PHOTO = "photo"
+    DOCUMENT = "document"
+    LINK = "link"
+
+
+@dataclass(frozen=True, slots=True)
+class ImageSource:
+    """One image to process: a Telegram file or a public link."""
+
+    kind: SourceKind
+    file_id: str | None = None
+    file_unique_id: str | None = None
+    url: str | None = None
+    file_name: str | None = None
+    file_size: int | None = None
+
+    @classmethod
+    def telegram_file(
+        cls,
+        kind: SourceKind,
+        file_id: str,
+        file_unique_id: str,
+        *,
+        file_name: str | None = None,
+        file_size: int | None = None,
+    ) -> ImageSource:
+        """A photo or document stored on Telegram."""
+        return cls(kind, file_id, file_unique_id, None, file_name, file_size)
+
+    @classmethod
+    def link(cls, url: str) -> ImageSource:
+        """A public http(s) link."""
+        return cls(SourceKind.LINK, url=url)
+
+    @property
+    def key(self) -> str:
+        """A stable identity of the image: Telegram's unique id, or the link itself."""
+        if self.file_unique_id:
+            return f"tg:{self.file_unique_id}"
+        return f"url:{self.url}"
+
+    def result_file_name(self) -> str:
+        """`<original name>-nobg.png`, or `cutout-<id>.png` when there is no usable name."""
+        stem = ""
+        if self.file_name:
+            stem = PurePosixPath(self.file_name).stem
+        elif self.url:
+            stem = PurePosixPath(unquote(urlsplit(self.url).path)).stem
+        stem = _SAFE_NAME.sub("", stem).strip(" .")[:60]
+        if stem:
+            return f"{stem}-nobg.png"
+        short = self.file_unique_id or hashlib.sha256(self.key.encode()).hexdigest()[:12]
+        return f"cutout-{short}.png"
+
+
+class SourceTooLarge(Exception):
+    """Telegram will not hand out files of this size to bots."""
+
+
+class SourceUnavailable(Exception):
+    """Telegram could not give us the file (deleted, invalid id, ...)."""
+
+
+class PublicUrlProvider(Protocol):
+    """Turns an image source into an http(s) URL that Freepik can download."""
+
+    async def public_url(self, source: ImageSource) -> str:
+        """Return a URL for `source`; raise `SourceTooLarge` or `SourceUnavailable`."""
+        ...
+
+
+class TelegramFileLinks:
+    """Uses Telegram's own file link. It embeds the bot token: never log what it returns."""
+
+    def __init__(self, bot: Bot) -> None:
+        self._bot = bot
+
+    async def public_url(self, source: ImageSource) -> str:
+        """Links pass through; Telegram files become `{root}/file/bot<token>/<path>`."""
+        if source.url:
+            return source.url
+        if source.file_id is None:
+            raise SourceUnavailable("source has neither a link nor a file id")
+        if source.file_size is not None and source.file_size > MAX_INPUT_BYTES:
+            raise SourceTooLarge(f"{source.file_size} bytes")
+        try:
+            telegram_file = await self._bot.get_file(source.file_id)
+        except BadRequest as err:
+            if "too big" in err.message.lower():
+                raise SourceTooLarge(err.message) from err
+            raise SourceUnavailable(err.message) from err
+        if not telegram_file.file_path:
+            raise SourceUnavailable("getFile returned no file_path")
+        return telegram_file.file_path
+
+
+class NotHttpLink(ValueError):
+    """The link uses a scheme other than http or https."""
+
+
+_SCHEME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def normalise_link(raw: str) -> str:
+    """Return an absolute http(s) URL for `raw` (scheme-less links get http://, as clients do)."""
+    text = raw.strip()
+    if not _SCHEME_RE.match(text):
+        if text.lower().startswith(("mailto:", "tel:", "data:", "javascript:", "file:")):
+            raise NotHttpLink(text.partition(":")[0])
+        text = f"http://{text}"
+    parts = urlsplit(text)
+    if parts.scheme.lower() not in ("http", "https"):
+        raise NotHttpLink(parts.scheme)
+    if not parts.hostname:
+        raise NotHttpLink("no host")
+    return parts._replace(scheme=parts.scheme.lower(), fragment="").geturl()
+
+
+def find_scheme_link(text: str) -> str | None:
+    """A `scheme://...` token in plain text that Telegram did not mark as a link."""
+    match = re.search(r"\b[A-Za-z][A-Za-z0-9+.-]*://\S+", text)
+    return match.group(0) if match else None
