@@ -18,7 +18,9 @@ from tenacity import (
     retry_if_exception_type,
     stop_after_attempt,
     stop_after_delay,
+    stop_any,
 )
+from tenacity.stop import stop_base
 
 logger = logging.getLogger(__name__)
 
@@ -90,11 +92,6 @@ class RetryPolicy:
     max_retry_after: float = 30.0  # longer Retry-After: give up now, the user retries later
     total_budget: float = 90.0
 
-    def retry_after_too_long(self, state: RetryCallState) -> bool:
-        """Stop at once when Freepik asks for a longer pause than we are willing to hold."""
-        retry_after = _retry_after_of(state)
-        return retry_after is not None and retry_after > self.max_retry_after
-
     def wait(self, state: RetryCallState) -> float:
         """Seconds to sleep before the next attempt: Retry-After if given, else backoff."""
         retry_after = _retry_after_of(state)
@@ -107,6 +104,17 @@ class RetryPolicy:
 def _retry_after_of(state: RetryCallState) -> float | None:
     error = state.outcome.exception() if state.outcome else None
     return error.retry_after if isinstance(error, QuotaExceeded) else None
+
+
+class _StopOnLongRetryAfter(stop_base):
+    """Give up at once when Freepik asks for a longer pause than we are willing to hold."""
+
+    def __init__(self, limit: float) -> None:
+        self._limit = limit
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        retry_after = _retry_after_of(retry_state)
+        return retry_after is not None and retry_after > self._limit
 
 
 def _retry_after_seconds(response: httpx.Response) -> float | None:
@@ -181,10 +189,10 @@ class FreepikClient:
         retrying = AsyncRetrying(
             retry=retry_if_exception_type((_RetryableQuota, _RetryableOutage)),
             wait=policy.wait,
-            stop=(
-                stop_after_attempt(policy.attempts)
-                | stop_after_delay(policy.total_budget)
-                | policy.retry_after_too_long
+            stop=stop_any(
+                stop_after_attempt(policy.attempts),
+                stop_after_delay(policy.total_budget),
+                _StopOnLongRetryAfter(policy.max_retry_after),
             ),
             before_sleep=self._log_retry,
             reraise=True,
