@@ -1,0 +1,111 @@
+"""Shared fixtures: the fake servers and the real bot running against them."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from bot.app import AnyApplication, build_application
+from bot.config import Settings, load_settings
+from bot.freepik import RetryPolicy
+from bot.runner import run_polling
+from bot.services import ServiceOptions, Services, services_of
+from tests.fakes import FakeFreepik, FakeTelegram
+
+BOT_TOKEN = "123456:TEST-token_abcdefghijklmnopqrstuv"
+FREEPIK_KEY = "test-freepik-key"
+FAST_RETRY = RetryPolicy(attempts=3, initial_wait=0.01, max_wait=0.05, max_retry_after=5.0)
+
+
+@pytest.fixture
+def freepik() -> Iterator[FakeFreepik]:
+    """A fake Freepik server on 127.0.0.1."""
+    with FakeFreepik(api_key=FREEPIK_KEY) as fake:
+        yield fake
+
+
+@pytest.fixture
+def telegram() -> Iterator[FakeTelegram]:
+    """A fake Telegram Bot API server on 127.0.0.1."""
+    with FakeTelegram(token=BOT_TOKEN) as fake:
+        yield fake
+
+
+def bot_env(telegram: FakeTelegram, freepik: FakeFreepik, **extra: str) -> dict[str, str]:
+    """Environment for a `python -m bot` subprocess pointed at the fakes."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key.upper() not in {name.upper() for name in Settings.model_fields}
+    }
+    env.update(
+        TELEGRAM_BOT_TOKEN=BOT_TOKEN,
+        FREEPIK_API_KEY=FREEPIK_KEY,
+        TELEGRAM_API_URL=telegram.url,
+        FREEPIK_API_URL=freepik.url,
+        RATE_LIMIT="",
+    )
+    env.update(extra)
+    return env
+
+
+@dataclass
+class RunningBot:
+    """The real Application, polling the fake Bot API from a task in the test's loop."""
+
+    application: AnyApplication
+    settings: Settings
+    stop: asyncio.Event
+    task: asyncio.Task[None]
+
+    @property
+    def services(self) -> Services:
+        """The started services."""
+        return services_of(self.application)
+
+    async def shutdown(self, timeout: float = 30.0) -> None:
+        """Ask the bot to stop and wait until it has."""
+        self.stop.set()
+        await asyncio.wait_for(asyncio.shield(self.task), timeout)
+
+
+StartBot = Callable[..., Awaitable[RunningBot]]
+
+
+@pytest.fixture
+async def start_bot(telegram: FakeTelegram, freepik: FakeFreepik) -> AsyncIterator[StartBot]:
+    """Start the bot with setting overrides; every bot is stopped at teardown."""
+    running: list[RunningBot] = []
+
+    async def start(
+        *, grace: float = 10.0, retry: RetryPolicy = FAST_RETRY, **overrides: Any
+    ) -> RunningBot:
+        values: dict[str, Any] = {
+            "telegram_bot_token": BOT_TOKEN,
+            "freepik_api_key": FREEPIK_KEY,
+            "telegram_api_url": telegram.url,
+            "freepik_api_url": freepik.url,
+            "rate_limit": "",
+            "freepik_timeout": 5.0,
+        }
+        values.update(overrides)
+        settings = load_settings(_env_file=None, **values)
+        application = build_application(settings, ServiceOptions(freepik_retry=retry))
+        stop = asyncio.Event()
+        task = asyncio.create_task(run_polling(application, stop, grace=grace, poll_timeout=1))
+        bot = RunningBot(application, settings, stop, task)
+        running.append(bot)
+        await telegram.wait_for_call("getUpdates", timeout=10)
+        return bot
+
+    yield start
+    for bot in running:
+        if not bot.task.done():
+            await bot.shutdown()
+        else:
+            bot.task.result()  # surface a crash of the bot as a test error

@@ -1,0 +1,49 @@
+"""Small real images for tests, and checks on PNG results."""
+
+from __future__ import annotations
+
+import io
+
+from PIL import Image, ImageDraw
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def make_image(
+    fmt: str = "JPEG",
+    size: tuple[int, int] = (64, 48),
+    color: tuple[int, int, int] = (200, 30, 30),
+) -> bytes:
+    """Encode a plain image with a contrasting centre square in JPEG, PNG, WEBP or GIF."""
+    fmt = fmt.upper()
+    if fmt == "JPG":
+        fmt = "JPEG"
+    image = Image.new("RGB", size, color)
+    width, height = size
+    inverse = (255 - color[0], 255 - color[1], 255 - color[2])
+    ImageDraw.Draw(image).rectangle(
+        (width // 4, height // 4, max(width // 4, 3 * width // 4 - 1), 3 * height // 4),
+        fill=inverse,
+    )
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    """Width and height of a PNG."""
+    if not data.startswith(PNG_SIGNATURE):
+        raise ValueError("not a PNG")
+    with Image.open(io.BytesIO(data)) as image:
+        return image.size
+
+
+def is_transparent_png(data: bytes) -> bool:
+    """Whether data is a PNG with an alpha channel and at least one fully transparent pixel."""
+    if not data.startswith(PNG_SIGNATURE):
+        return False
+    with Image.open(io.BytesIO(data)) as image:
+        if image.format != "PNG" or image.mode not in ("RGBA", "LA"):
+            return False
+        low, _high = image.getchannel("A").getextrema()
+        return bool(low == 0)

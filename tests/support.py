@@ -1,0 +1,52 @@
+"""Assertions about what a user ends up seeing in a chat."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from tests.fakes import FakeTelegram
+
+SEND_METHODS = ("sendMessage", "sendDocument", "sendPhoto", "sendMediaGroup")
+
+
+@dataclass
+class Visible:
+    """A message the bot sent that is still in the chat."""
+
+    method: str
+    message_id: int
+    text: str | None
+    reply_to: int | None
+    call: Any
+
+
+def visible_messages(telegram: FakeTelegram, chat_id: int) -> list[Visible]:
+    """Messages the bot sent to `chat_id`, minus deleted ones, with edits applied."""
+    shown: dict[int, Visible] = {}
+    for call in telegram.calls:
+        if str(call.params.get("chat_id")) != str(chat_id):
+            continue
+        if call.method in SEND_METHODS and isinstance(call.response, dict):
+            reply = call.params.get("reply_parameters") or {}
+            shown[call.response["message_id"]] = Visible(
+                call.method,
+                call.response["message_id"],
+                call.params.get("text") or call.params.get("caption"),
+                reply.get("message_id") if isinstance(reply, dict) else None,
+                call,
+            )
+        elif call.method == "editMessageText" and call.response not in (None, False):
+            message_id = int(call.params["message_id"])
+            if message_id in shown:
+                shown[message_id].text = call.params.get("text")
+        elif call.method == "deleteMessage" and call.response is True:
+            shown.pop(int(call.params["message_id"]), None)
+    return list(shown.values())
+
+
+def only_reply(telegram: FakeTelegram, chat_id: int) -> Visible:
+    """The one message left in the chat; fails if there are none or several."""
+    shown = visible_messages(telegram, chat_id)
+    assert len(shown) == 1, f"expected exactly one reply, got {shown}"
+    return shown[0]
