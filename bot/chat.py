@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable
 from dataclasses import dataclass
@@ -112,31 +113,46 @@ class ChatRemoval:
                 await self._reply_text(request, messages.rate_limited(refusal.wait_text()))
                 return Outcome.RATE_LIMITED
 
-        position = self._pipeline.queue_position()
-        status_text = messages.queued(position) if position else messages.WORKING
-        try:
-            status = await self._reply(request, status_text)
-        except Forbidden as err:
-            logger.warning("Cannot write to chat %s: %s", request.chat_id, err.message)
-            return Outcome.UNDELIVERABLE
-        await self._chat_action(request.chat_id)
+        # Submit first, so the job holds its place in the queue while we post the status.
+        status_posted: asyncio.Future[Message | None] = asyncio.get_running_loop().create_future()
 
         async def on_start() -> None:
-            await self._edit_quietly(status, messages.WORKING)
+            status = await status_posted
+            if status is not None:
+                await self._edit_quietly(status, messages.WORKING)
 
         async def deliver(cutout: Cutout) -> Message:
             return await self._bot.send_document(
                 chat_id=request.chat_id,
-                document=InputFile(cutout.data, filename=cutout.file_name, attach=True),
+                document=InputFile(cutout.data, filename=cutout.file_name),
                 caption=messages.DONE_CAPTION,
                 reply_parameters=_reply_to(request),
                 disable_content_type_detection=True,
             )
 
         try:
-            await self._pipeline.run(
-                request.source, deliver, timings=timings, on_start=on_start if position else None
+            job = self._pipeline.submit(
+                request.source, deliver, timings=timings, on_start=on_start
             )
+        except JobAborted:
+            await self._reply_text(request, messages.ABORTED)
+            return Outcome.ABORTED
+        status_text = messages.queued(job.position) if job.position else messages.WORKING
+        try:
+            status = await self._reply(request, status_text)
+        except Forbidden as err:
+            _settle(status_posted, None)
+            job.task.cancel()
+            logger.warning("Cannot write to chat %s: %s", request.chat_id, err.message)
+            return Outcome.UNDELIVERABLE
+        except BaseException:
+            _settle(status_posted, None)
+            raise
+        _settle(status_posted, status if job.position else None)
+        await self._chat_action(request.chat_id)
+
+        try:
+            await job.result()
         except Forbidden as err:
             logger.warning("Chat %s blocked the bot: %s", request.chat_id, err.message)
             return Outcome.UNDELIVERABLE
@@ -189,6 +205,11 @@ class ChatRemoval:
         # Turn the status message into the explanation; if it is gone, reply afresh.
         if not await self._edit_quietly(status, text):
             await self._reply_text(request, text)
+
+
+def _settle(future: asyncio.Future[Message | None], value: Message | None) -> None:
+    if not future.done():
+        future.set_result(value)
 
 
 def _reply_to(request: ChatRequest) -> ReplyParameters:

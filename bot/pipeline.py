@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, Generic, TypeVar
 
 from bot.freepik import FreepikClient, ResultExpired
 from bot.sources import ImageSource, PublicUrlProvider
@@ -60,6 +60,24 @@ class JobTimings:
         )
 
 
+class Job(Generic[T]):
+    """A submitted job: its place in the queue when submitted, and its result."""
+
+    def __init__(self, task: asyncio.Task[T], position: int) -> None:
+        self.task = task
+        self.position = position
+
+    async def result(self) -> T:
+        """Wait for the job; a job cancelled at shutdown raises `JobAborted`."""
+        try:
+            return await asyncio.shield(self.task)
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if self.task.cancelled() and (current is None or not current.cancelling()):
+                raise JobAborted("cancelled at shutdown") from None
+            raise
+
+
 class RemovalPipeline:
     """Runs removal jobs with a global concurrency cap, in arrival order."""
 
@@ -76,7 +94,6 @@ class RemovalPipeline:
         self._slots = asyncio.Semaphore(max_concurrent_jobs)
         self._capacity = max_concurrent_jobs
         self._running = 0
-        self._waiting = 0
         self._result_link_retries = result_link_retries
         self._jobs: set[asyncio.Task[object]] = set()
         self._idle = asyncio.Event()
@@ -91,13 +108,31 @@ class RemovalPipeline:
     @property
     def queued(self) -> int:
         """Jobs waiting for a slot."""
-        return self._waiting
+        return len(self._jobs) - self._running
 
     def queue_position(self) -> int:
         """0 if a new job would start at once, else its place in the queue (1 = next)."""
-        if self._running < self._capacity and self._waiting == 0:
-            return 0
-        return self._waiting + 1
+        return max(0, len(self._jobs) - self._capacity + 1)
+
+    def submit(
+        self,
+        source: ImageSource,
+        deliver: Callable[[Cutout], Awaitable[T]],
+        *,
+        timings: JobTimings | None = None,
+        on_start: Callable[[], Awaitable[None]] | None = None,
+    ) -> Job[T]:
+        """Queue one job now (its place is taken at once); `Job.result()` awaits it."""
+        if self._closing:
+            raise JobAborted("shutting down")
+        position = self.queue_position()
+        task = asyncio.create_task(
+            self._run_in_slot(source, deliver, timings or JobTimings(), on_start)
+        )
+        self._jobs.add(task)
+        self._idle.clear()
+        task.add_done_callback(self._forget)
+        return Job(task, position)
 
     async def run(
         self,
@@ -108,25 +143,8 @@ class RemovalPipeline:
         on_start: Callable[[], Awaitable[None]] | None = None,
     ) -> T:
         """Process one source and hand the cutout to `deliver`; return what it returns."""
-        if self._closing:
-            raise JobAborted("shutting down")
-        timings = timings or JobTimings()
-        task: asyncio.Task[T] = asyncio.create_task(
-            self._run_in_slot(source, deliver, timings, on_start)
-        )
-        self._jobs.add(task)
-        self._idle.clear()
-        try:
-            return await task
-        except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if task.cancelled() and (current is None or not current.cancelling()):
-                raise JobAborted("cancelled at shutdown") from None
-            raise
-        finally:
-            self._jobs.discard(task)
-            if not self._jobs:
-                self._idle.set()
+        job = self.submit(source, deliver, timings=timings, on_start=on_start)
+        return await job.result()
 
     async def drain(self, grace: float) -> int:
         """Wait up to `grace` seconds for jobs in flight, then abort the rest; return how many."""
@@ -141,6 +159,11 @@ class RemovalPipeline:
             await asyncio.gather(*leftovers, return_exceptions=True)
         return len(leftovers)
 
+    def _forget(self, task: asyncio.Task[Any]) -> None:
+        self._jobs.discard(task)
+        if not self._jobs:
+            self._idle.set()
+
     async def _run_in_slot(
         self,
         source: ImageSource,
@@ -149,25 +172,20 @@ class RemovalPipeline:
         on_start: Callable[[], Awaitable[None]] | None,
     ) -> T:
         queued_at = time.monotonic()
-        self._waiting += 1
-        try:
-            await self._slots.acquire()
-        finally:
-            self._waiting -= 1
-        self._running += 1
-        timings.queue = time.monotonic() - queued_at
-        try:
-            if on_start is not None:
-                await on_start()
-            cutout = await self._make_cutout(source, timings)
-            upload_started = time.monotonic()
+        async with self._slots:
+            self._running += 1
+            timings.queue = time.monotonic() - queued_at
             try:
-                return await deliver(cutout)
+                if on_start is not None:
+                    await on_start()
+                cutout = await self._make_cutout(source, timings)
+                upload_started = time.monotonic()
+                try:
+                    return await deliver(cutout)
+                finally:
+                    timings.upload = time.monotonic() - upload_started
             finally:
-                timings.upload = time.monotonic() - upload_started
-        finally:
-            self._running -= 1
-            self._slots.release()
+                self._running -= 1
 
     async def _make_cutout(self, source: ImageSource, timings: JobTimings) -> Cutout:
         for retry in range(self._result_link_retries + 1):

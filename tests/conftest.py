@@ -9,13 +9,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from bot.app import AnyApplication, build_application
 from bot.config import Settings, load_settings
 from bot.freepik import RetryPolicy
 from bot.runner import run_polling
 from bot.services import ServiceOptions, Services, services_of
-from tests.fakes import FakeFreepik, FakeTelegram
+from tests.fakes import FakeFreepik, FakeTelegram, ThreadedServer
+from tests.fakes.images import sniff_mime
 
 BOT_TOKEN = "123456:TEST-token_abcdefghijklmnopqrstuv"
 FREEPIK_KEY = "test-freepik-key"
@@ -52,6 +57,33 @@ def bot_env(telegram: FakeTelegram, freepik: FakeFreepik, **extra: str) -> dict[
     )
     env.update(extra)
     return env
+
+
+class ImageHost:
+    """A plain web server on 127.0.0.1 hosting images, standing in for any site a user links."""
+
+    def __init__(self) -> None:
+        self.images: dict[str, bytes] = {}
+        self.server = ThreadedServer(Starlette(routes=[Route("/img/{name}", self._serve)]))
+
+    async def _serve(self, request: Request) -> Response:
+        data = self.images.get(request.path_params["name"])
+        if data is None:
+            return Response(status_code=404)
+        return Response(data, media_type=sniff_mime(data))
+
+    def add(self, name: str, data: bytes) -> str:
+        """Host `data` as `name`; return its URL."""
+        self.images[name] = data
+        return f"{self.server.url}/img/{name}"
+
+
+@pytest.fixture
+def image_host() -> Iterator[ImageHost]:
+    """A web server hosting images for link tests."""
+    host = ImageHost()
+    with host.server:
+        yield host
 
 
 @dataclass

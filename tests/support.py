@@ -27,20 +27,20 @@ def visible_messages(telegram: FakeTelegram, chat_id: int) -> list[Visible]:
     for call in telegram.calls:
         if str(call.params.get("chat_id")) != str(chat_id):
             continue
-        if call.method in SEND_METHODS and isinstance(call.response, dict):
+        if call.method in SEND_METHODS and call.ok and isinstance(call.result, dict):
             reply = call.params.get("reply_parameters") or {}
-            shown[call.response["message_id"]] = Visible(
+            shown[call.result["message_id"]] = Visible(
                 call.method,
-                call.response["message_id"],
+                call.result["message_id"],
                 call.params.get("text") or call.params.get("caption"),
                 reply.get("message_id") if isinstance(reply, dict) else None,
                 call,
             )
-        elif call.method == "editMessageText" and call.response not in (None, False):
+        elif call.method == "editMessageText" and call.ok:
             message_id = int(call.params["message_id"])
             if message_id in shown:
                 shown[message_id].text = call.params.get("text")
-        elif call.method == "deleteMessage" and call.response is True:
+        elif call.method == "deleteMessage" and call.ok:
             shown.pop(int(call.params["message_id"]), None)
     return list(shown.values())
 

@@ -44,7 +44,9 @@ def parse_urlencoded(body: bytes) -> dict[str, str]:
     return dict(parse_qsl(text, keep_blank_values=True, strict_parsing=False))
 
 
-def parse_multipart(content_type: str, body: bytes) -> tuple[dict[str, str], dict[str, UploadedFile]]:
+def parse_multipart(
+    content_type: str, body: bytes
+) -> tuple[dict[str, str], dict[str, UploadedFile]]:
     """Split a multipart/form-data body into plain fields and file parts."""
     boundary = _header_params(content_type).get_param("boundary")
     if not isinstance(boundary, str) or not boundary:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import mimetypes
 
 from PIL import Image, ImageDraw
 
@@ -47,3 +48,20 @@ def is_transparent_png(data: bytes) -> bool:
             return False
         low, _high = image.getchannel("A").getextrema()
         return bool(low == 0)
+
+
+def sniff_mime(data: bytes, name: str | None = None) -> str:
+    """The MIME type of common image bytes, else guessed from name, else octet-stream."""
+    if data.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if data.startswith(PNG_SIGNATURE):
+        return "image/png"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "image/gif"
+    if name:
+        guessed, _ = mimetypes.guess_type(name)
+        if guessed:
+            return guessed
+    return "application/octet-stream"

@@ -90,7 +90,8 @@ class ThreadedServer:
             time.sleep(0.005)
 
     def _run(self) -> None:
-        assert self._server is not None and self._sock is not None
+        assert self._server is not None
+        assert self._sock is not None
         server = self._server
         with asyncio.Runner() as runner:
             self._loop = runner.get_loop()
