@@ -98,7 +98,8 @@ def test_bad_setting_is_named(
     message = str(caught.value)
     assert named in message
     assert "\n" not in message
-    assert TOKEN not in message and KEY not in message
+    assert TOKEN not in message
+    assert KEY not in message
 
 
 def test_malformed_secret_is_not_echoed(monkeypatch: pytest.MonkeyPatch) -> None:

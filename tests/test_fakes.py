@@ -23,6 +23,7 @@ from telegram import (
     Update,
 )
 from telegram.error import BadRequest, Conflict, Forbidden, InvalidToken, RetryAfter
+from telegram.ext import ApplicationBuilder, ContextTypes, MessageHandler, filters
 
 from tests.fakes import FakeFreepik, FakeTelegram, ThreadedServer, make_image
 from tests.fakes.images import is_transparent_png, png_size, sniff_mime
@@ -308,7 +309,9 @@ async def test_freepik_latency_and_wait_for_calls(fp: FakeFreepik, host: ImageHo
     with pytest.raises(AssertionError):
         await fp.wait_for_calls(2, timeout=0.05)
     fp.reset()
-    assert fp.calls == [] and fp.fetched == [] and fp.downloads == []
+    assert fp.calls == []
+    assert fp.fetched == []
+    assert fp.downloads == []
 
 
 # Telegram: driven by the real python-telegram-bot
@@ -334,12 +337,15 @@ async def test_tg_send_message_with_reply(tg: FakeTelegram, bot: Bot) -> None:
     incoming = text_message(user, "hello")
     tg.push_message(incoming)
     sent = await bot.send_message(
-        USER_ID, "hi <b>there</b>", parse_mode="HTML",
+        USER_ID,
+        "hi <b>there</b>",
+        parse_mode="HTML",
         reply_parameters=ReplyParameters(message_id=incoming["message_id"]),
     )
     assert sent.text == "hi there"
     assert sent.chat.type == "private"
-    assert sent.from_user is not None and sent.from_user.id == tg.bot_id
+    assert sent.from_user is not None
+    assert sent.from_user.id == tg.bot_id
     assert sent.reply_to_message is not None
     assert sent.reply_to_message.message_id == incoming["message_id"]
     assert sent.message_id == incoming["message_id"] + 1
@@ -348,12 +354,13 @@ async def test_tg_send_message_with_reply(tg: FakeTelegram, bot: Bot) -> None:
     assert call.params["reply_parameters"] == {"message_id": incoming["message_id"]}
     assert tg.texts_to(USER_ID) == ["hi <b>there</b>"]
     edited = await bot.edit_message_text("bye", chat_id=USER_ID, message_id=sent.message_id)
-    assert not isinstance(edited, bool) and edited.text == "bye"
-    with pytest.raises(BadRequest, match="(?i)not modified"):
+    assert not isinstance(edited, bool)
+    assert edited.text == "bye"
+    with pytest.raises(BadRequest, match=r"(?i)not modified"):
         await bot.edit_message_text("bye", chat_id=USER_ID, message_id=sent.message_id)
-    with pytest.raises(BadRequest, match="(?i)parse entities"):
+    with pytest.raises(BadRequest, match=r"(?i)parse entities"):
         await bot.send_message(USER_ID, "a < b", parse_mode="HTML")
-    with pytest.raises(BadRequest, match="(?i)reserved"):
+    with pytest.raises(BadRequest, match=r"(?i)reserved"):
         await bot.send_message(USER_ID, "v1.2", parse_mode="MarkdownV2")
     assert tg.texts_to(USER_ID) == ["hi <b>there</b>", "bye"]
     group = await bot.send_message(-100123, "in group")
@@ -378,12 +385,13 @@ async def test_tg_send_document_and_resend(tg: FakeTelegram, bot: Bot) -> None:
     assert again.document is not None
     assert again.document.file_unique_id == sent.document.file_unique_id
     resend = tg.sent_documents(USER_ID)[1]
-    assert resend.files == {} and not resend.uploaded
+    assert resend.files == {}
+    assert not resend.uploaded
     assert resend.params["document"] == sent.document.file_id
     assert tg.file_bytes(sent.document.file_id) == data
     file = await bot.get_file(sent.document.file_id)
     assert bytes(await file.download_as_bytearray()) == data
-    with pytest.raises(BadRequest, match="(?i)wrong file identifier"):
+    with pytest.raises(BadRequest, match=r"(?i)wrong file identifier"):
         await bot.send_document(USER_ID, document="no-such-file-id")
 
 
@@ -399,9 +407,9 @@ async def test_tg_get_file_and_download(tg: FakeTelegram, bot: Bot) -> None:
     assert tg.file_downloads == [file.file_path.rsplit(f"bot{TOKEN}/", 1)[1]]
     assert tg.calls_of("getFile")[0].params == {"file_id": file_id}
     big_id, _ = tg.add_file(b"x", file_size=20 * 1024 * 1024 + 1)
-    with pytest.raises(BadRequest, match="(?i)file is too big"):
+    with pytest.raises(BadRequest, match=r"(?i)file is too big"):
         await bot.get_file(big_id)
-    with pytest.raises(BadRequest, match="(?i)invalid file_id"):
+    with pytest.raises(BadRequest, match=r"(?i)invalid file_id"):
         await bot.get_file("nope")
     with httpx.Client(trust_env=False) as c:
         path = file.file_path.rsplit(f"bot{TOKEN}/", 1)[1]
@@ -418,13 +426,15 @@ async def test_tg_blocked_and_injected_errors(tg: FakeTelegram, bot: Bot) -> Non
     assert [c.ok for c in tg.calls_of("sendMessage")] == [False]
     tg.unblock_chat(USER_ID)
     tg.fail_next(
-        "sendMessage", error_code=429, description="Too Many Requests: retry after 1",
+        "sendMessage",
+        error_code=429,
+        description="Too Many Requests: retry after 1",
         retry_after=1,
     )
-    with pytest.raises(RetryAfter) as info:
-        await bot.send_message(USER_ID, "x")
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        warnings.simplefilter("ignore")  # PTB deprecates int retry_after
+        with pytest.raises(RetryAfter) as info:
+            await bot.send_message(USER_ID, "x")
         assert info.value.retry_after in (1, dt.timedelta(seconds=1))
     assert (await bot.send_message(USER_ID, "y")).text == "y"
     tg.latency["sendMessage"] = 0.2
@@ -511,7 +521,7 @@ async def test_tg_commands_and_inline(tg: FakeTelegram, bot: Bot) -> None:
     tg.push_update(query)
     result = InlineQueryResultCachedDocument("1", "Cutout", file_id)
     assert await bot.answer_inline_query(query["inline_query"]["id"], [result], cache_time=0)
-    with pytest.raises(BadRequest, match="(?i)query is too old"):
+    with pytest.raises(BadRequest, match=r"(?i)query is too old"):
         await bot.answer_inline_query(query["inline_query"]["id"], [result])
     (call,) = [c for c in tg.calls_of("answerInlineQuery") if c.ok]
     assert call.params["results"][0]["document_file_id"] == file_id
@@ -532,6 +542,33 @@ async def test_tg_wait_for_helpers(tg: FakeTelegram, bot: Bot) -> None:
         await tg.wait_for_call("sendDocument", timeout=0.05)
     tg.reset_calls()
     assert tg.calls == []
+
+
+async def test_tg_drives_a_real_application(tg: FakeTelegram) -> None:
+    async def echo(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        assert update.effective_message is not None
+        await update.effective_message.reply_text(update.effective_message.text or "")
+
+    app = (
+        ApplicationBuilder()
+        .token(TOKEN)
+        .base_url(f"{tg.url}/bot")
+        .base_file_url(f"{tg.url}/file/bot")
+        .build()
+    )
+    app.add_handler(MessageHandler(filters.TEXT, echo))
+    async with app:
+        await app.start()
+        assert app.updater is not None
+        await app.updater.start_polling(timeout=1)
+        await tg.wait_for_call("getUpdates")
+        tg.push_message(text_message(private_user(USER_ID), "ping"))
+        await tg.wait_for_call("sendMessage", where=lambda c: c.ok)
+        await app.updater.stop()
+        await app.stop()
+    assert tg.texts_to(USER_ID) == ["ping"]
+    assert [c.method for c in tg.calls[:3]] == ["getMe", "deleteWebhook", "getUpdates"]
+    assert tg.pending_updates == []  # the updater confirmed the update when it stopped
 
 
 # update factories
@@ -555,8 +592,17 @@ async def test_factories_parse_with_ptb(bot: Bot) -> None:
     group = group_chat(-100777, "Fans")
     payloads = [
         update(text_message(user, "/start@nobg_test_bot hi", chat=group)),
-        update(document_message(user, "DOC", "DOCUQ", file_name="a.png", mime_type="image/png",
-                                file_size=10, caption="see example.com")),
+        update(
+            document_message(
+                user,
+                "DOC",
+                "DOCUQ",
+                file_name="a.png",
+                mime_type="image/png",
+                file_size=10,
+                caption="see example.com",
+            )
+        ),
         update(sticker_message(user)),
         update(photo_message(user, "P", "PU", caption="x", media_group_id="g1")),
         inline_query(user, "q", id="77"),
@@ -565,8 +611,12 @@ async def test_factories_parse_with_ptb(bot: Bot) -> None:
     assert parsed[0].message is not None
     assert parsed[0].message.chat.type == "supergroup"
     assert parsed[0].message.parse_entities(["bot_command"])
-    assert parsed[1].message is not None and parsed[1].message.document is not None
+    assert parsed[1].message is not None
+    assert parsed[1].message.document is not None
     assert parsed[1].message.caption_entities[0].type == "url"
-    assert parsed[2].message is not None and parsed[2].message.sticker is not None
-    assert parsed[3].message is not None and parsed[3].message.media_group_id == "g1"
-    assert parsed[4].inline_query is not None and parsed[4].inline_query.id == "77"
+    assert parsed[2].message is not None
+    assert parsed[2].message.sticker is not None
+    assert parsed[3].message is not None
+    assert parsed[3].message.media_group_id == "g1"
+    assert parsed[4].inline_query is not None
+    assert parsed[4].inline_query.id == "77"

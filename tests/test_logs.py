@@ -26,7 +26,8 @@ def test_formatter_masks_messages_and_tracebacks() -> None:
     finally:
         log.removeHandler(handler)
     output = stream.getvalue()
-    assert TOKEN not in output and "fpk-key" not in output
+    assert TOKEN not in output
+    assert "fpk-key" not in output
     assert "bot***/getMe with ***" in output
     assert "file/bot***/photo.jpg" in output
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Any
 
 import pytest
 
@@ -25,10 +26,10 @@ from tests.support import only_reply, visible_messages
 USER = 1001
 
 
-def send(telegram: FakeTelegram, message: dict[str, object]) -> int:
+def send(telegram: FakeTelegram, message: dict[str, Any]) -> int:
     """Push a message update; return the message id."""
     telegram.push_update(update(message=message))
-    return int(message["message_id"])  # type: ignore[call-overload]
+    return int(message["message_id"])
 
 
 async def wait_reply_text(telegram: FakeTelegram, chat_id: int, text: str) -> None:
@@ -41,13 +42,15 @@ async def wait_reply_text(telegram: FakeTelegram, chat_id: int, text: str) -> No
 async def wait_document(telegram: FakeTelegram, chat_id: int, count: int = 1) -> None:
     """Wait until `count` documents were sent and the status messages are gone."""
     await telegram.wait_for(
-        lambda t: len(t.sent_documents(chat_id)) >= count
-        and all(v.method == "sendDocument" for v in visible_messages(t, chat_id)),
+        lambda t: (
+            len(t.sent_documents(chat_id)) >= count
+            and all(v.method == "sendDocument" for v in visible_messages(t, chat_id))
+        ),
         timeout=15,
     )
 
 
-def photo(telegram: FakeTelegram, user_id: int = USER, **kwargs: object) -> dict[str, object]:
+def photo(telegram: FakeTelegram, user_id: int = USER, **kwargs: Any) -> dict[str, Any]:
     """A photo message whose largest size is a real JPEG registered with the fake."""
     file_id, unique_id = telegram.add_file(make_image("JPEG", size=(96, 64)))
     return photo_message(private_user(user_id), file_id, unique_id, **kwargs)
@@ -68,7 +71,7 @@ async def test_photo_comes_back_as_transparent_png_document(
     assert reply.method == "sendDocument"
     assert reply.reply_to == message_id
     upload = reply.call.files["document"]
-    unique_id = message["photo"][-1]["file_unique_id"]  # type: ignore[index]
+    unique_id = message["photo"][-1]["file_unique_id"]
     assert upload.filename == f"cutout-{unique_id}.png"
     assert is_transparent_png(upload.data)
     assert png_size(upload.data) == (96, 64)
@@ -78,7 +81,7 @@ async def test_photo_comes_back_as_transparent_png_document(
     assert len(freepik.calls) == 1
     largest_path = telegram.calls_of("getFile")[0].result["file_path"]
     assert freepik.calls[0].image_url == f"{telegram.url}/file/bot{BOT_TOKEN}/{largest_path}"
-    assert telegram.calls_of("getFile")[0].params["file_id"] == message["photo"][-1]["file_id"]  # type: ignore[index]
+    assert telegram.calls_of("getFile")[0].params["file_id"] == message["photo"][-1]["file_id"]
 
     # The user saw it working: a status reply and the upload_document action.
     status = telegram.calls_of("sendMessage")[0]
@@ -174,22 +177,31 @@ async def test_start_and_help_explain_limits_and_privacy(
     [
         (
             lambda t: document_message(
-                private_user(USER), *t.add_file(b"%PDF-1.4"), file_name="a.pdf",
-                mime_type="application/pdf", file_size=8,
+                private_user(USER),
+                *t.add_file(b"%PDF-1.4"),
+                file_name="a.pdf",
+                mime_type="application/pdf",
+                file_size=8,
             ),
             messages.NOT_AN_IMAGE,
         ),
         (
             lambda t: document_message(
-                private_user(USER), *t.add_file(b"PK\x03\x04"), file_name="a.zip",
-                mime_type="application/zip", file_size=4,
+                private_user(USER),
+                *t.add_file(b"PK\x03\x04"),
+                file_name="a.zip",
+                mime_type="application/zip",
+                file_size=4,
             ),
             messages.NOT_AN_IMAGE,
         ),
         (
             lambda t: document_message(
-                private_user(USER), *t.add_file(b"x", file_size=25_000_000),
-                file_name="huge.jpg", mime_type="image/jpeg", file_size=25_000_000,
+                private_user(USER),
+                *t.add_file(b"x", file_size=25_000_000),
+                file_name="huge.jpg",
+                mime_type="image/jpeg",
+                file_size=25_000_000,
             ),
             messages.INPUT_TOO_LARGE,
         ),
@@ -217,7 +229,11 @@ async def test_file_telegram_refuses_to_serve(
     # The message does not state the size, but getFile refuses the file.
     file_id, unique_id = telegram.add_file(b"x", file_size=30_000_000)
     message = document_message(
-        private_user(USER), file_id, unique_id, file_name="big.png", mime_type="image/png",
+        private_user(USER),
+        file_id,
+        unique_id,
+        file_name="big.png",
+        mime_type="image/png",
         file_size=None,
     )
     send(telegram, message)
@@ -317,7 +333,9 @@ async def test_flood_wait_on_upload_is_honoured(
     start_bot: StartBot, telegram: FakeTelegram, freepik: FakeFreepik
 ) -> None:
     telegram.fail_next(
-        "sendDocument", error_code=429, description="Too Many Requests: retry after 1",
+        "sendDocument",
+        error_code=429,
+        description="Too Many Requests: retry after 1",
         retry_after=1,
     )
     await start_bot()
@@ -427,9 +445,9 @@ async def test_jobs_over_the_cap_are_queued_and_told_so(
     users = [4001, 4002, 4003]
     for user in users:
         send(telegram, photo(telegram, user_id=user))
-        await telegram.wait_for(
-            lambda t, u=user: any(str(c.params.get("chat_id")) == str(u)
-                                  for c in t.calls_of("sendMessage"))
+        await telegram.wait_for_call(
+            "sendMessage",
+            where=lambda c, u=user: c.params.get("chat_id") == u,  # type: ignore[misc]
         )
     statuses = {
         int(c.params["chat_id"]): c.params["text"] for c in telegram.calls_of("sendMessage")

@@ -52,7 +52,8 @@ def test_find_scheme_link() -> None:
 def test_result_file_name(source: ImageSource, name: str | None) -> None:
     result = source.result_file_name()
     if name is None:
-        assert result.startswith("cutout-") and result.endswith(".png")
+        assert result.startswith("cutout-")
+        assert result.endswith(".png")
     else:
         assert result == name
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import threading
 import time
@@ -17,6 +18,30 @@ GRACEFUL_JOIN = 0.5
 FORCED_JOIN = 5.0
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server whose 0.1 s main-loop sleep can be cut short by ``wake``."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self._wakeup: asyncio.Event | None = None
+
+    async def main_loop(self) -> None:
+        self._wakeup = asyncio.Event()
+        counter = 0
+        should_exit = await self.on_tick(counter)
+        while not should_exit:
+            counter = (counter + 1) % 864000
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), 0.1)
+            should_exit = await self.on_tick(counter)
+
+    def wake(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Make the main loop check ``should_exit`` now (from any thread)."""
+        if self._wakeup is not None:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._wakeup.set)
+
+
 class ThreadedServer:
     """A uvicorn server on a free local port, served from a daemon thread."""
 
@@ -24,7 +49,7 @@ class ThreadedServer:
         self.app = app
         self.host = host
         self._sock: socket.socket | None = None
-        self._server: uvicorn.Server | None = None
+        self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._error: BaseException | None = None
@@ -75,7 +100,7 @@ class ThreadedServer:
             ws="none",
             timeout_graceful_shutdown=1,
         )
-        self._server = uvicorn.Server(config)
+        self._server = _Server(config)
         self._thread = threading.Thread(
             target=self._run, name=f"fake-server-{self._port}", daemon=True
         )
@@ -113,6 +138,8 @@ class ThreadedServer:
         if server is None or thread is None:
             return
         server.should_exit = True
+        if self._loop is not None:
+            server.wake(self._loop)
         thread.join(GRACEFUL_JOIN)
         if thread.is_alive():
             server.force_exit = True
