@@ -236,20 +236,21 @@ def document_message(
     *,
     file_name: str = "image.png",
     mime_type: str = "image/png",
-    file_size: int = 1024,
+    file_size: int | None = 1024,
     caption: str | None = None,
     message_id: int | None = None,
     media_group_id: str | None = None,
     chat: JsonDict | None = None,
 ) -> JsonDict:
-    """A document Message."""
+    """A document Message (`file_size=None` leaves the optional size out)."""
     document: JsonDict = {
         "file_id": file_id,
         "file_unique_id": file_unique_id,
         "file_name": file_name,
         "mime_type": mime_type,
-        "file_size": file_size,
     }
+    if file_size is not None:
+        document["file_size"] = file_size
     return _message(
         user,
         chat,
