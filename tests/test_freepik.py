@@ -66,7 +66,9 @@ async def test_sends_form_body_and_key_header() -> None:
     assert str(request.url) == "https://freepik.test/v1/ai/beta/remove-background"
     assert request.headers[API_KEY_HEADER] == "secret-key"
     assert request.headers["content-type"] == "application/x-www-form-urlencoded"
-    assert parse_qs(request.content.decode()) == {"image_url": ["https://img.test/cat.jpg?a=1&b=2"]}
+    assert parse_qs(request.content.decode()) == {
+        "image_url": ["https://img.test/cat.jpg?a=1&b=2"]
+    }
 
 
 @pytest.mark.parametrize(
