@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -14,9 +15,11 @@ from telegram.constants import ChatAction
 from telegram.error import BadRequest, Forbidden, TelegramError
 
 from bot import freepik, messages
-from bot.pipeline import Cutout, JobAborted, JobTimings, RemovalPipeline
-from bot.ratelimit import RateLimiter
+from bot.cutouts import CutoutService, Produced, RateLimited, Role
+from bot.pipeline import Cutout, JobAborted, JobTimings
+from bot.ratelimit import Admission, Refusal
 from bot.sources import ImageSource, SourceTooLarge, SourceUnavailable
+from bot.storage import StateStore, StoredCutout
 
 logger = logging.getLogger(__name__)
 
@@ -70,50 +73,41 @@ class ChatRequest:
     user_id: int
     chat_id: int
     message_id: int
+    group: bool = False
 
 
 class ChatRemoval:
     """Turns a chat request into exactly one reply: the PNG document or an explanation."""
 
     def __init__(
-        self,
-        bot: Bot,
-        pipeline: RemovalPipeline,
-        limiter: RateLimiter,
-        *,
-        admin_ids: frozenset[int] = frozenset(),
+        self, bot: Bot, cutouts: CutoutService, store: StateStore, admission: Admission
     ) -> None:
         self._bot = bot
-        self._pipeline = pipeline
-        self._limiter = limiter
-        self._admin_ids = admin_ids
+        self._cutouts = cutouts
+        self._store = store
+        self._admission = admission
 
     async def process(self, request: ChatRequest) -> Outcome:
         """Run the whole job for `request` and log one line about it."""
         timings = JobTimings()
         outcome = Outcome.INTERNAL_ERROR
+        role = "-"
         try:
-            outcome = await self._process(request, timings)
+            outcome, role = await self._process(request, timings)
         finally:
             log = logger.info if outcome is Outcome.OK else logger.warning
             log(
-                "job user=%s chat=%s kind=%s outcome=%s %s",
+                "job user=%s chat=%s kind=%s outcome=%s via=%s %s",
                 request.user_id,
                 request.chat_id,
                 request.source.kind,
                 outcome,
+                role,
                 timings.summary(),
             )
         return outcome
 
-    async def _process(self, request: ChatRequest, timings: JobTimings) -> Outcome:
-        if request.user_id not in self._admin_ids:
-            refusal = await self._limiter.acquire(request.user_id)
-            if refusal is not None:
-                await self._reply_text(request, messages.rate_limited(refusal.wait_text()))
-                return Outcome.RATE_LIMITED
-
-        # Submit first, so the job holds its place in the queue while we post the status.
+    async def _process(self, request: ChatRequest, timings: JobTimings) -> tuple[Outcome, str]:
         status_posted: asyncio.Future[Message | None] = asyncio.get_running_loop().create_future()
 
         async def on_start() -> None:
@@ -121,45 +115,59 @@ class ChatRemoval:
             if status is not None:
                 await self._edit_quietly(status, messages.WORKING)
 
-        async def deliver(cutout: Cutout) -> Message:
-            return await self._bot.send_document(
-                chat_id=request.chat_id,
-                document=InputFile(cutout.data, filename=cutout.file_name),
-                caption=messages.DONE_CAPTION,
-                reply_parameters=_reply_to(request),
-                disable_content_type_detection=True,
+        async def deliver(cutout: Cutout) -> str | None:
+            sent = await self._send_document(
+                request, InputFile(cutout.data, filename=cutout.file_name)
             )
+            return sent.document.file_id if sent.document else None
 
+        async def admit() -> Refusal | None:
+            group = request.chat_id if request.group else None
+            return await self._admission.admit(request.user_id, group)
+
+        # Start first, so the job holds its place in the queue while we post the status.
         try:
-            job = self._pipeline.submit(
-                request.source, deliver, timings=timings, on_start=on_start
+            ticket = await self._cutouts.start(
+                request.source, deliver, admit=admit, timings=timings, on_start=on_start
             )
+        except RateLimited as limited:
+            text = messages.rate_limited(limited.refusal.wait_text(), limited.refusal.scope)
+            await self._reply_text(request, text)
+            return Outcome.RATE_LIMITED, "-"
         except JobAborted:
             await self._reply_text(request, messages.ABORTED)
-            return Outcome.ABORTED
-        status_text = messages.queued(job.position) if job.position else messages.WORKING
+            return Outcome.ABORTED, "-"
+
+        if ticket.role is Role.CACHED and ticket.stored is not None:
+            _settle(status_posted, None)
+            return await self._resend(request, ticket.stored, timings), ticket.role
+
+        status_text = messages.queued(ticket.position) if ticket.position else messages.WORKING
         try:
             status = await self._reply(request, status_text)
         except Forbidden as err:
             _settle(status_posted, None)
-            job.task.cancel()
+            ticket.cancel()
             logger.warning("Cannot write to chat %s: %s", request.chat_id, err.message)
-            return Outcome.UNDELIVERABLE
+            return Outcome.UNDELIVERABLE, ticket.role
         except BaseException:
             _settle(status_posted, None)
             raise
-        _settle(status_posted, status if job.position else None)
+        _settle(status_posted, status if ticket.position else None)
         await self._chat_action(request.chat_id)
 
         try:
-            await job.result()
+            produced = await ticket.result()
+            file_id = produced.file_id
+            if ticket.role is not Role.LEADER or file_id is None:
+                file_id = await self._deliver_shared(request, produced, timings)
         except Forbidden as err:
             logger.warning("Chat %s blocked the bot: %s", request.chat_id, err.message)
-            return Outcome.UNDELIVERABLE
+            return Outcome.UNDELIVERABLE, ticket.role
         except TelegramError as err:
             logger.error("Could not deliver the cutout to chat %s: %s", request.chat_id, err)
             await self._finish_with_error(request, status, messages.UNDELIVERABLE)
-            return Outcome.UNDELIVERABLE
+            return Outcome.UNDELIVERABLE, ticket.role
         except Exception as err:
             outcome, text = classify(err)
             if outcome is Outcome.BAD_KEY:
@@ -169,9 +177,64 @@ class ChatRemoval:
             else:
                 logger.info("Removal failed: %s: %s", type(err).__name__, err)
             await self._finish_with_error(request, status, text)
-            return outcome
+            return outcome, ticket.role
         await self._delete_quietly(status)
+        await self._remember_for_user(request.user_id, file_id, produced.file_name)
+        return Outcome.OK, ticket.role
+
+    async def _resend(
+        self, request: ChatRequest, stored: StoredCutout, timings: JobTimings
+    ) -> Outcome:
+        """A cache hit: send Telegram's copy again, no Freepik, no download, no upload."""
+        started = time.monotonic()
+        try:
+            await self._send_document(request, stored.file_id)
+        except Forbidden as err:
+            logger.warning("Chat %s blocked the bot: %s", request.chat_id, err.message)
+            return Outcome.UNDELIVERABLE
+        except TelegramError as err:
+            logger.error("Could not re-send a cached cutout to %s: %s", request.chat_id, err)
+            await self._reply_text(request, messages.UNDELIVERABLE)
+            return Outcome.UNDELIVERABLE
+        finally:
+            timings.upload = time.monotonic() - started
+        await self._remember_for_user(request.user_id, stored.file_id, stored.file_name)
         return Outcome.OK
+
+    async def _deliver_shared(
+        self, request: ChatRequest, produced: Produced, timings: JobTimings
+    ) -> str | None:
+        """Send a cutout another request produced: by file id if it has one, else the bytes."""
+        started = time.monotonic()
+        try:
+            if produced.file_id is not None:
+                await self._send_document(request, produced.file_id)
+                return produced.file_id
+            if produced.cutout is None:
+                raise RuntimeError("shared job produced neither bytes nor a file id")
+            cutout = produced.cutout
+            sent = await self._send_document(
+                request, InputFile(cutout.data, filename=cutout.file_name)
+            )
+            file_id = sent.document.file_id if sent.document else None
+            if file_id:
+                await self._cutouts.remember(request.source, file_id, cutout.file_name)
+            return file_id
+        finally:
+            timings.upload += time.monotonic() - started
+
+    async def _send_document(self, request: ChatRequest, document: InputFile | str) -> Message:
+        return await self._bot.send_document(
+            chat_id=request.chat_id,
+            document=document,
+            caption=messages.DONE_CAPTION,
+            reply_parameters=_reply_to(request),
+            disable_content_type_detection=True,
+        )
+
+    async def _remember_for_user(self, user_id: int, file_id: str | None, name: str) -> None:
+        if file_id:
+            await self._store.push_recent(user_id, StoredCutout(file_id, name, time.time()))
 
     async def _reply(self, request: ChatRequest, text: str) -> Message:
         return await self._bot.send_message(

@@ -40,6 +40,11 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     freepik_timeout: float = Field(default=60.0, gt=0, le=600)
     shutdown_grace: float = Field(default=60.0, ge=0, le=3600)
+    chat_rate_limit: str = ""
+    cache_ttl: int = Field(default=30 * 24 * 3600, ge=0)
+    inline_storage_chat_id: int | None = None
+    inline_answer_timeout: float = Field(default=6.0, gt=0, le=30)
+    album_wait: float = Field(default=1.0, gt=0, le=10)
 
     @field_validator("telegram_bot_token")
     @classmethod
@@ -66,7 +71,7 @@ class Settings(BaseSettings):
             raise ValueError("must not contain a query or fragment")
         return value.strip().rstrip("/")
 
-    @field_validator("rate_limit")
+    @field_validator("rate_limit", "chat_rate_limit")
     @classmethod
     def _check_rate_limit(cls, value: str) -> str:
         value = value.strip()
@@ -108,6 +113,16 @@ class Settings(BaseSettings):
     def rate_limits(self) -> list[limits.RateLimitItem]:
         """The parsed per-user limits (empty when unlimited)."""
         return limits.parse_many(self.rate_limit) if self.rate_limit else []
+
+    @property
+    def chat_rate_limits(self) -> list[limits.RateLimitItem]:
+        """The parsed per-chat limits for groups (empty when unlimited)."""
+        return limits.parse_many(self.chat_rate_limit) if self.chat_rate_limit else []
+
+    @field_validator("inline_storage_chat_id", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
 
     def secrets(self) -> list[str]:
         """Secret values that must never reach a log line or a reply."""

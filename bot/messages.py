@@ -44,8 +44,12 @@ def queued(position: int) -> str:
     return f"⏳ Queued: {ahead} image{'s' if ahead != 1 else ''} ahead of yours. Hang on…"
 
 
-def rate_limited(wait_text: str) -> str:
-    """Reply when the user is over their limit."""
+def rate_limited(wait_text: str, scope: str = "user") -> str:
+    """Reply when the user (or, in a group, the chat) is over its limit."""
+    if scope == "chat":
+        return (
+            f"This chat has reached its limit for now. The next image can be sent in {wait_text}."
+        )
     return f"You've reached your limit for now. You can send your next image in {wait_text}."
 
 

@@ -28,6 +28,7 @@ class Refusal:
 
     retry_after: float
     limit: RateLimitItem
+    scope: str = "user"
 
     def wait_text(self) -> str:
         """Human wording of the wait, e.g. `42 seconds` or `3 minutes`."""
@@ -63,6 +64,13 @@ class RateLimiter:
             refusals = [item for item, ok in zip(self._items, hits, strict=True) if not ok]
         return await self._refusal(refusals, key)
 
+    async def peek(self, identity: str | int) -> Refusal | None:
+        """Whether a request would be refused now, without counting it."""
+        key = str(identity)
+        test = self._limiter.test
+        refusals = [item for item in self._items if not await test(item, self._namespace, key)]
+        return await self._refusal(refusals, key) if refusals else None
+
     async def _refusal(self, items: list[RateLimitItem], key: str) -> Refusal:
         now = time.time()
         worst: Refusal | None = None
@@ -70,7 +78,7 @@ class RateLimiter:
             stats = await self._limiter.get_window_stats(item, self._namespace, key)
             wait = max(1.0, stats.reset_time - now)
             if worst is None or wait > worst.retry_after:
-                worst = Refusal(wait, item)
+                worst = Refusal(wait, item, self._namespace)
         assert worst is not None
         return worst
 
@@ -85,3 +93,28 @@ def format_wait(seconds: float) -> str:
         return f"{minutes} minutes"
     hours = math.ceil(minutes / 60)
     return f"{hours} hours"
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """The per-user limits (admins exempt) and, in groups, the per-chat limits."""
+
+    users: RateLimiter
+    chats: RateLimiter
+    admin_ids: frozenset[int] = frozenset()
+
+    async def admit(self, user_id: int, group_chat_id: int | None = None) -> Refusal | None:
+        """Count one new job, or say why not; a refusal consumes nothing from either limit."""
+        if user_id in self.admin_ids:
+            return None
+        if group_chat_id is not None and self.chats.enabled:
+            # Check the chat first without counting, so a refused user costs the group nothing.
+            refusal = await self.chats.peek(group_chat_id)
+            if refusal is not None:
+                return refusal
+        refusal = await self.users.acquire(user_id)
+        if refusal is not None:
+            return refusal
+        if group_chat_id is not None and self.chats.enabled:
+            return await self.chats.acquire(group_chat_id)
+        return None

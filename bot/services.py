@@ -12,10 +12,12 @@ from telegram.ext import Application, CallbackContext
 
 from bot.chat import ChatRemoval
 from bot.config import Settings
+from bot.cutouts import CutoutService
 from bot.freepik import FreepikClient, RetryPolicy
 from bot.pipeline import RemovalPipeline
-from bot.ratelimit import RateLimiter, async_storage
+from bot.ratelimit import Admission, RateLimiter, async_storage
 from bot.sources import TelegramFileLinks
+from bot.storage import StateStore, create_store
 
 logger = logging.getLogger(__name__)
 
@@ -29,12 +31,15 @@ class Services:
     settings: Settings
     freepik: FreepikClient
     pipeline: RemovalPipeline
-    limiter: RateLimiter
+    store: StateStore
+    cutouts: CutoutService
+    admission: Admission
     chat: ChatRemoval
 
     async def aclose(self) -> None:
         """Release connections."""
         await self.freepik.aclose()
+        await self.store.aclose()
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,11 +63,16 @@ def create_services(settings: Settings, bot: Bot, options: ServiceOptions) -> Se
     pipeline = RemovalPipeline(
         freepik, TelegramFileLinks(bot), max_concurrent_jobs=settings.max_concurrent_jobs
     )
-    limiter = RateLimiter(
-        settings.rate_limits, async_storage(settings.storage_url), namespace="user"
+    counters = async_storage(settings.storage_url)
+    admission = Admission(
+        RateLimiter(settings.rate_limits, counters, namespace="user"),
+        RateLimiter(settings.chat_rate_limits, counters, namespace="chat"),
+        settings.admin_ids,
     )
-    chat = ChatRemoval(bot, pipeline, limiter, admin_ids=settings.admin_ids)
-    return Services(settings, freepik, pipeline, limiter, chat)
+    store = create_store(settings.storage_url)
+    cutouts = CutoutService(pipeline, store, cache_ttl=settings.cache_ttl)
+    chat = ChatRemoval(bot, cutouts, store, admission)
+    return Services(settings, freepik, pipeline, store, cutouts, admission, chat)
 
 
 def attach_services(application: Application[Any, Any, Any, Any, Any, Any], s: Services) -> None:

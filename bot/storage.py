@@ -1,0 +1,133 @@
+"""Shared state behind one small interface: result cache, recent cutouts, in-flight claims."""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+RECENT_LIMIT = 20
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCutout:
+    """A cutout Telegram already holds: it can be re-sent by `file_id` at no cost."""
+
+    file_id: str
+    file_name: str
+    created: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain form for serialising backends."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StoredCutout:
+        """Inverse of `to_dict`."""
+        return cls(str(data["file_id"]), str(data["file_name"]), float(data["created"]))
+
+
+class StateStore(Protocol):
+    """What the bot keeps between requests; memory now, Redis for several replicas."""
+
+    async def get_cutout(self, key: str) -> StoredCutout | None:
+        """The cached cutout for a source key, if any and not expired."""
+        ...
+
+    async def put_cutout(self, key: str, cutout: StoredCutout, ttl: float) -> None:
+        """Cache a cutout for `ttl` seconds (0 = do not cache)."""
+        ...
+
+    async def push_recent(self, user_id: int, cutout: StoredCutout) -> None:
+        """Remember a cutout a user received (newest first, at most `RECENT_LIMIT`)."""
+        ...
+
+    async def recent(self, user_id: int, limit: int = RECENT_LIMIT) -> list[StoredCutout]:
+        """A user's recent cutouts, newest first."""
+        ...
+
+    async def claim(self, key: str, ttl: float) -> bool:
+        """Become the one worker for `key` (True) unless someone else holds it (False)."""
+        ...
+
+    async def release(self, key: str) -> None:
+        """Give up a claim."""
+        ...
+
+    async def ping(self) -> bool:
+        """Whether the backend is reachable."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections."""
+        ...
+
+
+class MemoryStore:
+    """In-process state with TTLs; for a single bot process."""
+
+    def __init__(self, *, max_cached: int = 100_000) -> None:
+        self._cutouts: OrderedDict[str, tuple[float, StoredCutout]] = OrderedDict()
+        self._recent: dict[int, list[StoredCutout]] = {}
+        self._claims: dict[str, float] = {}
+        self._max_cached = max_cached
+
+    async def get_cutout(self, key: str) -> StoredCutout | None:
+        """The cached cutout for a source key, if any and not expired."""
+        entry = self._cutouts.get(key)
+        if entry is None:
+            return None
+        expires, cutout = entry
+        if expires <= time.monotonic():
+            del self._cutouts[key]
+            return None
+        self._cutouts.move_to_end(key)
+        return cutout
+
+    async def put_cutout(self, key: str, cutout: StoredCutout, ttl: float) -> None:
+        """Cache a cutout for `ttl` seconds (0 = do not cache)."""
+        if ttl <= 0:
+            return
+        self._cutouts[key] = (time.monotonic() + ttl, cutout)
+        self._cutouts.move_to_end(key)
+        while len(self._cutouts) > self._max_cached:
+            self._cutouts.popitem(last=False)
+
+    async def push_recent(self, user_id: int, cutout: StoredCutout) -> None:
+        """Remember a cutout a user received (newest first, at most `RECENT_LIMIT`)."""
+        items = [c for c in self._recent.get(user_id, []) if c.file_id != cutout.file_id]
+        self._recent[user_id] = [cutout, *items][:RECENT_LIMIT]
+
+    async def recent(self, user_id: int, limit: int = RECENT_LIMIT) -> list[StoredCutout]:
+        """A user's recent cutouts, newest first."""
+        return list(self._recent.get(user_id, [])[:limit])
+
+    async def claim(self, key: str, ttl: float) -> bool:
+        """Become the one worker for `key` (True) unless someone else holds it (False)."""
+        now = time.monotonic()
+        expires = self._claims.get(key)
+        if expires is not None and expires > now:
+            return False
+        self._claims[key] = now + ttl
+        return True
+
+    async def release(self, key: str) -> None:
+        """Give up a claim."""
+        self._claims.pop(key, None)
+
+    async def ping(self) -> bool:
+        """Always reachable."""
+        return True
+
+    async def aclose(self) -> None:
+        """Nothing to release."""
+
+
+def create_store(storage_url: str) -> StateStore:
+    """The store for a `STORAGE_URL`."""
+    scheme = urlsplit(storage_url).scheme.removeprefix("async+")
+    if scheme == "memory":
+        return MemoryStore()
+    raise ValueError(f"unsupported storage scheme {scheme!r}")
