@@ -11,12 +11,13 @@ from telegram.ext import (
     Application,
     ApplicationBuilder,
     CommandHandler,
+    InlineQueryHandler,
     MessageHandler,
     filters,
 )
 
 from bot.config import Settings
-from bot.handlers import errors, private
+from bot.handlers import errors, group, inline, private
 from bot.services import ServiceOptions, attach_services, create_services, services_of
 
 logger = logging.getLogger(__name__)
@@ -24,11 +25,13 @@ logger = logging.getLogger(__name__)
 AnyApplication = Application[Any, Any, Any, Any, Any, Any]
 
 # The update types the bot handles, for getUpdates and setWebhook.
-ALLOWED_UPDATES = [Update.MESSAGE]
+ALLOWED_UPDATES = [Update.MESSAGE, Update.INLINE_QUERY]
 
 COMMANDS = [
     BotCommand("start", "What this bot does"),
     BotCommand("help", "What to send, limits and privacy"),
+    BotCommand("removebg", "Remove the background (reply to an image, or add a link)"),
+    BotCommand("nobg", "Same as /removebg"),
 ]
 
 
@@ -72,12 +75,28 @@ def build_application(settings: Settings, options: ServiceOptions | None = None)
 
 def register_handlers(application: AnyApplication) -> None:
     """Register every handler; the first matching handler in group 0 wins."""
-    private_messages = filters.ChatType.PRIVATE & filters.UpdateType.MESSAGE
-    # 1. Commands first, so "/help https://..." is help, not a link.
+    messages_only = filters.UpdateType.MESSAGE  # edits are not new requests
+    private_messages = filters.ChatType.PRIVATE & messages_only
+    group_messages = filters.ChatType.GROUPS & messages_only
+    # 1. /start and /help anywhere (/start <parameter> comes from inline answers' button).
     application.add_handler(
-        CommandHandler(["start", "help"], private.cmd_help, filters=private_messages)
+        CommandHandler(["start", "help"], private.cmd_help, filters=messages_only)
     )
-    # 2. Photos, files and text: the handler decides whether it is an image, a link or neither.
+    # 2. /removebg and /nobg (also /removebg@thisbot): the group interface, fine in private too.
+    application.add_handler(
+        CommandHandler(list(group.REMOVEBG_COMMANDS), group.cmd_removebg, filters=messages_only)
+    )
+    # 3. A photo or file in a group with /removebg as its caption.
+    application.add_handler(
+        MessageHandler(
+            group_messages
+            & (filters.PHOTO | filters.Document.ALL)
+            & group.CaptionCommand(group.REMOVEBG_COMMANDS),
+            group.cmd_removebg,
+        )
+    )
+    # 4. Private photos, files and text: the handler decides if it is an image, a link or neither.
+    #    Nothing in groups gets here: plain photos and links there are ignored on purpose.
     application.add_handler(
         MessageHandler(
             private_messages
@@ -86,6 +105,8 @@ def register_handlers(application: AnyApplication) -> None:
             private.on_image,
         )
     )
-    # 3. Anything else in a private chat (stickers, voice, unknown commands) gets a hint.
+    # 5. Anything else in a private chat (stickers, voice, unknown commands) gets a hint.
     application.add_handler(MessageHandler(private_messages, private.on_other))
+    # 6. Inline mode: "@thisbot <link>" from any chat.
+    application.add_handler(InlineQueryHandler(inline.on_inline_query))
     application.add_error_handler(errors.on_error)

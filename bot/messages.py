@@ -34,6 +34,19 @@ UNDELIVERABLE = "I made the cutout but couldn't send it to you. Please try again
 ABORTED = "The bot is restarting and couldn't finish this image. Please send it again in a minute."
 INTERNAL_ERROR = "Something went wrong on my side. Please try again."
 DONE_CAPTION = "Background removed."
+REMOVEBG_USAGE = (
+    "Reply to a photo or image file with /removebg, write /removebg <link>, "
+    "or send a photo with /removebg as its caption."
+)
+INLINE_START_PARAMETER = "inline"
+INLINE_HELP = (
+    "<b>Inline mode</b>\n\n"
+    "In any chat, type my username followed by a link to an image, e.g.\n"
+    "<code>@{username} https://example.com/cat.jpg</code>\n"
+    "and pick the cutout to send it there. With nothing after my username you get your "
+    "recent cutouts. Inline results are uploaded to this chat first, so keep it open "
+    "(don't block me)."
+)
 
 
 def queued(position: int) -> str:
@@ -64,18 +77,25 @@ def describe_limits(rate_limit: str) -> str:
     return "You can send up to " + ", and ".join(parts) + " images."
 
 
-def help_text(rate_limit: str) -> str:
+def help_text(rate_limit: str, username: str) -> str:
     """The /start and /help text (HTML)."""
     return (
         "<b>I remove the background from images.</b>\n\n"
         "Send me:\n"
-        "• a <b>photo</b>,\n"
+        "• a <b>photo</b> (or an album of photos),\n"
         "• an <b>image file</b> (JPEG, PNG or WebP, up to 20 MB), or\n"
         "• a <b>link</b> to an image (http or https).\n\n"
         "I'll reply with a transparent PNG as a file, so the transparency is kept.\n\n"
-        f"<b>Limits:</b> {escape(describe_limits(rate_limit))}\n\n"
+        "<b>In groups:</b> reply to a photo or image file with /removebg (or /nobg), "
+        "write <code>/removebg &lt;link&gt;</code>, or send a photo with /removebg as "
+        "its caption.\n"
+        f"<b>In any chat:</b> type <code>@{escape(username)} &lt;link&gt;</code> to "
+        "send a cutout there; with nothing after my name you get your recent cutouts.\n\n"
+        f"<b>Limits:</b> {escape(describe_limits(rate_limit))} "
+        "Images I have already cut out come back at once and don't count.\n\n"
         "<b>Privacy:</b> to do the work, your image is sent to Freepik's "
         "background-removal API, which fetches it from a temporary link; Freepik's "
-        "result links expire after 5 minutes. I keep no copy of your image; only counters "
-        "for the limits are stored."
+        "result links expire after 5 minutes. I keep no copy of your image: only "
+        "Telegram's id of each finished cutout (so the same image is never processed "
+        "twice), your recent cutouts for inline mode, and counters for the limits."
     )

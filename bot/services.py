@@ -10,10 +10,12 @@ import httpx
 from telegram import Bot
 from telegram.ext import Application, CallbackContext
 
+from bot.albums import AlbumCollector
 from bot.chat import ChatRemoval
 from bot.config import Settings
 from bot.cutouts import CutoutService
 from bot.freepik import FreepikClient, RetryPolicy
+from bot.inline import InlineRemoval
 from bot.pipeline import RemovalPipeline
 from bot.ratelimit import Admission, RateLimiter, async_storage
 from bot.sources import TelegramFileLinks
@@ -35,6 +37,8 @@ class Services:
     cutouts: CutoutService
     admission: Admission
     chat: ChatRemoval
+    albums: AlbumCollector
+    inline: InlineRemoval
 
     async def aclose(self) -> None:
         """Release connections."""
@@ -72,7 +76,16 @@ def create_services(settings: Settings, bot: Bot, options: ServiceOptions) -> Se
     store = create_store(settings.storage_url)
     cutouts = CutoutService(pipeline, store, cache_ttl=settings.cache_ttl)
     chat = ChatRemoval(bot, cutouts, store, admission)
-    return Services(settings, freepik, pipeline, store, cutouts, admission, chat)
+    albums = AlbumCollector(bot, cutouts, store, admission, wait=settings.album_wait)
+    inline = InlineRemoval(
+        bot,
+        cutouts,
+        store,
+        admission,
+        storage_chat_id=settings.inline_storage_chat_id,
+        answer_timeout=settings.inline_answer_timeout,
+    )
+    return Services(settings, freepik, pipeline, store, cutouts, admission, chat, albums, inline)
 
 
 def attach_services(application: Application[Any, Any, Any, Any, Any, Any], s: Services) -> None:

@@ -159,7 +159,7 @@ async def test_start_and_help_explain_limits_and_privacy(
     commands = telegram.calls_of("setMyCommands")
     assert commands, "the command list is registered at start"
     names = {c["command"] for c in commands[0].params["commands"]}
-    assert names == {"start", "help"}
+    assert names == {"start", "help", "removebg", "nobg"}
     for command in ("/start", "/help"):
         telegram.reset_calls()
         send(telegram, text_message(private_user(USER), command))

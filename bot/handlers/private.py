@@ -9,6 +9,7 @@ from telegram.constants import ParseMode
 from telegram.ext import ContextTypes
 
 from bot import messages
+from bot.albums import AlbumItem
 from bot.chat import ChatRequest
 from bot.handlers.common import Unusable, source_from_message
 from bot.services import get_services
@@ -21,8 +22,14 @@ async def cmd_help(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     message = update.effective_message
     if message is None:
         return
+    if context.args and context.args[0] == messages.INLINE_START_PARAMETER:
+        # Opened from the button of an inline answer: explain inline mode.
+        text = messages.INLINE_HELP.format(username=context.bot.username)
+        await message.reply_text(text, parse_mode=ParseMode.HTML)
+        return
     rate_limit = get_services(context).settings.rate_limit
-    await message.reply_text(messages.help_text(rate_limit), parse_mode=ParseMode.HTML)
+    text = messages.help_text(rate_limit, context.bot.username)
+    await message.reply_text(text, parse_mode=ParseMode.HTML)
 
 
 async def on_image(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -34,13 +41,24 @@ async def on_image(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     try:
         source = source_from_message(message)
     except Unusable as err:
+        if message.media_group_id:
+            item = AlbumItem(message.message_id, None, str(err))
+            await get_services(context).albums.add(
+                user.id, message.chat_id, message.media_group_id, item
+            )
+            return
         await message.reply_text(str(err))
         return
     if source is None:
         await message.reply_text(messages.NO_LINK)
         return
+    services = get_services(context)
+    if message.media_group_id:
+        item = AlbumItem(message.message_id, source)
+        await services.albums.add(user.id, message.chat_id, message.media_group_id, item)
+        return
     request = ChatRequest(source, user.id, message.chat_id, message.message_id)
-    await get_services(context).chat.process(request)
+    await services.chat.process(request)
 
 
 async def on_other(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
