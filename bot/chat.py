@@ -242,16 +242,16 @@ class ChatRemoval:
         )
 
     async def _reply_text(self, request: ChatRequest, text: str) -> None:
-        await _quietly(self._reply(request, text), f"reply to chat {request.chat_id}")
+        await quietly(self._reply(request, text), f"reply to chat {request.chat_id}")
 
     async def _chat_action(self, chat_id: int) -> None:
-        await _quietly(
+        await quietly(
             self._bot.send_chat_action(chat_id=chat_id, action=ChatAction.UPLOAD_DOCUMENT),
             f"chat action in {chat_id}",
         )
 
     async def _edit_quietly(self, status: Message, text: str) -> bool:
-        return await _quietly(
+        return await quietly(
             self._bot.edit_message_text(
                 chat_id=status.chat_id, message_id=status.message_id, text=text
             ),
@@ -259,7 +259,7 @@ class ChatRemoval:
         )
 
     async def _delete_quietly(self, status: Message) -> None:
-        await _quietly(
+        await quietly(
             self._bot.delete_message(chat_id=status.chat_id, message_id=status.message_id),
             f"delete status in chat {status.chat_id}",
         )
@@ -279,7 +279,7 @@ def _reply_to(request: ChatRequest) -> ReplyParameters:
     return ReplyParameters(message_id=request.message_id, allow_sending_without_reply=True)
 
 
-async def _quietly(call: Awaitable[Any], what: str) -> bool:
+async def quietly(call: Awaitable[Any], what: str) -> bool:
     """Await a best-effort Telegram call; log and swallow Telegram errors."""
     try:
         await call
