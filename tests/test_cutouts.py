@@ -1,0 +1,133 @@
+"""CutoutService unit tests: cache hits, joins, errors shared with followers."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+
+from bot.cutouts import CutoutService, RateLimited, Role
+from bot.freepik import FreepikClient, ImageRejected, RetryPolicy
+from bot.pipeline import Cutout, RemovalPipeline
+from bot.ratelimit import Refusal
+from bot.sources import ImageSource
+from bot.storage import MemoryStore
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 10
+SOURCE = ImageSource.link("https://img.test/a.jpg")
+
+
+class Links:
+    async def public_url(self, source: ImageSource) -> str:
+        assert source.url is not None
+        return source.url
+
+
+def service(handler: httpx.MockTransport) -> CutoutService:
+    client = FreepikClient("k", "https://fp.test", transport=handler, retry=RetryPolicy(1))
+    return CutoutService(RemovalPipeline(client, Links()), MemoryStore(), cache_ttl=60)
+
+
+def freepik(calls: list[str], *, status: int = 200, delay: float = 0.05) -> httpx.MockTransport:
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            calls.append("post")
+            await asyncio.sleep(delay)
+            if status != 200:
+                return httpx.Response(status, json={"message": "nope"})
+            url = "https://fp.test/high.png"
+            return httpx.Response(
+                200, json={"original": url, "high_resolution": url, "preview": url, "url": url}
+            )
+        return httpx.Response(200, content=PNG)
+
+    return httpx.MockTransport(handler)
+
+
+async def test_leader_then_cache_hit() -> None:
+    calls: list[str] = []
+    cutouts = service(freepik(calls))
+
+    async def deliver(cutout: Cutout) -> str:
+        assert cutout.data == PNG
+        return "file-1"
+
+    ticket = await cutouts.start(SOURCE, deliver)
+    assert ticket.role is Role.LEADER
+    produced = await ticket.result()
+    assert produced.file_id == "file-1"
+    again = await cutouts.start(SOURCE, deliver)
+    assert again.role is Role.CACHED
+    assert again.stored is not None
+    assert again.stored.file_id == "file-1"
+    assert calls == ["post"]
+
+
+async def test_followers_join_and_admit_is_not_asked() -> None:
+    calls: list[str] = []
+    cutouts = service(freepik(calls))
+    asked: list[int] = []
+
+    async def admit() -> Refusal | None:
+        asked.append(1)
+        return None
+
+    async def deliver(cutout: Cutout) -> None:
+        return None
+
+    leader = await cutouts.start(SOURCE, deliver, admit=admit)
+    follower = await cutouts.start(SOURCE, deliver, admit=admit)
+    assert (leader.role, follower.role) == (Role.LEADER, Role.FOLLOWER)
+    _first, second = await asyncio.gather(leader.result(), follower.result())
+    assert second.cutout is not None
+    assert second.cutout.data == PNG
+    assert second.file_id is None  # nothing uploaded: the follower uploads the bytes
+    assert calls == ["post"]
+    assert asked == [1]
+
+
+async def test_errors_reach_followers_and_are_not_cached() -> None:
+    calls: list[str] = []
+    cutouts = service(freepik(calls, status=400))
+
+    async def deliver(cutout: Cutout) -> str:
+        return "never"
+
+    leader = await cutouts.start(SOURCE, deliver)
+    follower = await cutouts.start(SOURCE, deliver)
+    for ticket in (leader, follower):
+        with pytest.raises(ImageRejected):
+            await ticket.result()
+    assert (await cutouts.start(SOURCE, deliver)).role is Role.LEADER
+
+
+async def test_refused_admission_raises() -> None:
+    cutouts = service(freepik([]))
+
+    async def admit() -> Refusal | None:
+        import limits
+
+        return Refusal(12.0, limits.parse("1/minute"))
+
+    async def deliver(cutout: Cutout) -> None:
+        return None
+
+    with pytest.raises(RateLimited) as caught:
+        await cutouts.start(SOURCE, deliver, admit=admit)
+    assert caught.value.refusal.retry_after == 12.0
+
+
+async def test_leader_delivery_failure_still_hands_bytes_to_followers() -> None:
+    cutouts = service(freepik([]))
+
+    async def failing(cutout: Cutout) -> str:
+        raise RuntimeError("user blocked the bot")
+
+    leader = await cutouts.start(SOURCE, failing)
+    follower = await cutouts.start(SOURCE, failing)
+    with pytest.raises(RuntimeError):
+        await leader.result()
+    produced = await follower.result()
+    assert produced.cutout is not None
+    assert produced.file_id is None
