@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Any
 
 from tests.conftest import ImageHost, StartBot
@@ -95,6 +96,10 @@ async def test_joined_request_does_not_count_against_the_limit(
     assert len(freepik.calls) == 2
 
 
+def told_unreadable(telegram: FakeTelegram, chat_id: int) -> bool:
+    return any("couldn't read" in (v.text or "") for v in visible_messages(telegram, chat_id))
+
+
 async def test_a_failed_job_fails_every_joined_request(
     start_bot: StartBot, telegram: FakeTelegram, freepik: FakeFreepik, image_host: ImageHost
 ) -> None:
@@ -104,12 +109,8 @@ async def test_a_failed_job_fails_every_joined_request(
     link = image_host.add("broken.jpg", make_image("JPEG"))
     post(telegram, text_message(ANN, link))
     post(telegram, text_message(BEN, link))
-    for user in (ANN, BEN):
-        await telegram.wait_for(
-            lambda t, u=user: any(
-                "couldn't read" in (v.text or "") for v in visible_messages(t, u["id"])
-            )
-        )
+    for chat_id in (ANN["id"], BEN["id"]):
+        await telegram.wait_for(functools.partial(told_unreadable, chat_id=chat_id))
     assert len(freepik.calls) == 1
     # Failures are not cached: a later request tries again.
     post(telegram, text_message(ANN, link))
