@@ -2,17 +2,88 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from dataclasses import dataclass
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
 
-from telegram import Bot
+from telegram import Bot, InputFile, InputMediaDocument, Message, ReplyParameters
+from telegram.constants import ChatAction
+from telegram.error import Forbidden, TelegramError
 
-from bot.cutouts import CutoutService
-from bot.ratelimit import Admission
+from bot import messages
+from bot.chat import Outcome, classify, quietly
+from bot.cutouts import CutoutService, Produced, RateLimited, Role, Ticket
+from bot.pipeline import Cutout
+from bot.ratelimit import Admission, Refusal, format_wait
 from bot.sources import ImageSource
-from bot.storage import StateStore
+from bot.storage import StateStore, StoredCutout
 
 logger = logging.getLogger(__name__)
+
+# An album's items arrive within a second or so; a steady trickle must not stall it for ever.
+MAX_COLLECT_SECONDS = 10.0
+# sendMediaGroup takes 2-10 items.
+ALBUM_SIZE = 10
+
+# --- what the user reads ----------------------------------------------------------------------
+
+WORKING_ONE = messages.WORKING
+
+
+def working(count: int) -> str:
+    """Status shown while the images of an album are being cut out."""
+    if count == 1:
+        return WORKING_ONE
+    return f"✂️ Removing the background from {count} images…"
+
+
+def summary_header(ok: int, total: int) -> str:
+    """First line of the reply naming the images that did not come back."""
+    if ok:
+        return f"Cut out {ok} of {total} images. These didn't work:"
+    if total == 1:
+        return "I couldn't cut out this image:"
+    return f"I couldn't cut out any of these {total} images:"
+
+
+def limited_reason(count: int, wait_text: str) -> str:
+    """Why images over the rate limit were skipped, and when to resend them."""
+    pronoun = "it" if count == 1 else "them"
+    return f"you've reached your limit for now; you can send {pronoun} again in {wait_text}"
+
+
+# Short forms of the single-image explanations, for one line per image in the summary.
+PROBLEM_REASONS = {
+    messages.NOT_AN_IMAGE: "it isn't an image (send photos or JPEG, PNG or WebP files)",
+    messages.INPUT_TOO_LARGE: "it's over Telegram's 20 MB limit for bots",
+    messages.NOT_HTTP: "only http:// and https:// links work",
+}
+OUTCOME_REASONS = {
+    Outcome.INPUT_TOO_LARGE: "it's over Telegram's 20 MB limit for bots",
+    Outcome.SOURCE_UNAVAILABLE: "I couldn't get it from Telegram; please send it again",
+    Outcome.REJECTED: "I couldn't read it (JPEG or PNG up to 20 MB work)",
+    Outcome.BAD_KEY: "the background-removal service is misconfigured right now",
+    Outcome.BUSY: "the background-removal service is busy; try again in a few minutes",
+    Outcome.UNAVAILABLE: "the background-removal service is unavailable; try again later",
+    Outcome.RESULT_TOO_LARGE: "the cutout is larger than Telegram's 50 MB limit",
+    Outcome.UNDELIVERABLE: "I made the cutout but couldn't send it to you; please try again",
+    Outcome.ABORTED: "the bot restarted before it was done; please send it again",
+    Outcome.INTERNAL_ERROR: "something went wrong on my side; please try again",
+}
+
+
+def image_names(numbers: Sequence[int]) -> str:
+    """`Image 3`, `Images 2 and 5`, `Images 1, 2 and 4`."""
+    if len(numbers) == 1:
+        return f"Image {numbers[0]}"
+    listed = ", ".join(str(n) for n in numbers[:-1])
+    return f"Images {listed} and {numbers[-1]}"
+
+
+# --- collecting -------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +93,12 @@ class AlbumItem:
     message_id: int
     source: ImageSource | None
     problem: str | None = None
+
+
+@dataclass(slots=True)
+class _Collecting:
+    items: dict[int, AlbumItem]
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class AlbumCollector:
@@ -41,7 +118,315 @@ class AlbumCollector:
         self._store = store
         self._admission = admission
         self._wait = wait
+        self._collecting: dict[tuple[int, str], _Collecting] = {}
 
     async def add(self, user_id: int, chat_id: int, media_group_id: str, item: AlbumItem) -> None:
         """Add an item; the first caller of a group waits for the rest and answers for all."""
-        raise NotImplementedError
+        key = (chat_id, media_group_id)
+        collecting = self._collecting.get(key)
+        if collecting is not None:
+            # A repeated update must not turn one image into two.
+            collecting.items.setdefault(item.message_id, item)
+            collecting.arrived.set()
+            return
+        collecting = _Collecting({item.message_id: item})
+        self._collecting[key] = collecting
+        try:
+            await self._quiet_period(collecting)
+        finally:
+            # A straggler arriving after this point starts an album of its own.
+            del self._collecting[key]
+        items = sorted(collecting.items.values(), key=lambda i: i.message_id)
+        run = _AlbumRun(self._bot, self._cutouts, self._store, self._admission)
+        await run.process(user_id, chat_id, items)
+
+    async def _quiet_period(self, collecting: _Collecting) -> None:
+        """Return once no item arrived for `wait` seconds (or the overall bound is reached)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + MAX_COLLECT_SECONDS
+        while True:
+            collecting.arrived.clear()
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            try:
+                await asyncio.wait_for(collecting.arrived.wait(), min(self._wait, remaining))
+            except TimeoutError:
+                return
+
+
+# --- processing -------------------------------------------------------------------------------
+
+
+class _State(StrEnum):
+    PENDING = "pending"
+    OK = "ok"
+    FAILED = "failed"
+    LIMITED = "limited"
+
+
+@dataclass(slots=True)
+class _Entry:
+    """One numbered image of the album and what became of it."""
+
+    number: int
+    item: AlbumItem
+    state: _State = _State.PENDING
+    ticket: Ticket | None = None
+    produced: Produced | None = None
+    refusal: Refusal | None = None
+    reason: str = ""
+
+    def fail(self, reason: str) -> None:
+        self.state = _State.FAILED
+        self.reason = reason
+
+
+async def _no_upload(cutout: Cutout) -> str | None:
+    # The leader keeps the bytes: all cutouts of the album are uploaded together at the end.
+    return None
+
+
+class _AlbumRun:
+    """One album from its status message to its one summary."""
+
+    def __init__(
+        self, bot: Bot, cutouts: CutoutService, store: StateStore, admission: Admission
+    ) -> None:
+        self._bot = bot
+        self._cutouts = cutouts
+        self._store = store
+        self._admission = admission
+        self._user_id = 0
+        self._chat_id = 0
+        self._entries: list[_Entry] = []
+        self._reply_to = 0
+        self._status: Message | None = None
+
+    async def process(self, user_id: int, chat_id: int, items: list[AlbumItem]) -> None:
+        """Answer the whole album (items in message order) and log one line about it."""
+        started = time.monotonic()
+        self._user_id = user_id
+        self._chat_id = chat_id
+        self._entries = [_Entry(n, item) for n, item in enumerate(items, start=1)]
+        self._reply_to = items[0].message_id
+        try:
+            await self._process()
+        except Exception:
+            logger.exception("Unexpected error in an album")
+            for entry in self._entries:
+                if entry.state is _State.PENDING:
+                    if entry.ticket is not None:
+                        entry.ticket.cancel()
+                    entry.fail(OUTCOME_REASONS[Outcome.INTERNAL_ERROR])
+            await self._finish()
+        finally:
+            counts = dict.fromkeys(_State, 0)
+            for entry in self._entries:
+                counts[entry.state] += 1
+            everything_ok = counts[_State.OK] == len(self._entries)
+            log = logger.info if everything_ok else logger.warning
+            log(
+                "album user=%s chat=%s items=%d ok=%d failed=%d limited=%d total=%.3fs",
+                self._user_id,
+                self._chat_id,
+                len(self._entries),
+                counts[_State.OK],
+                counts[_State.FAILED] + counts[_State.PENDING],
+                counts[_State.LIMITED],
+                time.monotonic() - started,
+            )
+
+    async def _process(self) -> None:
+        for entry in self._entries:
+            if entry.item.source is None or entry.item.problem is not None:
+                problem = entry.item.problem or messages.NOT_AN_IMAGE
+                entry.fail(PROBLEM_REASONS.get(problem, problem))
+        await self._start_jobs()
+        started = [e for e in self._entries if e.ticket is not None]
+        # Cache hits come back at once: a status message would only flicker.
+        needs_status = any(e.ticket and e.ticket.role is not Role.CACHED for e in started)
+        if needs_status and not await self._post_status(len(started)):
+            return
+        await asyncio.gather(*(self._await_result(e) for e in started))
+        if not await self._send_cutouts():
+            return
+        await self._finish()
+
+    async def _start_jobs(self) -> None:
+        """Start the jobs in album order, so the limit refuses the last images, not random ones."""
+
+        async def admit() -> Refusal | None:
+            return await self._admission.admit(self._user_id)
+
+        for entry in self._entries:
+            source = entry.item.source
+            if entry.state is not _State.PENDING or source is None:
+                continue
+            try:
+                entry.ticket = await self._cutouts.start(source, _no_upload, admit=admit)
+            except RateLimited as limited:
+                entry.state = _State.LIMITED
+                entry.refusal = limited.refusal
+            except Exception as err:  # e.g. JobAborted while shutting down
+                self._record_failure(entry, err)
+
+    async def _post_status(self, count: int) -> bool:
+        """Post the status reply and the chat action; False if the user blocked the bot."""
+        try:
+            self._status = await self._bot.send_message(
+                chat_id=self._chat_id, text=working(count), reply_parameters=self._reply()
+            )
+        except Forbidden as err:
+            logger.warning("Cannot write to chat %s: %s", self._chat_id, err.message)
+            for entry in self._entries:
+                if entry.ticket is not None:
+                    entry.ticket.cancel()
+                if entry.state is _State.PENDING:
+                    entry.fail(OUTCOME_REASONS[Outcome.UNDELIVERABLE])
+            return False
+        except TelegramError as err:
+            # Not fatal: the work goes on and the summary, if any, becomes a fresh reply.
+            logger.warning("Could not post the album status in chat %s: %s", self._chat_id, err)
+        await quietly(
+            self._bot.send_chat_action(chat_id=self._chat_id, action=ChatAction.UPLOAD_DOCUMENT),
+            f"chat action in {self._chat_id}",
+        )
+        return True
+
+    async def _await_result(self, entry: _Entry) -> None:
+        assert entry.ticket is not None
+        try:
+            produced = await entry.ticket.result()
+        except Exception as err:
+            self._record_failure(entry, err)
+            return
+        if produced.file_id is None and produced.cutout is None:
+            logger.error("A shared job produced neither bytes nor a file id")
+            entry.fail(OUTCOME_REASONS[Outcome.INTERNAL_ERROR])
+            return
+        entry.produced = produced
+
+    def _record_failure(self, entry: _Entry, err: Exception) -> None:
+        outcome, _ = classify(err)
+        if outcome is Outcome.BAD_KEY:
+            logger.error("Freepik refused the API key (%s): check FREEPIK_API_KEY", err)
+        elif outcome is Outcome.INTERNAL_ERROR:
+            logger.error("Unexpected error in an album job", exc_info=err)
+        else:
+            logger.info("Album image failed: %s: %s", type(err).__name__, err)
+        entry.fail(OUTCOME_REASONS.get(outcome, OUTCOME_REASONS[Outcome.INTERNAL_ERROR]))
+
+    async def _send_cutouts(self) -> bool:
+        """Send the finished cutouts in albums of up to ten; False if the user blocked the bot."""
+        ready = [e for e in self._entries if e.state is _State.PENDING and e.produced is not None]
+        for start in range(0, len(ready), ALBUM_SIZE):
+            chunk = ready[start : start + ALBUM_SIZE]
+            try:
+                sent = await self._send_chunk(chunk)
+            except Forbidden as err:
+                logger.warning("Chat %s blocked the bot: %s", self._chat_id, err.message)
+                for entry in ready[start:]:
+                    entry.fail(OUTCOME_REASONS[Outcome.UNDELIVERABLE])
+                return False
+            except TelegramError as err:
+                logger.error("Could not send an album to chat %s: %s", self._chat_id, err)
+                for entry in chunk:
+                    entry.fail(OUTCOME_REASONS[Outcome.UNDELIVERABLE])
+                continue
+            for index, entry in enumerate(chunk):
+                message = sent[index] if index < len(sent) else None
+                file_id = message.document.file_id if message and message.document else None
+                await self._delivered(entry, file_id)
+        return True
+
+    async def _send_chunk(self, chunk: list[_Entry]) -> Sequence[Message]:
+        if len(chunk) == 1:
+            # sendMediaGroup needs at least two items.
+            message = await self._bot.send_document(
+                chat_id=self._chat_id,
+                document=_media_file(chunk[0]),
+                reply_parameters=self._reply(),
+                disable_content_type_detection=True,
+            )
+            return [message]
+        media = [
+            InputMediaDocument(_media_file(entry), disable_content_type_detection=True)
+            for entry in chunk
+        ]
+        return await self._bot.send_media_group(
+            chat_id=self._chat_id, media=media, reply_parameters=self._reply()
+        )
+
+    async def _delivered(self, entry: _Entry, file_id: str | None) -> None:
+        entry.state = _State.OK
+        produced = entry.produced
+        if produced is None or not file_id:
+            return
+        source = entry.item.source
+        if produced.file_id is None and source is not None:
+            # Uploaded from bytes here: cache Telegram's copy so the next request is free.
+            stored = await self._cutouts.remember(source, file_id, produced.file_name)
+        else:
+            stored = StoredCutout(file_id, produced.file_name, time.time())
+        await self._store.push_recent(self._user_id, stored)
+
+    async def _finish(self) -> None:
+        """Delete the status if all went well, else turn it into the one summary."""
+        if all(e.state is _State.OK for e in self._entries):
+            if self._status is not None:
+                await quietly(
+                    self._bot.delete_message(
+                        chat_id=self._chat_id, message_id=self._status.message_id
+                    ),
+                    f"delete status in chat {self._chat_id}",
+                )
+            return
+        text = self._summary()
+        if self._status is not None:
+            edited = await quietly(
+                self._bot.edit_message_text(
+                    chat_id=self._chat_id, message_id=self._status.message_id, text=text
+                ),
+                f"edit status in chat {self._chat_id}",
+            )
+            if edited:
+                return
+        await quietly(
+            self._bot.send_message(
+                chat_id=self._chat_id, text=text, reply_parameters=self._reply()
+            ),
+            f"reply to chat {self._chat_id}",
+        )
+
+    def _summary(self) -> str:
+        """One line per reason, naming the images it applies to."""
+        ok = sum(1 for e in self._entries if e.state is _State.OK)
+        reasons: dict[str, list[int]] = {}
+        limited = [e for e in self._entries if e.state is _State.LIMITED]
+        for entry in self._entries:
+            if entry.state in (_State.FAILED, _State.PENDING):
+                reason = entry.reason or OUTCOME_REASONS[Outcome.INTERNAL_ERROR]
+                reasons.setdefault(reason, []).append(entry.number)
+        lines = [summary_header(ok, len(self._entries))]
+        if limited:
+            waits = [e.refusal.retry_after for e in limited if e.refusal is not None]
+            wait_text = format_wait(max(waits, default=60.0))
+            numbers = [e.number for e in limited]
+            lines.append(f"• {image_names(numbers)}: {limited_reason(len(numbers), wait_text)}.")
+        lines.extend(f"• {image_names(numbers)}: {reason}." for reason, numbers in reasons.items())
+        return "\n".join(lines)
+
+    def _reply(self) -> ReplyParameters:
+        return ReplyParameters(message_id=self._reply_to, allow_sending_without_reply=True)
+
+
+def _media_file(entry: _Entry) -> InputFile | str:
+    """Telegram's copy when there is one (no re-upload), else the PNG bytes."""
+    produced = entry.produced
+    assert produced is not None
+    if produced.file_id is not None:
+        return produced.file_id
+    assert produced.cutout is not None
+    # attach=True: inside a media group the file is referenced as attach://<name>.
+    return InputFile(produced.cutout.data, filename=produced.cutout.file_name, attach=True)

@@ -19,7 +19,7 @@ from bot.cutouts import CutoutService, Produced, RateLimited, Role
 from bot.pipeline import Cutout, JobAborted, JobTimings
 from bot.ratelimit import Admission, Refusal
 from bot.sources import ImageSource, SourceTooLarge, SourceUnavailable
-from bot.storage import StateStore, StoredCutout
+from bot.storage import StateStore, StorageUnavailable, StoredCutout
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +38,7 @@ class Outcome(StrEnum):
     RESULT_TOO_LARGE = "result_too_large"
     UNDELIVERABLE = "undeliverable"
     ABORTED = "aborted"
+    STORAGE_DOWN = "storage_down"
     INTERNAL_ERROR = "internal_error"
 
 
@@ -54,6 +55,7 @@ _FAILURES: list[tuple[type[BaseException], Outcome, str]] = [
     (freepik.FreepikError, Outcome.UNAVAILABLE, messages.UNAVAILABLE),
     (freepik.ResultInvalid, Outcome.UNAVAILABLE, messages.UNAVAILABLE),
     (JobAborted, Outcome.ABORTED, messages.ABORTED),
+    (StorageUnavailable, Outcome.STORAGE_DOWN, messages.TEMPORARILY_UNAVAILABLE),
 ]
 
 
@@ -137,6 +139,10 @@ class ChatRemoval:
         except JobAborted:
             await self._reply_text(request, messages.ABORTED)
             return Outcome.ABORTED, "-"
+        except StorageUnavailable as err:
+            logger.error("Storage unavailable: %s", err)
+            await self._reply_text(request, messages.TEMPORARILY_UNAVAILABLE)
+            return Outcome.STORAGE_DOWN, "-"
 
         if ticket.role is Role.CACHED and ticket.stored is not None:
             _settle(status_posted, None)

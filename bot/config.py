@@ -7,11 +7,12 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import limits
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 _TOKEN_RE = re.compile(r"^\d{1,20}:[A-Za-z0-9_-]{20,}$")
-_SUPPORTED_STORAGE = ("memory",)
+_SUPPORTED_STORAGE = ("memory", "redis", "rediss")
+_SECRET_TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 
 
 class ConfigError(Exception):
@@ -45,6 +46,17 @@ class Settings(BaseSettings):
     inline_storage_chat_id: int | None = None
     inline_answer_timeout: float = Field(default=6.0, gt=0, le=30)
     album_wait: float = Field(default=1.0, gt=0, le=10)
+    redis_prefix: str = Field(default="nobg:", max_length=64)
+    mode: Literal["polling", "webhook"] = "polling"
+    webhook_url: str = ""
+    webhook_secret: SecretStr = SecretStr("")
+    webhook_path: str = "/telegram"
+    listen_host: str = "0.0.0.0"  # noqa: S104 - a service in a container listens on all interfaces
+    listen_port: int = Field(default=8080, ge=1, le=65535)
+    photo_url_mode: Literal["telegram", "relay"] = "telegram"
+    public_base_url: str = ""
+    relay_ttl: float = Field(default=300.0, gt=0, le=3600)
+    log_format: Literal["text", "json"] = "text"
 
     @field_validator("telegram_bot_token")
     @classmethod
@@ -90,8 +102,53 @@ class Settings(BaseSettings):
         value = value.strip()
         scheme = urlsplit(value).scheme.removeprefix("async+")
         if scheme not in _SUPPORTED_STORAGE:
-            raise ValueError(f"unsupported scheme {scheme!r}; supported: memory://")
+            raise ValueError(
+                f"unsupported scheme {scheme!r}; use memory:// or redis://host:port/db"
+            )
         return value
+
+    @field_validator("mode", "photo_url_mode", "log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("webhook_path")
+    @classmethod
+    def _check_path(cls, value: str) -> str:
+        value = value.strip()
+        if not value.startswith("/") or any(c.isspace() for c in value):
+            raise ValueError("must be a URL path starting with /, e.g. /telegram")
+        return value
+
+    @field_validator("webhook_url", "public_base_url")
+    @classmethod
+    def _check_public_url(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            return value
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("must be an absolute http(s) URL")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _check_modes(self) -> Settings:
+        if self.mode == "webhook":
+            if not self.webhook_url:
+                raise ValueError("WEBHOOK_URL is required when MODE=webhook")
+            if not _SECRET_TOKEN_RE.match(self.webhook_secret.get_secret_value()):
+                raise ValueError(
+                    "WEBHOOK_SECRET is required when MODE=webhook: 1-256 characters "
+                    "of A-Z, a-z, 0-9, _ and -"
+                )
+        if self.photo_url_mode == "relay" and not self.public_base_url:
+            raise ValueError("PUBLIC_BASE_URL is required when PHOTO_URL_MODE=relay")
+        return self
+
+    @property
+    def serves_http(self) -> bool:
+        """Whether the bot runs its HTTP server (webhook mode, or relay links to serve)."""
+        return self.mode == "webhook" or self.photo_url_mode == "relay"
 
     @field_validator("admin_ids", mode="before")
     @classmethod
@@ -127,7 +184,10 @@ class Settings(BaseSettings):
     def secrets(self) -> list[str]:
         """Secret values that must never reach a log line or a reply."""
         token = self.telegram_bot_token.get_secret_value()
-        return [token, self.freepik_api_key.get_secret_value()]
+        found = [token, self.freepik_api_key.get_secret_value()]
+        if self.webhook_secret.get_secret_value():
+            found.append(self.webhook_secret.get_secret_value())
+        return found
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -142,7 +202,10 @@ def describe_errors(err: ValidationError) -> str:
     """One line naming each bad setting, without echoing any value."""
     problems = []
     for error in err.errors(include_input=False, include_url=False):
-        name = str(error["loc"][0]).upper() if error["loc"] else "settings"
+        if not error["loc"]:  # a check across settings: its message names them
+            problems.append(str(error["msg"]).removeprefix("Value error, "))
+            continue
+        name = str(error["loc"][0]).upper()
         if error["type"] == "missing":
             problems.append(f"{name} is required but not set")
         else:

@@ -33,6 +33,9 @@ RESULT_TOO_LARGE = "The cutout is larger than Telegram's 50 MB limit. Try a smal
 UNDELIVERABLE = "I made the cutout but couldn't send it to you. Please try again."
 ABORTED = "The bot is restarting and couldn't finish this image. Please send it again in a minute."
 INTERNAL_ERROR = "Something went wrong on my side. Please try again."
+TEMPORARILY_UNAVAILABLE = (
+    "I'm temporarily unavailable (my storage can't be reached). Please try again in a minute."
+)
 DONE_CAPTION = "Background removed."
 REMOVEBG_USAGE = (
     "Reply to a photo or image file with /removebg, write /removebg <link>, "

@@ -6,17 +6,24 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from limits import RateLimitItem
 from limits.aio.storage import Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
 
+from bot.storage import StorageUnavailable
 
-def async_storage(storage_url: str) -> Storage:
+
+def async_storage(storage_url: str, *, prefix: str = "nobg:") -> Storage:
     """Build the async `limits` storage for a `STORAGE_URL` such as `memory://`."""
     uri = storage_url if storage_url.startswith("async+") else f"async+{storage_url}"
-    storage = storage_from_string(uri)
+    options: dict[str, Any] = {}
+    if uri.startswith(("async+redis://", "async+rediss://")):
+        # redis-py (already a dependency) rather than coredis; counters under our prefix.
+        options = {"implementation": "redispy", "key_prefix": f"{prefix}limits"}
+    storage = storage_from_string(uri, **options)
     if not isinstance(storage, Storage):  # pragma: no cover - guarded by the async+ scheme
         raise TypeError(f"{uri} is not an async storage")
     return storage
@@ -53,7 +60,15 @@ class RateLimiter:
 
     async def acquire(self, identity: str | int) -> Refusal | None:
         """Count one request for `identity`, or return a `Refusal` without counting it."""
-        key = str(identity)
+        try:
+            return await self._acquire(str(identity))
+        except StorageUnavailable:
+            raise
+        except Exception as err:
+            # limits raises the backend's own errors (redis-py's when Redis is down).
+            raise StorageUnavailable(f"rate-limit storage failed: {type(err).__name__}") from err
+
+    async def _acquire(self, key: str) -> Refusal | None:
         # Test every limit before hitting any, so a refusal consumes nothing.
         test = self._limiter.test
         refusals = [item for item in self._items if not await test(item, self._namespace, key)]
@@ -68,8 +83,18 @@ class RateLimiter:
         """Whether a request would be refused now, without counting it."""
         key = str(identity)
         test = self._limiter.test
-        refusals = [item for item in self._items if not await test(item, self._namespace, key)]
-        return await self._refusal(refusals, key) if refusals else None
+        try:
+            refusals = [item for item in self._items if not await test(item, self._namespace, key)]
+            return await self._refusal(refusals, key) if refusals else None
+        except Exception as err:
+            raise StorageUnavailable(f"rate-limit storage failed: {type(err).__name__}") from err
+
+    async def ping(self) -> bool:
+        """Whether the counters' storage answers."""
+        try:
+            return bool(await self._storage.check())
+        except Exception:
+            return False
 
     async def _refusal(self, items: list[RateLimitItem], key: str) -> Refusal:
         now = time.time()

@@ -67,13 +67,13 @@ def create_services(settings: Settings, bot: Bot, options: ServiceOptions) -> Se
     pipeline = RemovalPipeline(
         freepik, TelegramFileLinks(bot), max_concurrent_jobs=settings.max_concurrent_jobs
     )
-    counters = async_storage(settings.storage_url)
+    counters = async_storage(settings.storage_url, prefix=settings.redis_prefix)
     admission = Admission(
         RateLimiter(settings.rate_limits, counters, namespace="user"),
         RateLimiter(settings.chat_rate_limits, counters, namespace="chat"),
         settings.admin_ids,
     )
-    store = create_store(settings.storage_url)
+    store = create_store(settings.storage_url, prefix=settings.redis_prefix)
     cutouts = CutoutService(pipeline, store, cache_ttl=settings.cache_ttl)
     chat = ChatRemoval(bot, cutouts, store, admission)
     albums = AlbumCollector(bot, cutouts, store, admission, wait=settings.album_wait)

@@ -56,6 +56,14 @@ class StateStore(Protocol):
         """Give up a claim."""
         ...
 
+    async def put_relay(self, token: str, file_id: str, ttl: float) -> None:
+        """Map a relay link token to a Telegram file id for `ttl` seconds."""
+        ...
+
+    async def get_relay(self, token: str) -> str | None:
+        """The Telegram file id behind a relay token, if it has not expired."""
+        ...
+
     async def ping(self) -> bool:
         """Whether the backend is reachable."""
         ...
@@ -65,6 +73,10 @@ class StateStore(Protocol):
         ...
 
 
+class StorageUnavailable(Exception):
+    """The storage backend cannot be reached right now."""
+
+
 class MemoryStore:
     """In-process state with TTLs; for a single bot process."""
 
@@ -72,6 +84,7 @@ class MemoryStore:
         self._cutouts: OrderedDict[str, tuple[float, StoredCutout]] = OrderedDict()
         self._recent: dict[int, list[StoredCutout]] = {}
         self._claims: dict[str, float] = {}
+        self._relays: dict[str, tuple[float, str]] = {}
         self._max_cached = max_cached
 
     async def get_cutout(self, key: str) -> StoredCutout | None:
@@ -117,6 +130,21 @@ class MemoryStore:
         """Give up a claim."""
         self._claims.pop(key, None)
 
+    async def put_relay(self, token: str, file_id: str, ttl: float) -> None:
+        """Map a relay link token to a Telegram file id for `ttl` seconds."""
+        now = time.monotonic()
+        # Drop expired links now and then, so the map cannot grow without bound.
+        if len(self._relays) > 1000:
+            self._relays = {k: v for k, v in self._relays.items() if v[0] > now}
+        self._relays[token] = (now + ttl, file_id)
+
+    async def get_relay(self, token: str) -> str | None:
+        """The Telegram file id behind a relay token, if it has not expired."""
+        entry = self._relays.get(token)
+        if entry is None or entry[0] <= time.monotonic():
+            return None
+        return entry[1]
+
     async def ping(self) -> bool:
         """Always reachable."""
         return True
@@ -125,9 +153,14 @@ class MemoryStore:
         """Nothing to release."""
 
 
-def create_store(storage_url: str) -> StateStore:
-    """The store for a `STORAGE_URL`."""
-    scheme = urlsplit(storage_url).scheme.removeprefix("async+")
+def create_store(storage_url: str, *, prefix: str = "nobg:") -> StateStore:
+    """The store for a `STORAGE_URL`: `memory://` or `redis://host:port/db`."""
+    url = storage_url.removeprefix("async+")
+    scheme = urlsplit(url).scheme
     if scheme == "memory":
         return MemoryStore()
+    if scheme in ("redis", "rediss"):
+        from bot.redis_store import RedisStore  # only deployments with Redis need redis-py
+
+        return RedisStore(url, prefix=prefix)
     raise ValueError(f"unsupported storage scheme {scheme!r}")

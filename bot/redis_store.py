@@ -1,0 +1,119 @@
+"""The Redis implementation of `StateStore`, shared by every replica."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import redis.asyncio as redis
+from redis.exceptions import RedisError
+
+from bot.storage import RECENT_LIMIT, StorageUnavailable, StoredCutout
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Recent lists outlive cache entries: Telegram file ids stay valid.
+RECENT_TTL = 90 * 24 * 3600
+
+
+class RedisStore:
+    """State in Redis under one key prefix, every key with a TTL."""
+
+    def __init__(self, url: str, *, prefix: str = "nobg:", timeout: float = 2.0) -> None:
+        self._prefix = prefix
+        self._redis: redis.Redis = redis.Redis.from_url(
+            url,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            health_check_interval=15,
+            decode_responses=True,
+        )
+
+    def _key(self, *parts: str | int) -> str:
+        return self._prefix + ":".join(str(p) for p in parts)
+
+    async def _call(self, what: str, op: Callable[[], Awaitable[T]]) -> T:
+        # One place where redis-py errors become the storage error the handlers know.
+        try:
+            return await op()
+        except (RedisError, OSError) as err:
+            raise StorageUnavailable(f"Redis {what} failed: {type(err).__name__}") from err
+
+    async def get_cutout(self, key: str) -> StoredCutout | None:
+        """The cached cutout for a source key, if any and not expired."""
+        raw = await self._call("get", lambda: self._redis.get(self._key("cutout", key)))
+        return StoredCutout.from_dict(json.loads(raw)) if raw else None
+
+    async def put_cutout(self, key: str, cutout: StoredCutout, ttl: float) -> None:
+        """Cache a cutout for `ttl` seconds (0 = do not cache)."""
+        if ttl <= 0:
+            return
+        value = json.dumps(cutout.to_dict())
+        await self._call(
+            "set", lambda: self._redis.set(self._key("cutout", key), value, px=int(ttl * 1000))
+        )
+
+    async def push_recent(self, user_id: int, cutout: StoredCutout) -> None:
+        """Remember a cutout a user received (newest first, at most `RECENT_LIMIT`)."""
+        key = self._key("recent", user_id)
+        member = json.dumps([cutout.file_id, cutout.file_name])
+
+        async def push() -> Any:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.zadd(key, {member: cutout.created})
+                pipe.zremrangebyrank(key, 0, -RECENT_LIMIT - 1)
+                pipe.expire(key, RECENT_TTL)
+                return await pipe.execute()
+
+        await self._call("zadd", push)
+
+    async def recent(self, user_id: int, limit: int = RECENT_LIMIT) -> list[StoredCutout]:
+        """A user's recent cutouts, newest first."""
+        key = self._key("recent", user_id)
+        rows: list[Any] = await self._call(
+            "zrange", lambda: self._redis.zrevrange(key, 0, limit - 1, withscores=True)
+        )
+        result = []
+        for member, score in rows:
+            file_id, file_name = json.loads(member)
+            result.append(StoredCutout(file_id, file_name, float(score)))
+        return result
+
+    async def claim(self, key: str, ttl: float) -> bool:
+        """Become the one worker for `key` (True) unless someone else holds it (False)."""
+        done = await self._call(
+            "claim",
+            lambda: self._redis.set(self._key("claim", key), "1", nx=True, px=int(ttl * 1000)),
+        )
+        return bool(done)
+
+    async def release(self, key: str) -> None:
+        """Give up a claim."""
+        await self._call("release", lambda: self._redis.delete(self._key("claim", key)))
+
+    async def put_relay(self, token: str, file_id: str, ttl: float) -> None:
+        """Map a relay link token to a Telegram file id for `ttl` seconds."""
+        await self._call(
+            "set",
+            lambda: self._redis.set(self._key("relay", token), file_id, px=int(ttl * 1000)),
+        )
+
+    async def get_relay(self, token: str) -> str | None:
+        """The Telegram file id behind a relay token, if it has not expired."""
+        value = await self._call("get", lambda: self._redis.get(self._key("relay", token)))
+        return str(value) if value else None
+
+    async def ping(self) -> bool:
+        """Whether Redis answers."""
+        try:
+            return bool(await self._redis.ping())
+        except (RedisError, OSError):
+            return False
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._redis.aclose()
