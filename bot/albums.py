@@ -345,13 +345,15 @@ class _AlbumRun:
             # sendMediaGroup needs at least two items.
             message = await self._bot.send_document(
                 chat_id=self._chat_id,
-                document=_media_file(chunk[0]),
+                document=_media_file(chunk[0], attach=False),
                 reply_parameters=self._reply(),
                 disable_content_type_detection=True,
             )
             return [message]
         media = [
-            InputMediaDocument(_media_file(entry), disable_content_type_detection=True)
+            InputMediaDocument(
+                _media_file(entry, attach=True), disable_content_type_detection=True
+            )
             for entry in chunk
         ]
         return await self._bot.send_media_group(
@@ -421,12 +423,12 @@ class _AlbumRun:
         return ReplyParameters(message_id=self._reply_to, allow_sending_without_reply=True)
 
 
-def _media_file(entry: _Entry) -> InputFile | str:
+def _media_file(entry: _Entry, *, attach: bool) -> InputFile | str:
     """Telegram's copy when there is one (no re-upload), else the PNG bytes."""
     produced = entry.produced
     assert produced is not None
     if produced.file_id is not None:
         return produced.file_id
     assert produced.cutout is not None
-    # attach=True: inside a media group the file is referenced as attach://<name>.
-    return InputFile(produced.cutout.data, filename=produced.cutout.file_name, attach=True)
+    # Inside a media group a file must be referenced as attach://<name>; alone it is a plain part.
+    return InputFile(produced.cutout.data, filename=produced.cutout.file_name, attach=attach)

@@ -16,6 +16,7 @@ from telegram.error import BadRequest, Forbidden, TelegramError
 
 from bot import freepik, messages
 from bot.cutouts import CutoutService, Produced, RateLimited, Role
+from bot.metrics import Metrics
 from bot.pipeline import Cutout, JobAborted, JobTimings
 from bot.ratelimit import Admission, Refusal
 from bot.sources import ImageSource, SourceTooLarge, SourceUnavailable
@@ -59,6 +60,9 @@ _FAILURES: list[tuple[type[BaseException], Outcome, str]] = [
 ]
 
 
+_CACHE_RESULT = {Role.CACHED: "hit", Role.LEADER: "miss", Role.FOLLOWER: "joined"}
+
+
 def classify(error: BaseException) -> tuple[Outcome, str]:
     """Map a pipeline error to its outcome and the user's explanation."""
     for kind, outcome, text in _FAILURES:
@@ -82,12 +86,19 @@ class ChatRemoval:
     """Turns a chat request into exactly one reply: the PNG document or an explanation."""
 
     def __init__(
-        self, bot: Bot, cutouts: CutoutService, store: StateStore, admission: Admission
+        self,
+        bot: Bot,
+        cutouts: CutoutService,
+        store: StateStore,
+        admission: Admission,
+        *,
+        metrics: Metrics | None = None,
     ) -> None:
         self._bot = bot
         self._cutouts = cutouts
         self._store = store
         self._admission = admission
+        self._metrics = metrics or Metrics()
 
     async def process(self, request: ChatRequest) -> Outcome:
         """Run the whole job for `request` and log one line about it."""
@@ -97,6 +108,12 @@ class ChatRemoval:
         try:
             outcome, role = await self._process(request, timings)
         finally:
+            self._metrics.job_finished(
+                request.source.kind,
+                outcome,
+                role,
+                timings.stages() if role in (Role.LEADER, Role.FOLLOWER) else None,
+            )
             log = logger.info if outcome is Outcome.OK else logger.warning
             log(
                 "job user=%s chat=%s kind=%s outcome=%s via=%s %s",
@@ -133,6 +150,7 @@ class ChatRemoval:
                 request.source, deliver, admit=admit, timings=timings, on_start=on_start
             )
         except RateLimited as limited:
+            self._metrics.refused(limited.refusal.scope)
             text = messages.rate_limited(limited.refusal.wait_text(), limited.refusal.scope)
             await self._reply_text(request, text)
             return Outcome.RATE_LIMITED, "-"
@@ -144,6 +162,7 @@ class ChatRemoval:
             await self._reply_text(request, messages.TEMPORARILY_UNAVAILABLE)
             return Outcome.STORAGE_DOWN, "-"
 
+        self._metrics.cache_lookup(_CACHE_RESULT[ticket.role])
         if ticket.role is Role.CACHED and ticket.stored is not None:
             _settle(status_posted, None)
             return await self._resend(request, ticket.stored, timings), ticket.role

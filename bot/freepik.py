@@ -158,8 +158,10 @@ class FreepikClient:
         retry: RetryPolicy | None = None,
         max_connections: int = 20,
         transport: httpx.AsyncBaseTransport | None = None,
+        observer: Callable[[str], None] | None = None,
     ) -> None:
         self._api_key = api_key
+        self._observe = observer or (lambda status: None)
         self._endpoint = base_url.rstrip("/") + REMOVE_BACKGROUND_PATH
         self._retry = retry or RetryPolicy()
         self._client = httpx.AsyncClient(
@@ -220,9 +222,12 @@ class FreepikClient:
                 headers={API_KEY_HEADER: self._api_key, "accept": "application/json"},
             )
         except httpx.TimeoutException as err:
+            self._observe("timeout")
             raise _RetryableOutage("Freepik timed out") from err
         except httpx.TransportError as err:
+            self._observe("transport")
             raise _RetryableOutage(f"cannot reach Freepik: {type(err).__name__}") from err
+        self._observe(str(response.status_code))
         self._raise_for_status(response)
         try:
             return RemovalResult.model_validate_json(response.content)

@@ -2,15 +2,123 @@
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import itertools
 import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from urllib.parse import urlsplit
 
-from telegram import Bot, InlineQuery
+from telegram import (
+    Bot,
+    InlineQuery,
+    InlineQueryResult,
+    InlineQueryResultArticle,
+    InlineQueryResultCachedDocument,
+    InlineQueryResultsButton,
+    InputFile,
+    InputTextMessageContent,
+)
+from telegram.constants import ChatAction
+from telegram.error import BadRequest, Forbidden, TelegramError
 
-from bot.cutouts import CutoutService
-from bot.ratelimit import Admission
-from bot.storage import StateStore
+from bot import messages
+from bot.chat import Outcome, classify
+from bot.cutouts import CutoutService, RateLimited, Role, Ticket
+from bot.pipeline import Cutout, JobAborted, JobTimings
+from bot.ratelimit import Admission, format_wait
+from bot.sources import ImageSource, NotHttpLink, normalise_link
+from bot.storage import StateStore, StoredCutout
 
 logger = logging.getLogger(__name__)
+
+# --- what the user reads ----------------------------------------------------------------------
+
+CUTOUT_TITLE = "Background removed"
+CUTOUT_CAPTION = "Background removed."
+# Caption of the copy uploaded to the storage chat (the user's own chat when none is set).
+STORED_CAPTION = "Background removed (made for inline mode)."
+WORKING_TITLE = "✂️ Still removing the background…"
+WORKING_TEXT = (
+    "This image takes a little longer. Keep typing, or send the same query again in a few "
+    "seconds, and the cutout will be here."
+)
+NO_LINK_TITLE = "Type a link to an image"
+NO_LINK_TEXT = (
+    "Type a link to a JPEG or PNG image after my username to get it back without its "
+    "background. With nothing after my username you get your recent cutouts."
+)
+NOT_HTTP_TITLE = "Only http(s) links work"
+NOT_HTTP_TEXT = "Only http:// and https:// links work. Type a web link to the image."
+LIMIT_TITLE = "Limit reached"
+FAILED_TITLE = "Couldn't remove the background"
+STORE_FAILED_TEXT = "I made the cutout but couldn't prepare it for inline mode. Please try again."
+START_BUTTON = "Start the bot to use inline mode"
+NO_RECENT_BUTTON = "No cutouts yet: open the bot to make one"
+
+
+def limit_text(wait_text: str) -> str:
+    """Explanation when the user is over the rate limit."""
+    return f"You've reached your limit for now. You can cut out the next image in {wait_text}."
+
+
+def made_ago(seconds: float) -> str:
+    """Description of a recent cutout, e.g. `Made 3 minutes ago`."""
+    return f"Made {format_wait(seconds)} ago"
+
+
+# --- tuning -----------------------------------------------------------------------------------
+
+# Seconds kept back from the answer timeout for the answerInlineQuery call itself.
+ANSWER_MARGIN = 0.25
+# Clients send a query per pause in typing; a new job waits this long so a query that is
+# immediately superseded (a link still being typed) costs neither a Freepik call nor a slot.
+SETTLE_DELAY = 0.3
+# Telegram may cache a finished cutout briefly; everything else must be asked again.
+CUTOUT_CACHE_TIME = 30
+
+
+class InlineOutcome(StrEnum):
+    """Ends of an inline request that are not a job's outcome."""
+
+    RECENT = "recent"
+    NO_RECENT = "no_recent"
+    NO_LINK = "no_link"
+    NOT_HTTP = "not_http"
+    NEEDS_START = "needs_start"
+    SUPERSEDED = "superseded"
+
+
+# Outcomes logged at INFO; the rest (failed jobs, limits) at WARNING, as in the chat flow.
+_ROUTINE: frozenset[str] = frozenset({Outcome.OK, *InlineOutcome})
+
+
+class Shown(StrEnum):
+    """What the one answer showed the user (for the log line)."""
+
+    DOCUMENT = "document"
+    RECENT = "recent"
+    WORKING = "working"
+    ARTICLE = "article"
+    BUTTON = "button"
+    EMPTY = "empty"
+
+
+@dataclass(slots=True)
+class _Reply:
+    """One answerInlineQuery, and how the request ended as far as it is known."""
+
+    shown: Shown
+    outcome: str
+    results: list[InlineQueryResult] = field(default_factory=list)
+    button: InlineQueryResultsButton | None = None
+    cache_time: int = 0
+    via: str = "-"
+    # The job still running when the answer had to go ("still working").
+    pending: asyncio.Future[StoredCutout] | None = None
 
 
 class InlineRemoval:
@@ -25,6 +133,7 @@ class InlineRemoval:
         *,
         storage_chat_id: int | None,
         answer_timeout: float,
+        settle_delay: float = SETTLE_DELAY,
     ) -> None:
         self._bot = bot
         self._cutouts = cutouts
@@ -32,7 +141,310 @@ class InlineRemoval:
         self._admission = admission
         self._storage_chat_id = storage_chat_id
         self._answer_timeout = answer_timeout
+        self._settle_delay = settle_delay
+        self._sequence = itertools.count(1)
+        # Per user, the number of their newest query still being handled.
+        self._latest: dict[int, int] = {}
 
     async def answer(self, query: InlineQuery) -> None:
         """Answer one inline query (exactly one answerInlineQuery call)."""
-        raise NotImplementedError
+        deadline = time.monotonic() + max(0.0, self._answer_timeout - ANSWER_MARGIN)
+        user_id = query.from_user.id
+        number = next(self._sequence)
+        self._latest[user_id] = number
+        timings = JobTimings()
+        try:
+            try:
+                reply = await self._decide(query.query, user_id, number, deadline, timings)
+            except Exception:
+                logger.exception("Unexpected error in an inline query")
+                reply = _article(Outcome.INTERNAL_ERROR, FAILED_TITLE, messages.INTERNAL_ERROR)
+            answered = await self._send(query, reply)
+            outcome = reply.outcome
+            if reply.pending is not None:
+                # Answered "still working"; the job goes on so the next query finds it cached.
+                outcome = await self._settle_pending(reply.pending, user_id)
+        finally:
+            if self._latest.get(user_id) == number:
+                del self._latest[user_id]
+        (logger.info if outcome in _ROUTINE else logger.warning)(
+            "inline user=%s outcome=%s via=%s answer=%s %s",
+            user_id,
+            outcome,
+            reply.via,
+            reply.shown if answered else "failed",
+            timings.summary(),
+        )
+
+    async def _decide(
+        self, text: str, user_id: int, number: int, deadline: float, timings: JobTimings
+    ) -> _Reply:
+        """Work out the one answer to a query; start (or join) a job for a link."""
+        if not text.strip():
+            return await self._recent(user_id)
+        try:
+            url = find_link(text)
+        except NotHttpLink:
+            return _article(InlineOutcome.NOT_HTTP, NOT_HTTP_TITLE, NOT_HTTP_TEXT)
+        if url is None:
+            return _article(InlineOutcome.NO_LINK, NO_LINK_TITLE, NO_LINK_TEXT)
+        source = ImageSource.link(url)
+
+        stored = await self._cutouts.cached(source)
+        if stored is not None:
+            return await self._document(user_id, stored, Role.CACHED)
+
+        if self._settle_delay > 0:
+            await asyncio.sleep(self._settle_delay)
+            if self._latest.get(user_id) != number:
+                # The client only shows the newest query's answer: this one needs no work.
+                return _Reply(Shown.EMPTY, InlineOutcome.SUPERSEDED)
+
+        target = self._storage_chat_id if self._storage_chat_id is not None else user_id
+        if self._storage_chat_id is None and not await self._can_write(user_id, deadline):
+            return _needs_start()
+
+        async def deliver(cutout: Cutout) -> str | None:
+            return await self._upload(target, cutout)
+
+        try:
+            ticket = await self._cutouts.start(
+                source,
+                deliver,
+                admit=lambda: self._admission.admit(user_id),
+                timings=timings,
+            )
+        except RateLimited as limited:
+            text = limit_text(limited.refusal.wait_text())
+            return _article(Outcome.RATE_LIMITED, LIMIT_TITLE, text)
+        except JobAborted:
+            return _article(Outcome.ABORTED, FAILED_TITLE, messages.ABORTED)
+        if ticket.role is Role.CACHED and ticket.stored is not None:
+            return await self._document(user_id, ticket.stored, ticket.role)
+
+        work = asyncio.ensure_future(self._finish(ticket, source, target, user_id, timings))
+        try:
+            # Shielded: running out of time must not cancel the job, only stop waiting for it.
+            stored = await asyncio.wait_for(
+                asyncio.shield(work), timeout=max(0.0, deadline - time.monotonic())
+            )
+        except TimeoutError:
+            reply = _article(Outcome.OK, WORKING_TITLE, WORKING_TEXT, shown=Shown.WORKING)
+            reply.via, reply.pending = ticket.role, work
+            return reply
+        except Exception as err:
+            reply = self._failure(err)
+            reply.via = ticket.role
+            return reply
+        reply = _document_reply([stored], CUTOUT_TITLE)
+        reply.via = ticket.role
+        return reply
+
+    async def _finish(
+        self,
+        ticket: Ticket,
+        source: ImageSource,
+        target: int,
+        user_id: int,
+        timings: JobTimings,
+    ) -> StoredCutout:
+        """Wait for the job and make sure its PNG has a file id; remember it for the user."""
+        produced = await ticket.result()
+        file_id = produced.file_id
+        if file_id is None:
+            # The job's own delivery failed (its chat blocked the bot): upload the bytes here.
+            if produced.cutout is None:
+                raise RuntimeError("shared job produced neither bytes nor a file id")
+            started = time.monotonic()
+            try:
+                file_id = await self._upload(target, produced.cutout)
+            finally:
+                timings.upload += time.monotonic() - started
+            if file_id is None:
+                raise RuntimeError("the uploaded cutout came back without a document")
+            await self._cutouts.remember(source, file_id, produced.file_name)
+        stored = StoredCutout(file_id, produced.file_name, time.time())
+        await self._store.push_recent(user_id, stored)
+        return stored
+
+    async def _settle_pending(self, work: asyncio.Future[StoredCutout], user_id: int) -> str:
+        """Wait for a job the user was told is still running; return its outcome for the log."""
+        try:
+            await work
+        except Forbidden as err:
+            logger.warning("Cannot store an inline cutout for user %s: %s", user_id, err.message)
+            return Outcome.UNDELIVERABLE
+        except TelegramError as err:
+            logger.error("Could not store an inline cutout: %s", err)
+            return Outcome.UNDELIVERABLE
+        except Exception as err:
+            outcome, _ = classify(err)
+            self._log_failure(outcome, err)
+            return outcome
+        return Outcome.OK
+
+    def _failure(self, err: Exception) -> _Reply:
+        """The answer for a job that failed before the deadline."""
+        if isinstance(err, Forbidden) and self._storage_chat_id is None:
+            logger.warning("Cannot write to the inline user's chat: %s", err.message)
+            reply = _needs_start()
+            reply.outcome = Outcome.UNDELIVERABLE
+            return reply
+        if isinstance(err, TelegramError):
+            where = "INLINE_STORAGE_CHAT_ID" if self._storage_chat_id is not None else "user"
+            logger.error("Could not upload an inline cutout to the %s chat: %s", where, err)
+            return _article(Outcome.UNDELIVERABLE, FAILED_TITLE, STORE_FAILED_TEXT)
+        outcome, text = classify(err)
+        self._log_failure(outcome, err)
+        return _article(outcome, FAILED_TITLE, text)
+
+    @staticmethod
+    def _log_failure(outcome: Outcome, err: BaseException) -> None:
+        if outcome is Outcome.BAD_KEY:
+            logger.error("Freepik refused the API key (%s): check FREEPIK_API_KEY", err)
+        elif outcome is Outcome.INTERNAL_ERROR:
+            logger.error("Unexpected error in an inline removal job", exc_info=err)
+        else:
+            logger.info("Inline removal failed: %s: %s", type(err).__name__, err)
+
+    async def _recent(self, user_id: int) -> _Reply:
+        """An empty query: the user's recent cutouts, newest first."""
+        recent = await self._store.recent(user_id)
+        if not recent:
+            button = InlineQueryResultsButton(
+                text=NO_RECENT_BUTTON, start_parameter=messages.INLINE_START_PARAMETER
+            )
+            return _Reply(Shown.BUTTON, InlineOutcome.NO_RECENT, button=button)
+        now = time.time()
+        results: list[InlineQueryResult] = []
+        seen: set[str] = set()
+        for item in recent:
+            result_id = _result_id(item.file_id)
+            if result_id in seen:
+                continue
+            seen.add(result_id)
+            results.append(
+                InlineQueryResultCachedDocument(
+                    id=result_id,
+                    title=item.file_name,
+                    document_file_id=item.file_id,
+                    description=made_ago(now - item.created),
+                    caption=CUTOUT_CAPTION,
+                )
+            )
+        return _Reply(Shown.RECENT, InlineOutcome.RECENT, results)
+
+    async def _document(self, user_id: int, stored: StoredCutout, role: Role) -> _Reply:
+        """A cutout Telegram already holds: answer with it and add it to the user's recent."""
+        await self._store.push_recent(
+            user_id, StoredCutout(stored.file_id, stored.file_name, time.time())
+        )
+        reply = _document_reply([stored], CUTOUT_TITLE)
+        reply.via = role
+        return reply
+
+    async def _can_write(self, user_id: int, deadline: float) -> bool:
+        """Whether the bot may send to the user's private chat (checked before paying)."""
+        try:
+            await asyncio.wait_for(
+                self._bot.send_chat_action(chat_id=user_id, action=ChatAction.UPLOAD_DOCUMENT),
+                timeout=max(0.5, deadline - time.monotonic()),
+            )
+        except Forbidden as err:
+            logger.info("Inline user %s has not started the bot: %s", user_id, err.message)
+            return False
+        except BadRequest as err:
+            if "chat not found" in err.message.lower():
+                logger.info("Inline user %s has no chat with the bot", user_id)
+                return False
+            logger.debug("Chat action for inline user %s failed: %s", user_id, err.message)
+        except (TelegramError, TimeoutError) as err:
+            # Unknown: go on; the upload will tell for sure.
+            logger.debug("Chat action for inline user %s failed: %s", user_id, err)
+        return True
+
+    async def _upload(self, chat_id: int, cutout: Cutout) -> str | None:
+        """Upload the PNG to the storage chat; return Telegram's file id of it."""
+        sent = await self._bot.send_document(
+            chat_id=chat_id,
+            document=InputFile(cutout.data, filename=cutout.file_name),
+            caption=STORED_CAPTION,
+            disable_content_type_detection=True,
+            # The user is busy in another chat; the copy here needs no ping.
+            disable_notification=True,
+        )
+        return sent.document.file_id if sent.document else None
+
+    async def _send(self, query: InlineQuery, reply: _Reply) -> bool:
+        """The one answerInlineQuery; a failure (query too old) is logged, never raised."""
+        try:
+            await self._bot.answer_inline_query(
+                query.id,
+                reply.results,
+                cache_time=reply.cache_time,
+                is_personal=True,
+                button=reply.button,
+            )
+        except TelegramError as err:
+            logger.warning("Could not answer inline query of user %s: %s", query.from_user.id, err)
+            return False
+        return True
+
+
+def find_link(text: str) -> str | None:
+    """The first token of `text` that is an http(s) link (scheme-less ones get http://).
+
+    Raises `NotHttpLink` when there is no such link but a token names another scheme.
+    """
+    other_scheme: NotHttpLink | None = None
+    for token in text.split():
+        try:
+            url = normalise_link(token)
+        except ValueError as err:  # NotHttpLink, or a URL urlsplit cannot parse
+            named_scheme = "://" in token or ":" in token.split("/", 1)[0]
+            if isinstance(err, NotHttpLink) and named_scheme:
+                other_scheme = other_scheme or err
+            continue
+        host = urlsplit(url).hostname or ""
+        # `cat` alone would become http://cat; a real host has a dot (or is an IPv6 literal).
+        if "." in host.strip(".") or ":" in host:
+            return url
+    if other_scheme is not None:
+        raise other_scheme
+    return None
+
+
+def _result_id(file_id: str) -> str:
+    # Result ids are at most 64 bytes; file ids are longer, and unique per file.
+    return hashlib.sha256(file_id.encode()).hexdigest()[:32]
+
+
+def _document_reply(items: Sequence[StoredCutout], title: str) -> _Reply:
+    results: list[InlineQueryResult] = [
+        InlineQueryResultCachedDocument(
+            id=_result_id(item.file_id),
+            title=title,
+            document_file_id=item.file_id,
+            description=item.file_name,
+            caption=CUTOUT_CAPTION,
+        )
+        for item in items
+    ]
+    return _Reply(Shown.DOCUMENT, Outcome.OK, results, cache_time=CUTOUT_CACHE_TIME)
+
+
+def _article(outcome: str, title: str, text: str, *, shown: Shown = Shown.ARTICLE) -> _Reply:
+    result = InlineQueryResultArticle(
+        id=f"{shown}-{outcome}",
+        title=title,
+        description=text,
+        input_message_content=InputTextMessageContent(text),
+    )
+    return _Reply(shown, outcome, [result])
+
+
+def _needs_start() -> _Reply:
+    button = InlineQueryResultsButton(
+        text=START_BUTTON, start_parameter=messages.INLINE_START_PARAMETER
+    )
+    return _Reply(Shown.BUTTON, InlineOutcome.NEEDS_START, button=button)

@@ -51,6 +51,16 @@ class JobTimings:
         """Seconds since the job was accepted."""
         return time.monotonic() - self.started
 
+    def stages(self) -> dict[str, float]:
+        """Seconds per stage, for metrics."""
+        return {
+            "queue": self.queue,
+            "freepik": self.freepik,
+            "download": self.download,
+            "upload": self.upload,
+            "total": self.total,
+        }
+
     def summary(self) -> str:
         """Compact `name=seconds` pairs for the job log line."""
         return (

@@ -16,9 +16,11 @@ from bot.config import Settings
 from bot.cutouts import CutoutService
 from bot.freepik import FreepikClient, RetryPolicy
 from bot.inline import InlineRemoval
+from bot.metrics import Metrics
 from bot.pipeline import RemovalPipeline
 from bot.ratelimit import Admission, RateLimiter, async_storage
-from bot.sources import TelegramFileLinks
+from bot.relay import RelayLinks
+from bot.sources import PublicUrlProvider, TelegramFileLinks
 from bot.storage import StateStore, create_store
 
 logger = logging.getLogger(__name__)
@@ -39,10 +41,14 @@ class Services:
     chat: ChatRemoval
     albums: AlbumCollector
     inline: InlineRemoval
+    metrics: Metrics
+    relay: RelayLinks | None
 
     async def aclose(self) -> None:
         """Release connections."""
         await self.freepik.aclose()
+        if self.relay is not None:
+            await self.relay.aclose()
         await self.store.aclose()
 
 
@@ -56,6 +62,8 @@ class ServiceOptions:
 
 def create_services(settings: Settings, bot: Bot, options: ServiceOptions) -> Services:
     """Build the services for one Application."""
+    metrics = Metrics()
+    store = create_store(settings.storage_url, prefix=settings.redis_prefix)
     freepik = FreepikClient(
         settings.freepik_api_key.get_secret_value(),
         settings.freepik_api_url,
@@ -63,19 +71,23 @@ def create_services(settings: Settings, bot: Bot, options: ServiceOptions) -> Se
         retry=options.freepik_retry,
         max_connections=max(10, settings.max_concurrent_jobs * 2),
         transport=options.freepik_transport,
+        observer=metrics.freepik_answer,
     )
-    pipeline = RemovalPipeline(
-        freepik, TelegramFileLinks(bot), max_concurrent_jobs=settings.max_concurrent_jobs
-    )
+    relay: RelayLinks | None = None
+    urls: PublicUrlProvider = TelegramFileLinks(bot)
+    if settings.photo_url_mode == "relay":
+        relay = RelayLinks(bot, store, base_url=settings.public_base_url, ttl=settings.relay_ttl)
+        urls = relay
+    pipeline = RemovalPipeline(freepik, urls, max_concurrent_jobs=settings.max_concurrent_jobs)
+    metrics.bind_gauges(lambda: pipeline.in_flight, lambda: pipeline.queued)
     counters = async_storage(settings.storage_url, prefix=settings.redis_prefix)
     admission = Admission(
         RateLimiter(settings.rate_limits, counters, namespace="user"),
         RateLimiter(settings.chat_rate_limits, counters, namespace="chat"),
         settings.admin_ids,
     )
-    store = create_store(settings.storage_url, prefix=settings.redis_prefix)
     cutouts = CutoutService(pipeline, store, cache_ttl=settings.cache_ttl)
-    chat = ChatRemoval(bot, cutouts, store, admission)
+    chat = ChatRemoval(bot, cutouts, store, admission, metrics=metrics)
     albums = AlbumCollector(bot, cutouts, store, admission, wait=settings.album_wait)
     inline = InlineRemoval(
         bot,
@@ -85,7 +97,19 @@ def create_services(settings: Settings, bot: Bot, options: ServiceOptions) -> Se
         storage_chat_id=settings.inline_storage_chat_id,
         answer_timeout=settings.inline_answer_timeout,
     )
-    return Services(settings, freepik, pipeline, store, cutouts, admission, chat, albums, inline)
+    return Services(
+        settings=settings,
+        freepik=freepik,
+        pipeline=pipeline,
+        store=store,
+        cutouts=cutouts,
+        admission=admission,
+        chat=chat,
+        albums=albums,
+        inline=inline,
+        metrics=metrics,
+        relay=relay,
+    )
 
 
 def attach_services(application: Application[Any, Any, Any, Any, Any, Any], s: Services) -> None:

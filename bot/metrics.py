@@ -1,0 +1,84 @@
+"""Prometheus metrics: one registry per running bot, rendered at `GET /metrics`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+# Freepik answers in seconds; queue waits can be long under load.
+_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300)
+STAGES = ("queue", "freepik", "download", "upload", "total")
+
+
+class Metrics:
+    """The bot's counters, histograms and gauges."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.jobs = Counter(
+            "nobg_jobs",
+            "Requests finished, by input kind, outcome and how the cutout was obtained",
+            ["kind", "outcome", "via"],
+            registry=self.registry,
+        )
+        self.stage_seconds = Histogram(
+            "nobg_job_stage_seconds",
+            "Seconds spent per job stage",
+            ["stage"],
+            buckets=_BUCKETS,
+            registry=self.registry,
+        )
+        self.freepik_answers = Counter(
+            "nobg_freepik_responses",
+            "Freepik remove-background answers by HTTP status (or 'timeout'/'transport')",
+            ["status"],
+            registry=self.registry,
+        )
+        self.rate_limited = Counter(
+            "nobg_rate_limit_refusals",
+            "Requests refused by a rate limit, by scope (user or chat)",
+            ["scope"],
+            registry=self.registry,
+        )
+        self.cache = Counter(
+            "nobg_cache_lookups",
+            "Result cache lookups: hit, miss, or joined (shared a job in flight)",
+            ["result"],
+            registry=self.registry,
+        )
+        self.in_flight = Gauge(
+            "nobg_jobs_in_flight", "Jobs holding a slot", registry=self.registry
+        )
+        self.queue_depth = Gauge(
+            "nobg_queue_depth", "Jobs waiting for a slot", registry=self.registry
+        )
+
+    def bind_gauges(self, in_flight: Callable[[], float], queued: Callable[[], float]) -> None:
+        """Read the gauges from the pipeline at scrape time."""
+        self.in_flight.set_function(in_flight)
+        self.queue_depth.set_function(queued)
+
+    def job_finished(
+        self, kind: str, outcome: str, via: str, stages: dict[str, float] | None
+    ) -> None:
+        """Count a finished request and, if it ran a job, observe its stage times."""
+        self.jobs.labels(kind=kind, outcome=outcome, via=via).inc()
+        for stage, seconds in (stages or {}).items():
+            self.stage_seconds.labels(stage=stage).observe(seconds)
+
+    def freepik_answer(self, status: str) -> None:
+        """Count one Freepik answer (or failure to get one)."""
+        self.freepik_answers.labels(status=status).inc()
+
+    def refused(self, scope: str) -> None:
+        """Count a rate-limit refusal."""
+        self.rate_limited.labels(scope=scope).inc()
+
+    def cache_lookup(self, result: str) -> None:
+        """Count a cache lookup: `hit`, `miss` or `joined`."""
+        self.cache.labels(result=result).inc()
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition."""
+        return generate_latest(self.registry)

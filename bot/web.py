@@ -1,0 +1,125 @@
+"""The bot's one HTTP server: webhook, health, readiness, metrics and relay links."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from dataclasses import dataclass, field
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response, StreamingResponse
+from starlette.routing import Route
+from telegram import Update
+
+from bot.app import AnyApplication
+from bot.relay import RelayNotFound
+from bot.services import services_of
+from bot.storage import StorageUnavailable
+
+logger = logging.getLogger(__name__)
+
+MAX_UPDATE_BYTES = 1024 * 1024  # updates are small JSON documents
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 - a header name
+
+
+@dataclass
+class WebState:
+    """What the routes need; `accepting` turns off webhook intake at shutdown."""
+
+    application: AnyApplication
+    webhook_path: str | None
+    webhook_secret: str
+    accepting: bool = True
+    ready: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+def create_web_app(state: WebState) -> Starlette:
+    """The Starlette app serving every route of the bot."""
+
+    async def healthz(request: Request) -> Response:
+        return PlainTextResponse("ok")
+
+    async def readyz(request: Request) -> Response:
+        problems = await _readiness_problems(state)
+        if problems:
+            return PlainTextResponse("not ready: " + "; ".join(problems), status_code=503)
+        return PlainTextResponse("ready")
+
+    async def metrics(request: Request) -> Response:
+        services = services_of(state.application)
+        return Response(
+            services.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8"
+        )
+
+    async def relay(request: Request) -> Response:
+        services = services_of(state.application)
+        if services.relay is None:
+            return PlainTextResponse("not found", status_code=404)
+        try:
+            image = await services.relay.open(request.path_params["token"])
+        except RelayNotFound as err:
+            logger.info("Relay link refused: %s", err)
+            return PlainTextResponse("not found", status_code=404)
+        except StorageUnavailable as err:
+            logger.error("Relay link lookup failed: %s", err)
+            return PlainTextResponse("temporarily unavailable", status_code=503)
+        headers = {"cache-control": "no-store"}
+        if image.length is not None:
+            headers["content-length"] = str(image.length)
+        if request.method == "HEAD":
+            await image.body.aclose()
+            return Response(status_code=200, media_type=image.content_type, headers=headers)
+        return StreamingResponse(image.body, media_type=image.content_type, headers=headers)
+
+    async def webhook(request: Request) -> Response:
+        given = request.headers.get(SECRET_HEADER, "")
+        if not hmac.compare_digest(given.encode(), state.webhook_secret.encode()):
+            return PlainTextResponse("forbidden", status_code=403)
+        if not state.accepting:
+            # Shutting down: Telegram keeps the update and delivers it again later.
+            return PlainTextResponse("shutting down", status_code=503)
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > MAX_UPDATE_BYTES:
+            return PlainTextResponse("too large", status_code=413)
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_UPDATE_BYTES:
+                return PlainTextResponse("too large", status_code=413)
+        try:
+            data = json.loads(body)
+            if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
+                raise ValueError("not an update")
+            update = Update.de_json(data, state.application.bot)
+        except (ValueError, TypeError, KeyError) as err:
+            logger.warning("Rejected a malformed webhook body: %s", type(err).__name__)
+            return PlainTextResponse("malformed update", status_code=400)
+        # Answer at once; the Application processes it (Telegram must not time out and retry).
+        await state.application.update_queue.put(update)
+        return PlainTextResponse("ok")
+
+    routes = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        Route("/files/{token}", relay, methods=["GET", "HEAD"]),
+    ]
+    if state.webhook_path:
+        routes.append(Route(state.webhook_path, webhook, methods=["POST"]))
+    return Starlette(routes=routes)
+
+
+async def _readiness_problems(state: WebState) -> list[str]:
+    problems = []
+    if not state.ready or not state.application.running:
+        problems.append("bot not started")
+        return problems
+    services = services_of(state.application)
+    if not await services.store.ping():
+        problems.append("storage unreachable")
+    if not await services.admission.users.ping():
+        problems.append("rate-limit storage unreachable")
+    return problems
