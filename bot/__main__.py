@@ -13,7 +13,7 @@ from bot import __version__
 from bot.app import build_application
 from bot.config import ConfigError, load_settings
 from bot.logs import configure_logging
-from bot.runner import install_stop_signals, run_polling
+from bot.runner import install_stop_signals, run_bot
 
 logger = logging.getLogger("bot")
 
@@ -31,11 +31,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 async def _serve() -> None:
     settings = load_settings()
-    configure_logging(settings.log_level, settings.secrets())
+    configure_logging(
+        settings.log_level, settings.secrets(), json_format=settings.log_format == "json"
+    )
     application = build_application(settings)
     stop = asyncio.Event()
     install_stop_signals(stop)
-    await run_polling(application, stop, grace=settings.shutdown_grace)
+    await run_bot(application, settings, stop)
 
 
 def main(argv: list[str] | None = None) -> int:

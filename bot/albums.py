@@ -137,8 +137,16 @@ class AlbumCollector:
             # A straggler arriving after this point starts an album of its own.
             del self._collecting[key]
         items = sorted(collecting.items.values(), key=lambda i: i.message_id)
-        run = _AlbumRun(self._bot, self._cutouts, self._store, self._admission)
-        await run.process(user_id, chat_id, items)
+        run = _AlbumRun(
+            self._bot,
+            self._cutouts,
+            self._store,
+            self._admission,
+            user_id=user_id,
+            chat_id=chat_id,
+            items=items,
+        )
+        await run.process()
 
     async def _quiet_period(self, collecting: _Collecting) -> None:
         """Return once no item arrived for `wait` seconds (or the overall bound is reached)."""
@@ -178,6 +186,7 @@ class _Entry:
     reason: str = ""
 
     def fail(self, reason: str) -> None:
+        """Mark the image as not delivered, with the short reason the user will read."""
         self.state = _State.FAILED
         self.reason = reason
 
@@ -191,25 +200,29 @@ class _AlbumRun:
     """One album from its status message to its one summary."""
 
     def __init__(
-        self, bot: Bot, cutouts: CutoutService, store: StateStore, admission: Admission
+        self,
+        bot: Bot,
+        cutouts: CutoutService,
+        store: StateStore,
+        admission: Admission,
+        *,
+        user_id: int,
+        chat_id: int,
+        items: list[AlbumItem],
     ) -> None:
         self._bot = bot
         self._cutouts = cutouts
         self._store = store
         self._admission = admission
-        self._user_id = 0
-        self._chat_id = 0
-        self._entries: list[_Entry] = []
-        self._reply_to = 0
-        self._status: Message | None = None
-
-    async def process(self, user_id: int, chat_id: int, items: list[AlbumItem]) -> None:
-        """Answer the whole album (items in message order) and log one line about it."""
-        started = time.monotonic()
         self._user_id = user_id
         self._chat_id = chat_id
         self._entries = [_Entry(n, item) for n, item in enumerate(items, start=1)]
         self._reply_to = items[0].message_id
+        self._status: Message | None = None
+
+    async def process(self) -> None:
+        """Answer the whole album and log one line about it."""
+        started = time.monotonic()
         try:
             await self._process()
         except Exception:

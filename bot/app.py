@@ -51,9 +51,11 @@ def build_application(settings: Settings, options: ServiceOptions | None = None)
         if "nobg.services" in application.bot_data:
             await services_of(application).aclose()
 
+    builder = ApplicationBuilder()
+    if settings.mode == "webhook":
+        builder = builder.updater(None)  # updates arrive through our own HTTP server
     application: AnyApplication = (
-        ApplicationBuilder()
-        .token(settings.telegram_bot_token.get_secret_value())
+        builder.token(settings.telegram_bot_token.get_secret_value())
         .base_url(f"{root}/bot")
         .base_file_url(f"{root}/file/bot")
         # One user's slow removal must never hold up another's update.

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from collections.abc import Iterable
+from datetime import UTC, datetime
 
 # Chatty libraries: httpx logs every request URL at INFO, and Telegram URLs carry the token.
-_QUIET_LOGGERS = ("httpx", "httpcore", "hpack", "aiolimiter")
+_QUIET_LOGGERS = ("httpx", "httpcore", "hpack", "aiolimiter", "uvicorn.access")
 
 
 class RedactingFormatter(logging.Formatter):
@@ -23,6 +25,25 @@ class RedactingFormatter(logging.Formatter):
         return redact(super().format(record), self._secrets)
 
 
+class JsonFormatter(RedactingFormatter):
+    """One JSON object per line, for log shippers; secrets masked before encoding."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        super().__init__("%(message)s", secrets)
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Format `record` as a JSON line."""
+        entry = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": redact(record.getMessage(), self._secrets),
+        }
+        if record.exc_info:
+            entry["exception"] = redact(self.formatException(record.exc_info), self._secrets)
+        return json.dumps(entry, ensure_ascii=False)
+
+
 def redact(text: str, secrets: Iterable[str]) -> str:
     """Replace every secret in `text` with `***`."""
     for secret in secrets:
@@ -31,12 +52,15 @@ def redact(text: str, secrets: Iterable[str]) -> str:
     return text
 
 
-def configure_logging(level: str, secrets: Iterable[str]) -> None:
+def configure_logging(level: str, secrets: Iterable[str], *, json_format: bool = False) -> None:
     """Send logs to stderr through the redacting formatter; quiet the URL-logging libraries."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", secrets)
-    )
+    formatter: logging.Formatter
+    if json_format:
+        formatter = JsonFormatter(secrets)
+    else:
+        formatter = RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", secrets)
+    handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -17,7 +17,7 @@ from starlette.routing import Route
 from bot.app import AnyApplication, build_application
 from bot.config import Settings, load_settings
 from bot.freepik import RetryPolicy
-from bot.runner import run_polling
+from bot.runner import run_bot
 from bot.services import ServiceOptions, Services, services_of
 from tests.fakes import FakeFreepik, FakeTelegram, ThreadedServer
 from tests.fakes.images import sniff_mime
@@ -124,15 +124,19 @@ async def start_bot(telegram: FakeTelegram, freepik: FakeFreepik) -> AsyncIterat
             "freepik_api_url": freepik.url,
             "rate_limit": "",
             "freepik_timeout": 5.0,
+            "shutdown_grace": grace,
         }
         values.update(overrides)
         settings = load_settings(_env_file=None, **values)
         application = build_application(settings, ServiceOptions(freepik_retry=retry))
         stop = asyncio.Event()
-        task = asyncio.create_task(run_polling(application, stop, grace=grace, poll_timeout=1))
+        task = asyncio.create_task(run_bot(application, settings, stop, poll_timeout=1))
         bot = RunningBot(application, settings, stop, task)
         running.append(bot)
-        await telegram.wait_for_call("getUpdates", timeout=10)
+        started = "setWebhook" if settings.mode == "webhook" else "getUpdates"
+        await telegram.wait_for_call(started, timeout=10)
+        while not application.running:  # the webhook route needs the Application started
+            await asyncio.sleep(0.01)
         return bot
 
     yield start

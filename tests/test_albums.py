@@ -54,10 +54,9 @@ def photos(
     ]
 
 
-def send_all(telegram: FakeTelegram, messages: list[dict[str, Any]]) -> None:
-    """Push the messages of an album as separate updates, as Telegram does."""
-    for message in messages:
-        telegram.push_update(update(message=message))
+def send_all(telegram: FakeTelegram, messages: list[dict[str, Any]]) -> int:
+    """Push the messages of an album as separate updates, as Telegram does; return the last id."""
+    return max(telegram.push_update(update(message=message)) for message in messages)
 
 
 def ok_calls(telegram: FakeTelegram, method: str) -> list[TgCall]:
@@ -371,3 +370,25 @@ async def test_user_who_blocked_the_bot_is_logged_and_skipped(
     assert not ok_calls(telegram, "sendMessage")
     assert not ok_calls(telegram, "sendMediaGroup")
     assert not bot.task.done()
+
+
+async def test_album_caught_by_shutdown_still_gets_a_reply(
+    start_bot: StartBot,
+    telegram: FakeTelegram,
+    freepik: FakeFreepik,
+    album_logs: pytest.LogCaptureFixture,
+) -> None:
+    bot = await start_bot(album_wait=1.0)
+    last = send_all(telegram, photos(telegram, 2, "g-shutdown"))
+    # Stop while the album is still being collected: the bot must answer before it exits.
+    # The next poll confirming the updates means they were handed to the handlers.
+    await telegram.wait_for_call(
+        "getUpdates", where=lambda c: int(c.params.get("offset") or 0) > last
+    )
+    await bot.shutdown()
+    lines = await album_done(album_logs)
+
+    assert not freepik.calls
+    [reply] = texts(telegram)
+    assert "Images 1 and 2: the bot restarted" in reply
+    assert "items=2 ok=0 failed=2" in lines[0]
