@@ -12,6 +12,7 @@ from telegram.error import InvalidToken, NetworkError
 from bot import __version__
 from bot.app import build_application
 from bot.config import ConfigError, load_settings
+from bot.doctor import run_doctor
 from bot.logs import configure_logging
 from bot.runner import install_stop_signals, run_bot
 
@@ -26,6 +27,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "Configure it with environment variables or a .env file (see .env.example).",
     )
     parser.add_argument("--version", action="version", version=f"nobg-bot {__version__}")
+    parser.add_argument(
+        "command",
+        nargs="?",
+        choices=["run", "doctor"],
+        default="run",
+        help="run the bot (default), or check settings, Telegram and storage",
+    )
     return parser.parse_args(argv)
 
 
@@ -40,10 +48,18 @@ async def _serve() -> None:
     await run_bot(application, settings, stop)
 
 
+async def _doctor() -> int:
+    settings = load_settings()
+    configure_logging("WARNING", settings.secrets())
+    return await run_doctor(settings)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the bot until SIGINT/SIGTERM; return the process exit code."""
-    parse_args(argv)
+    """Run the bot until SIGINT/SIGTERM (or the doctor); return the process exit code."""
+    args = parse_args(argv)
     try:
+        if args.command == "doctor":
+            return asyncio.run(_doctor())
         asyncio.run(_serve())
     except ConfigError as err:
         print(f"Configuration error: {err}", file=sys.stderr)

@@ -1,0 +1,99 @@
+"""`python -m bot doctor`: check settings, Telegram and storage; print a masked summary."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+from pydantic import SecretStr
+from telegram import Bot
+from telegram.error import TelegramError
+
+from bot.config import Settings
+from bot.ratelimit import async_storage
+from bot.storage import create_store
+
+Printer = Callable[[str], None]
+
+
+def mask(secret: SecretStr) -> str:
+    """Say whether a secret is set without revealing it."""
+    value = secret.get_secret_value()
+    return f"set ({len(value)} characters)" if value else "not set"
+
+
+async def run_doctor(settings: Settings, out: Printer = print) -> int:
+    """Run every check; return 0 when all pass, 1 otherwise."""
+    problems: list[str] = []
+    out("Settings")
+    for name, value in summary(settings):
+        out(f"  {name:<24} {value}")
+
+    out("Telegram")
+    bot = Bot(
+        settings.telegram_bot_token.get_secret_value(),
+        base_url=f"{settings.telegram_api_url}/bot",
+        base_file_url=f"{settings.telegram_api_url}/file/bot",
+    )
+    try:
+        async with bot:
+            me = bot.bot
+            out(f"  getMe                    ok: @{me.username} (id {me.id})")
+            out(f"  inline mode              {'on' if me.supports_inline_queries else 'OFF'}")
+            info = await bot.get_webhook_info()
+            out(f"  webhook                  {info.url or '(none: polling)'}")
+            out(f"  pending updates          {info.pending_update_count}")
+            if info.last_error_message:
+                out(f"  last webhook error       {info.last_error_message}")
+            if settings.mode == "webhook" and info.url != settings.webhook_url:
+                out("  note                     the webhook is set to WEBHOOK_URL at start")
+    except TelegramError as err:
+        problems.append(f"Telegram: {err}")
+        out(f"  getMe                    FAILED: {err}")
+
+    out("Storage")
+    store = create_store(settings.storage_url, prefix=settings.redis_prefix)
+    try:
+        reachable = await store.ping()
+    finally:
+        await store.aclose()
+    counters = async_storage(settings.storage_url, prefix=settings.redis_prefix)
+    try:
+        counters_ok = bool(await counters.check())
+    except Exception:
+        counters_ok = False
+    out(f"  state                    {'reachable' if reachable else 'UNREACHABLE'}")
+    out(f"  rate-limit counters      {'reachable' if counters_ok else 'UNREACHABLE'}")
+    if not reachable or not counters_ok:
+        problems.append(f"storage {settings.storage_url} is unreachable")
+
+    if problems:
+        out("Problems")
+        for problem in problems:
+            out(f"  - {problem}")
+        return 1
+    out("All checks passed.")
+    return 0
+
+
+def hide_password(url: str) -> str:
+    """`redis://:secret@host` -> `redis://:***@host`."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
+
+
+def summary(settings: Settings) -> list[tuple[str, str]]:
+    """Every setting by its environment name, secrets masked."""
+    rows = []
+    for name in Settings.model_fields:
+        value = getattr(settings, name)
+        shown = mask(value) if isinstance(value, SecretStr) else repr(value)
+        if isinstance(value, frozenset):
+            shown = ",".join(str(v) for v in sorted(value)) or "(none)"
+        elif name == "storage_url":
+            shown = repr(hide_password(value))
+        rows.append((name.upper(), shown))
+    return rows
