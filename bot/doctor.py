@@ -10,6 +10,7 @@ from telegram import Bot
 from telegram.error import TelegramError
 
 from bot.config import Settings
+from bot.logs import redact
 from bot.ratelimit import async_storage
 from bot.storage import create_store
 
@@ -22,8 +23,13 @@ def mask(secret: SecretStr) -> str:
     return f"set ({len(value)} characters)" if value else "not set"
 
 
-async def run_doctor(settings: Settings, out: Printer = print) -> int:
+async def run_doctor(settings: Settings, printer: Printer = print) -> int:
     """Run every check; return 0 when all pass, 1 otherwise."""
+    secrets = settings.secrets()
+
+    def out(line: str) -> None:
+        printer(redact(line, secrets))
+
     problems: list[str] = []
     out("Settings")
     for name, value in summary(settings):
