@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -21,9 +22,12 @@ from bot.runner import run_bot
 from bot.services import ServiceOptions, Services, services_of
 from tests.fakes import FakeFreepik, FakeTelegram, ThreadedServer
 from tests.fakes.images import sniff_mime
+from tests.redis_server import RedisServer
 
 BOT_TOKEN = "123456:TEST-token_abcdefghijklmnopqrstuv"
 FREEPIK_KEY = "test-freepik-key"
+WEBHOOK_SECRET = "test-webhook-secret_123"
+WEBHOOK_PATH = "/telegram"
 FAST_RETRY = RetryPolicy(attempts=3, initial_wait=0.01, max_wait=0.05, max_retry_after=5.0)
 
 
@@ -32,6 +36,31 @@ def freepik() -> Iterator[FakeFreepik]:
     """A fake Freepik server on 127.0.0.1."""
     with FakeFreepik(api_key=FREEPIK_KEY) as fake:
         yield fake
+
+
+@pytest.fixture(scope="session")
+def redis_session() -> Iterator[RedisServer]:
+    """One redis-server for the whole run (tests flush it)."""
+    server = RedisServer()
+    server.start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def redis_url(redis_session: RedisServer) -> str:
+    """An empty Redis database."""
+    redis_session.flush()
+    return redis_session.url
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    """A redis-server of this test's own, which it may stop and restart."""
+    server = RedisServer()
+    server.start()
+    yield server
+    server.close()
 
 
 @pytest.fixture
@@ -94,6 +123,7 @@ class RunningBot:
     settings: Settings
     stop: asyncio.Event
     task: asyncio.Task[None]
+    http_url: str | None = None
 
     @property
     def services(self) -> Services:
@@ -127,11 +157,26 @@ async def start_bot(telegram: FakeTelegram, freepik: FakeFreepik) -> AsyncIterat
             "shutdown_grace": grace,
         }
         values.update(overrides)
+        sockets: list[socket.socket] | None = None
+        http_url: str | None = None
+        if values.get("mode") == "webhook" or values.get("photo_url_mode") == "relay":
+            # Bind the bot's HTTP port up front, so the URLs are known before it starts.
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("127.0.0.1", 0))
+            sockets = [sock]
+            http_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+            values.setdefault("public_base_url", http_url)
+            values.setdefault("webhook_url", f"https://bot.example.test{WEBHOOK_PATH}")
+            values.setdefault("webhook_secret", WEBHOOK_SECRET)
+            values.setdefault("webhook_path", WEBHOOK_PATH)
         settings = load_settings(_env_file=None, **values)
         application = build_application(settings, ServiceOptions(freepik_retry=retry))
         stop = asyncio.Event()
-        task = asyncio.create_task(run_bot(application, settings, stop, poll_timeout=1))
-        bot = RunningBot(application, settings, stop, task)
+        task = asyncio.create_task(
+            run_bot(application, settings, stop, poll_timeout=1, sockets=sockets)
+        )
+        bot = RunningBot(application, settings, stop, task, http_url)
         running.append(bot)
         started = "setWebhook" if settings.mode == "webhook" else "getUpdates"
         await telegram.wait_for_call(started, timeout=10)

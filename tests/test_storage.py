@@ -1,33 +1,87 @@
-"""The memory state store: TTLs, recent lists, claims."""
+"""Both state stores, memory and Redis, against the same expectations."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 import pytest
 
-from bot.storage import RECENT_LIMIT, MemoryStore, StoredCutout, create_store
+from bot.redis_store import RedisStore
+from bot.storage import (
+    RECENT_LIMIT,
+    MemoryStore,
+    StateStore,
+    StorageUnavailable,
+    StoredCutout,
+    create_store,
+)
+from tests.redis_server import RedisServer
 
 
 def cutout(n: int) -> StoredCutout:
     return StoredCutout(f"file-{n}", f"name-{n}.png", float(n))
 
 
-async def test_cutouts_expire() -> None:
-    store = MemoryStore()
-    await store.put_cutout("k", cutout(1), ttl=0.05)
+@pytest.fixture(params=["memory", "redis"])
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[StateStore]:
+    if request.param == "memory":
+        yield MemoryStore()
+        return
+    url = request.getfixturevalue("redis_url")
+    redis_store = create_store(url, prefix="test:")
+    assert isinstance(redis_store, RedisStore)
+    yield redis_store
+    await redis_store.aclose()
+
+
+async def test_cutouts_expire(store: StateStore) -> None:
+    await store.put_cutout("k", cutout(1), ttl=0.2)
     assert await store.get_cutout("k") == cutout(1)
-    await asyncio.sleep(0.08)
+    await asyncio.sleep(0.3)
     assert await store.get_cutout("k") is None
 
 
-async def test_zero_ttl_is_not_cached() -> None:
-    store = MemoryStore()
+async def test_zero_ttl_is_not_cached(store: StateStore) -> None:
     await store.put_cutout("k", cutout(1), ttl=0)
     assert await store.get_cutout("k") is None
 
 
-async def test_cache_is_bounded() -> None:
+async def test_recent_is_newest_first_deduplicated_and_capped(store: StateStore) -> None:
+    for n in range(RECENT_LIMIT + 5):
+        await store.push_recent(1, cutout(n))
+    await store.push_recent(1, StoredCutout("file-10", "name-10.png", 1000.0))
+    recent = await store.recent(1)
+    assert len(recent) == RECENT_LIMIT
+    assert recent[0].file_id == "file-10"
+    assert recent[1] == cutout(RECENT_LIMIT + 4)
+    assert [c.file_id for c in recent].count("file-10") == 1
+    assert await store.recent(2) == []
+    assert len(await store.recent(1, limit=3)) == 3
+
+
+async def test_claims(store: StateStore) -> None:
+    assert await store.claim("k", ttl=60)
+    assert not await store.claim("k", ttl=60)
+    await store.release("k")
+    assert await store.claim("k", ttl=0.1)
+    await asyncio.sleep(0.2)
+    assert await store.claim("k", ttl=60), "an expired claim can be taken over"
+
+
+async def test_relay_links_expire(store: StateStore) -> None:
+    await store.put_relay("tok", "file-id-1", ttl=0.2)
+    assert await store.get_relay("tok") == "file-id-1"
+    assert await store.get_relay("other") is None
+    await asyncio.sleep(0.3)
+    assert await store.get_relay("tok") is None
+
+
+async def test_ping(store: StateStore) -> None:
+    assert await store.ping()
+
+
+async def test_memory_cache_is_bounded() -> None:
     store = MemoryStore(max_cached=2)
     for n in range(3):
         await store.put_cutout(f"k{n}", cutout(n), ttl=60)
@@ -35,28 +89,37 @@ async def test_cache_is_bounded() -> None:
     assert await store.get_cutout("k2") == cutout(2)
 
 
-async def test_recent_is_newest_first_deduplicated_and_capped() -> None:
-    store = MemoryStore()
-    for n in range(RECENT_LIMIT + 5):
-        await store.push_recent(1, cutout(n))
-    await store.push_recent(1, cutout(10))
-    recent = await store.recent(1)
-    assert len(recent) == RECENT_LIMIT
-    assert recent[0] == cutout(10)
-    assert recent[1] == cutout(RECENT_LIMIT + 4)
-    assert [c.file_id for c in recent].count("file-10") == 1
-    assert await store.recent(2) == []
-    assert len(await store.recent(1, limit=3)) == 3
+async def test_redis_keys_carry_the_prefix_and_a_ttl(redis_url: str) -> None:
+    import redis.asyncio as redis
+
+    store = RedisStore(redis_url, prefix="pfx:")
+    await store.put_cutout("tg:abc", cutout(1), ttl=100)
+    await store.push_recent(5, cutout(2))
+    await store.claim("tg:abc", ttl=100)
+    await store.put_relay("tok", "f", ttl=100)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = sorted(k.decode() for k in await client.keys("*"))
+        assert keys == ["pfx:claim:tg:abc", "pfx:cutout:tg:abc", "pfx:recent:5", "pfx:relay:tok"]
+        for key in keys:
+            assert await client.ttl(key) > 0
+    finally:
+        await client.aclose()
+        await store.aclose()
 
 
-async def test_claims() -> None:
-    store = MemoryStore()
-    assert await store.claim("k", ttl=60)
-    assert not await store.claim("k", ttl=60)
-    await store.release("k")
-    assert await store.claim("k", ttl=0.01)
-    await asyncio.sleep(0.02)
-    assert await store.claim("k", ttl=60), "an expired claim can be taken over"
+async def test_redis_down_raises_storage_unavailable(own_redis: RedisServer) -> None:
+    store = RedisStore(own_redis.url, timeout=0.5)
+    await store.put_cutout("k", cutout(1), ttl=60)
+    own_redis.stop()
+    with pytest.raises(StorageUnavailable):
+        await store.get_cutout("k")
+    assert not await store.ping()
+    own_redis.start()
+    # Recovers by itself once Redis is back (the data went with the old process).
+    assert await store.ping()
+    assert await store.get_cutout("k") is None
+    await store.aclose()
 
 
 def test_round_trip_and_factory() -> None:
