@@ -97,9 +97,9 @@ async def test_redis_keys_carry_the_prefix_and_a_ttl(redis_url: str) -> None:
     await store.push_recent(5, cutout(2))
     await store.claim("tg:abc", ttl=100)
     await store.put_relay("tok", "f", ttl=100)
-    client = redis.Redis.from_url(redis_url)
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
     try:
-        keys = sorted(k.decode() for k in await client.keys("*"))
+        keys = sorted(str(k) for k in await client.keys("*"))
         assert keys == ["pfx:claim:tg:abc", "pfx:cutout:tg:abc", "pfx:recent:5", "pfx:relay:tok"]
         for key in keys:
             assert await client.ttl(key) > 0
