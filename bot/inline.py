@@ -226,7 +226,7 @@ class InlineRemoval:
         try:
             # Shielded: running out of time must not cancel the job, only stop waiting for it.
             stored = await asyncio.wait_for(
-                asyncio.shield(work), timeout=max(0.0, deadline - time.monotonic())
+                work, timeout=max(0.0, deadline - time.monotonic())
             )
         except TimeoutError:
             reply = _article(Outcome.OK, WORKING_TITLE, WORKING_TEXT, shown=Shown.WORKING)
