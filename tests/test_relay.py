@@ -73,11 +73,11 @@ async def test_minted_link_serves_png_for_webp_and_scales_40_megapixels(
     bot = await start_bot(photo_url_mode="relay")
     relay = bot.services.relay
     assert relay is not None
-    webp_id, webp_unique = telegram.add_file(make_image("WEBP", size=(30, 20)))
+    webp_id, _webp_unique = telegram.add_file(make_image("WEBP", size=(30, 20)))
     big = Image.new("RGB", (8000, 5000), (10, 120, 200))
     buffer = io.BytesIO()
     big.save(buffer, format="JPEG", quality=60)
-    big_id, big_unique = telegram.add_file(buffer.getvalue())
+    big_id, _big_unique = telegram.add_file(buffer.getvalue())
     async with httpx.AsyncClient(timeout=60) as client:
         url = await relay.public_url(ImageSource.telegram_file(SourceKind.DOCUMENT, webp_id, "u"))
         head = await client.head(url)
