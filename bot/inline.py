@@ -226,7 +226,7 @@ class InlineRemoval:
         try:
             # Shielded: running out of time must not cancel the job, only stop waiting for it.
             stored = await asyncio.wait_for(
-                work, timeout=max(0.0, deadline - time.monotonic())
+                asyncio.shield(work), timeout=max(0.0, deadline - time.monotonic())
             )
         except TimeoutError:
             reply = _article(Outcome.OK, WORKING_TITLE, WORKING_TEXT, shown=Shown.WORKING)
@@ -392,10 +392,7 @@ class InlineRemoval:
 
 
 def find_link(text: str) -> str | None:
-    """The first token of `text` that is an http(s) link (scheme-less ones get http://).
-
-    Raises `NotHttpLink` when there is no such link but a token names another scheme.
-    """
+    """The first http(s) link among the words of `text`; `NotHttpLink` if only other schemes."""
     other_scheme: NotHttpLink | None = None
     for token in text.split():
         try:

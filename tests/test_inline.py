@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from bot import inline, messages
+from bot.sources import NotHttpLink
 from tests.conftest import BOT_TOKEN, ImageHost, StartBot
 from tests.fakes import FakeFreepik, FakeTelegram, TgCall, make_image
 from tests.fakes.images import is_transparent_png
@@ -416,3 +417,25 @@ async def test_failed_answer_is_logged_not_raised(
     link = image_host.add("next.jpg", make_image("JPEG"))
     query_id, _ = ask(telegram, ANN, link)
     assert only_result(await answer_to(telegram, query_id))["type"] == "document"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("https://example.com/a.png", "https://example.com/a.png"),
+        ("cut example.com/x.jpg please", "http://example.com/x.jpg"),
+        ("words ftp://example.com/a.jpg https://example.com/b.png", "https://example.com/b.png"),
+        ("HTTPS://Example.com/c.jpg#frag", "https://Example.com/c.jpg"),
+        ("cat", None),
+        ("https://exa", None),  # still being typed: no host with a dot yet
+        ("a cat on a sofa", None),
+    ],
+)
+def test_find_link(text: str, expected: str | None) -> None:
+    assert inline.find_link(text) == expected
+
+
+@pytest.mark.parametrize("text", ["ftp://example.com/a.jpg", "mailto:ann@example.com"])
+def test_find_link_refuses_other_schemes(text: str) -> None:
+    with pytest.raises(NotHttpLink):
+        inline.find_link(text)
