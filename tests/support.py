@@ -27,15 +27,17 @@ def visible_messages(telegram: FakeTelegram, chat_id: int) -> list[Visible]:
     for call in telegram.calls:
         if str(call.params.get("chat_id")) != str(chat_id):
             continue
-        if call.method in SEND_METHODS and call.ok and isinstance(call.result, dict):
+        if call.method in SEND_METHODS and call.ok:
             reply = call.params.get("reply_parameters") or {}
-            shown[call.result["message_id"]] = Visible(
-                call.method,
-                call.result["message_id"],
-                call.params.get("text") or call.params.get("caption"),
-                reply.get("message_id") if isinstance(reply, dict) else None,
-                call,
-            )
+            results = call.result if isinstance(call.result, list) else [call.result]
+            for result in results:  # sendMediaGroup answers with a list of messages
+                shown[result["message_id"]] = Visible(
+                    call.method,
+                    result["message_id"],
+                    result.get("text") or result.get("caption"),
+                    reply.get("message_id") if isinstance(reply, dict) else None,
+                    call,
+                )
         elif call.method == "editMessageText" and call.ok:
             message_id = int(call.params["message_id"])
             if message_id in shown:

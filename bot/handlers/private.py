@@ -64,5 +64,14 @@ async def on_image(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 async def on_other(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Stickers, voice notes, unknown commands...: say what the bot takes."""
     message = update.effective_message
-    if message is not None:
-        await message.reply_text(messages.NO_LINK)
+    user = update.effective_user
+    if message is None:
+        return
+    if message.media_group_id and user is not None:
+        # A video in a mixed album: named in the album's one summary, not answered apart.
+        item = AlbumItem(message.message_id, None, messages.NOT_AN_IMAGE)
+        await get_services(context).albums.add(
+            user.id, message.chat_id, message.media_group_id, item
+        )
+        return
+    await message.reply_text(messages.NO_LINK)
