@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import sys
+import urllib.request
 
 from telegram.error import InvalidToken, NetworkError
 
@@ -30,9 +31,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "command",
         nargs="?",
-        choices=["run", "doctor"],
+        choices=["run", "doctor", "healthcheck"],
         default="run",
-        help="run the bot (default), or check settings, Telegram and storage",
+        help="run the bot (default); doctor: check settings, Telegram and storage; "
+        "healthcheck: probe this container's /healthz (for Docker)",
     )
     return parser.parse_args(argv)
 
@@ -54,12 +56,26 @@ async def _doctor() -> int:
     return await run_doctor(settings)
 
 
+def _healthcheck() -> int:
+    settings = load_settings()
+    if not settings.serves_http:
+        return 0  # polling without relay links runs no HTTP server: being alive is enough
+    url = f"http://127.0.0.1:{settings.listen_port}/healthz"
+    try:
+        with urllib.request.urlopen(url, timeout=4) as response:  # noqa: S310 - fixed URL
+            return 0 if response.status == 200 else 1
+    except OSError:
+        return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the bot until SIGINT/SIGTERM (or the doctor); return the process exit code."""
     args = parse_args(argv)
     try:
         if args.command == "doctor":
             return asyncio.run(_doctor())
+        if args.command == "healthcheck":
+            return _healthcheck()
         asyncio.run(_serve())
     except ConfigError as err:
         print(f"Configuration error: {err}", file=sys.stderr)
