@@ -187,6 +187,9 @@ class Settings(BaseSettings):
         found = [token, self.freepik_api_key.get_secret_value()]
         if self.webhook_secret.get_secret_value():
             found.append(self.webhook_secret.get_secret_value())
+        redis_password = urlsplit(self.storage_url).password
+        if redis_password:
+            found.append(redis_password)
         return found
 
 

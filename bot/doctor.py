@@ -71,7 +71,7 @@ async def run_doctor(settings: Settings, printer: Printer = print) -> int:
     out(f"  state                    {'reachable' if reachable else 'UNREACHABLE'}")
     out(f"  rate-limit counters      {'reachable' if counters_ok else 'UNREACHABLE'}")
     if not reachable or not counters_ok:
-        problems.append(f"storage {settings.storage_url} is unreachable")
+        problems.append(f"storage {hide_password(settings.storage_url)} is unreachable")
 
     if problems:
         out("Problems")

@@ -1,0 +1,120 @@
+"""Operator tools: `python -m bot doctor`, `healthcheck`, and JSON logs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from pathlib import Path
+
+from tests.conftest import BOT_TOKEN, FREEPIK_KEY, WEBHOOK_SECRET, StartBot, bot_env
+from tests.fakes import FakeFreepik, FakeTelegram, make_image
+from tests.fakes.updates import photo_message, private_user, update
+from tests.redis_server import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+async def run_cli(
+    args: list[str], telegram: FakeTelegram, freepik: FakeFreepik, tmp_path: Path, **env: str
+) -> tuple[int, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        *args,
+        cwd=tmp_path,
+        env=bot_env(telegram, freepik, PYTHONPATH=str(ROOT), **env),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode is not None
+    return process.returncode, output.decode()
+
+
+async def test_doctor_passes_and_masks_secrets(
+    telegram: FakeTelegram, freepik: FakeFreepik, tmp_path: Path
+) -> None:
+    code, output = await run_cli(["doctor"], telegram, freepik, tmp_path)
+    assert code == 0, output
+    assert "@nobg_test_bot" in output
+    assert "All checks passed." in output
+    assert f"TELEGRAM_BOT_TOKEN       set ({len(BOT_TOKEN)} characters)" in output
+    assert BOT_TOKEN not in output
+    assert FREEPIK_KEY not in output
+    assert "getWebhookInfo" in [c.method for c in telegram.calls]
+
+
+async def test_doctor_fails_on_a_rejected_token(
+    telegram: FakeTelegram, freepik: FakeFreepik, tmp_path: Path
+) -> None:
+    wrong = "999999:WRONG-token_abcdefghijklmnopqrstu"
+    code, output = await run_cli(["doctor"], telegram, freepik, tmp_path, TELEGRAM_BOT_TOKEN=wrong)
+    assert code == 1
+    assert "getMe                    FAILED" in output
+    assert wrong not in output
+
+
+async def test_doctor_checks_redis(
+    telegram: FakeTelegram, freepik: FakeFreepik, tmp_path: Path, redis_url: str
+) -> None:
+    code, output = await run_cli(["doctor"], telegram, freepik, tmp_path, STORAGE_URL=redis_url)
+    assert code == 0, output
+    assert "state                    reachable" in output
+    nobody = f"redis://:hunter2@127.0.0.1:{free_port()}/0"
+    code, output = await run_cli(["doctor"], telegram, freepik, tmp_path, STORAGE_URL=nobody)
+    assert code == 1
+    assert "UNREACHABLE" in output
+    assert "hunter2" not in output
+
+
+async def test_healthcheck_command(
+    start_bot: StartBot, telegram: FakeTelegram, freepik: FakeFreepik, tmp_path: Path
+) -> None:
+    bot = await start_bot(mode="webhook")
+    assert bot.http_url is not None
+    port = bot.http_url.rsplit(":", 1)[1]
+    webhook = {
+        "MODE": "webhook",
+        "WEBHOOK_URL": "https://x.test/telegram",
+        "WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "LISTEN_PORT": port,
+    }
+    code, output = await run_cli(["healthcheck"], telegram, freepik, tmp_path, **webhook)
+    assert code == 0, output
+    await bot.shutdown()
+    code, _ = await run_cli(["healthcheck"], telegram, freepik, tmp_path, **webhook)
+    assert code == 1
+    # Polling without relay links has no server to probe.
+    code, _ = await run_cli(["healthcheck"], telegram, freepik, tmp_path)
+    assert code == 0
+
+
+async def test_json_logs_are_one_object_per_line(
+    telegram: FakeTelegram, freepik: FakeFreepik, tmp_path: Path
+) -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        cwd=tmp_path,
+        env=bot_env(telegram, freepik, PYTHONPATH=str(ROOT), LOG_FORMAT="json"),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    await telegram.wait_for_call("getUpdates", timeout=20)
+    file_id, unique_id = telegram.add_file(make_image("JPEG"))
+    telegram.push_update(update(message=photo_message(private_user(77), file_id, unique_id)))
+    await telegram.wait_for(lambda t: bool(t.sent_documents(77)), timeout=15)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = await asyncio.wait_for(process.communicate(), 30)
+    lines = stderr.decode().strip().splitlines()
+    entries = [json.loads(line) for line in lines]
+    assert entries, "the bot logged nothing"
+    assert all({"time", "level", "logger", "message"} <= entry.keys() for entry in entries)
+    assert any(e["message"].startswith("job user=77") for e in entries)
+    assert BOT_TOKEN not in stderr.decode()
