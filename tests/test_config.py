@@ -129,3 +129,17 @@ def test_start_with_missing_setting_prints_one_line(tmp_path: Path) -> None:
     lines = result.stderr.strip().splitlines()
     assert lines == ["Configuration error: TELEGRAM_BOT_TOKEN is required but not set"]
     assert "Traceback" not in result.stderr
+
+
+def test_env_example_lists_every_setting_and_loads(tmp_path: Path) -> None:
+    example = Path(__file__).resolve().parents[1] / ".env.example"
+    names = {
+        line.split("=", 1)[0]
+        for line in example.read_text().splitlines()
+        if line and not line.startswith("#")
+    }
+    assert names == {name.upper() for name in Settings.model_fields}
+    (tmp_path / ".env").write_text(example.read_text())
+    settings = load_settings()
+    assert settings.mode == "polling"
+    assert settings.inline_storage_chat_id is None
