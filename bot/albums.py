@@ -14,8 +14,10 @@ from telegram.constants import ChatAction
 from telegram.error import Forbidden, TelegramError
 
 from bot import messages
+from bot.chat import CACHE_RESULT as _CACHE_RESULT
 from bot.chat import Outcome, classify, quietly
 from bot.cutouts import CutoutService, Produced, RateLimited, Role, Ticket
+from bot.metrics import Metrics
 from bot.pipeline import Cutout
 from bot.ratelimit import Admission, Refusal, format_wait
 from bot.sources import ImageSource
@@ -72,6 +74,7 @@ OUTCOME_REASONS = {
     Outcome.UNDELIVERABLE: "I made the cutout but couldn't send it to you; please try again",
     Outcome.ABORTED: "the bot restarted before it was done; please send it again",
     Outcome.INTERNAL_ERROR: "something went wrong on my side; please try again",
+    Outcome.STORAGE_DOWN: "I'm temporarily unavailable; please try again in a minute",
 }
 
 
@@ -112,12 +115,14 @@ class AlbumCollector:
         admission: Admission,
         *,
         wait: float = 1.0,
+        metrics: Metrics | None = None,
     ) -> None:
         self._bot = bot
         self._cutouts = cutouts
         self._store = store
         self._admission = admission
         self._wait = wait
+        self._metrics = metrics or Metrics()
         self._collecting: dict[tuple[int, str], _Collecting] = {}
 
     async def add(self, user_id: int, chat_id: int, media_group_id: str, item: AlbumItem) -> None:
@@ -146,7 +151,10 @@ class AlbumCollector:
             chat_id=chat_id,
             items=items,
         )
-        await run.process()
+        try:
+            await run.process()
+        finally:
+            run.count(self._metrics)
 
     async def _quiet_period(self, collecting: _Collecting) -> None:
         """Return once no item arrived for `wait` seconds (or the overall bound is reached)."""
@@ -184,11 +192,15 @@ class _Entry:
     produced: Produced | None = None
     refusal: Refusal | None = None
     reason: str = ""
+    outcome: Outcome | None = None
 
-    def fail(self, reason: str) -> None:
+    def fail(self, outcome: Outcome, reason: str | None = None) -> None:
         """Mark the image as not delivered, with the short reason the user will read."""
         self.state = _State.FAILED
-        self.reason = reason
+        self.outcome = outcome
+        self.reason = reason or OUTCOME_REASONS.get(
+            outcome, OUTCOME_REASONS[Outcome.INTERNAL_ERROR]
+        )
 
 
 async def _no_upload(cutout: Cutout) -> str | None:
@@ -220,6 +232,23 @@ class _AlbumRun:
         self._reply_to = items[0].message_id
         self._status: Message | None = None
 
+    def count(self, metrics: Metrics) -> None:
+        """Count every image of the album like a single request."""
+        for entry in self._entries:
+            source = entry.item.source
+            kind = source.kind if source is not None else "other"
+            via = entry.ticket.role if entry.ticket is not None else "-"
+            if entry.ticket is not None:
+                metrics.cache_lookup(_CACHE_RESULT[entry.ticket.role])
+            if entry.state is _State.OK:
+                outcome: str = Outcome.OK
+            elif entry.state is _State.LIMITED:
+                outcome = Outcome.RATE_LIMITED
+                metrics.refused(entry.refusal.scope if entry.refusal else "user")
+            else:
+                outcome = entry.outcome or Outcome.INTERNAL_ERROR
+            metrics.job_finished(kind, outcome, via, None)
+
     async def process(self) -> None:
         """Answer the whole album and log one line about it."""
         started = time.monotonic()
@@ -231,7 +260,7 @@ class _AlbumRun:
                 if entry.state is _State.PENDING:
                     if entry.ticket is not None:
                         entry.ticket.cancel()
-                    entry.fail(OUTCOME_REASONS[Outcome.INTERNAL_ERROR])
+                    entry.fail(Outcome.INTERNAL_ERROR)
             await self._finish()
         finally:
             counts = dict.fromkeys(_State, 0)
@@ -254,7 +283,7 @@ class _AlbumRun:
         for entry in self._entries:
             if entry.item.source is None or entry.item.problem is not None:
                 problem = entry.item.problem or messages.NOT_AN_IMAGE
-                entry.fail(PROBLEM_REASONS.get(problem, problem))
+                entry.fail(Outcome.BAD_INPUT, PROBLEM_REASONS.get(problem, problem))
         await self._start_jobs()
         started = [e for e in self._entries if e.ticket is not None]
         # Cache hits come back at once: a status message would only flicker.
@@ -296,7 +325,7 @@ class _AlbumRun:
                 if entry.ticket is not None:
                     entry.ticket.cancel()
                 if entry.state is _State.PENDING:
-                    entry.fail(OUTCOME_REASONS[Outcome.UNDELIVERABLE])
+                    entry.fail(Outcome.UNDELIVERABLE)
             return False
         except TelegramError as err:
             # Not fatal: the work goes on and the summary, if any, becomes a fresh reply.
@@ -316,7 +345,7 @@ class _AlbumRun:
             return
         if produced.file_id is None and produced.cutout is None:
             logger.error("A shared job produced neither bytes nor a file id")
-            entry.fail(OUTCOME_REASONS[Outcome.INTERNAL_ERROR])
+            entry.fail(Outcome.INTERNAL_ERROR)
             return
         entry.produced = produced
 
@@ -328,7 +357,7 @@ class _AlbumRun:
             logger.error("Unexpected error in an album job", exc_info=err)
         else:
             logger.info("Album image failed: %s: %s", type(err).__name__, err)
-        entry.fail(OUTCOME_REASONS.get(outcome, OUTCOME_REASONS[Outcome.INTERNAL_ERROR]))
+        entry.fail(outcome)
 
     async def _send_cutouts(self) -> bool:
         """Send the finished cutouts in albums of up to ten; False if the user blocked the bot."""
@@ -340,12 +369,12 @@ class _AlbumRun:
             except Forbidden as err:
                 logger.warning("Chat %s blocked the bot: %s", self._chat_id, err.message)
                 for entry in ready[start:]:
-                    entry.fail(OUTCOME_REASONS[Outcome.UNDELIVERABLE])
+                    entry.fail(Outcome.UNDELIVERABLE)
                 return False
             except TelegramError as err:
                 logger.error("Could not send an album to chat %s: %s", self._chat_id, err)
                 for entry in chunk:
-                    entry.fail(OUTCOME_REASONS[Outcome.UNDELIVERABLE])
+                    entry.fail(Outcome.UNDELIVERABLE)
                 continue
             for index, entry in enumerate(chunk):
                 message = sent[index] if index < len(sent) else None

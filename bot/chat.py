@@ -29,6 +29,7 @@ class Outcome(StrEnum):
     """How a job ended, as logged and counted."""
 
     OK = "ok"
+    BAD_INPUT = "bad_input"
     RATE_LIMITED = "rate_limited"
     INPUT_TOO_LARGE = "input_too_large"
     SOURCE_UNAVAILABLE = "source_unavailable"
@@ -60,7 +61,7 @@ _FAILURES: list[tuple[type[BaseException], Outcome, str]] = [
 ]
 
 
-_CACHE_RESULT = {Role.CACHED: "hit", Role.LEADER: "miss", Role.FOLLOWER: "joined"}
+CACHE_RESULT = {Role.CACHED: "hit", Role.LEADER: "miss", Role.FOLLOWER: "joined"}
 
 
 def classify(error: BaseException) -> tuple[Outcome, str]:
@@ -162,7 +163,7 @@ class ChatRemoval:
             await self._reply_text(request, messages.TEMPORARILY_UNAVAILABLE)
             return Outcome.STORAGE_DOWN, "-"
 
-        self._metrics.cache_lookup(_CACHE_RESULT[ticket.role])
+        self._metrics.cache_lookup(CACHE_RESULT[ticket.role])
         if ticket.role is Role.CACHED and ticket.stored is not None:
             _settle(status_posted, None)
             return await self._resend(request, ticket.stored, timings), ticket.role

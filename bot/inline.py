@@ -26,12 +26,13 @@ from telegram.constants import ChatAction
 from telegram.error import BadRequest, Forbidden, TelegramError
 
 from bot import messages
-from bot.chat import Outcome, classify
+from bot.chat import CACHE_RESULT, Outcome, classify
 from bot.cutouts import CutoutService, RateLimited, Role, Ticket
+from bot.metrics import Metrics
 from bot.pipeline import Cutout, JobAborted, JobTimings
 from bot.ratelimit import Admission, format_wait
 from bot.sources import ImageSource, NotHttpLink, normalise_link
-from bot.storage import StateStore, StoredCutout
+from bot.storage import StateStore, StorageUnavailable, StoredCutout
 
 logger = logging.getLogger(__name__)
 
@@ -134,7 +135,9 @@ class InlineRemoval:
         storage_chat_id: int | None,
         answer_timeout: float,
         settle_delay: float = SETTLE_DELAY,
+        metrics: Metrics | None = None,
     ) -> None:
+        self._metrics = metrics or Metrics()
         self._bot = bot
         self._cutouts = cutouts
         self._store = store
@@ -156,6 +159,11 @@ class InlineRemoval:
         try:
             try:
                 reply = await self._decide(query.query, user_id, number, deadline, timings)
+            except StorageUnavailable as err:
+                logger.error("Storage unavailable: %s", err)
+                reply = _article(
+                    Outcome.STORAGE_DOWN, FAILED_TITLE, messages.TEMPORARILY_UNAVAILABLE
+                )
             except Exception:
                 logger.exception("Unexpected error in an inline query")
                 reply = _article(Outcome.INTERNAL_ERROR, FAILED_TITLE, messages.INTERNAL_ERROR)
@@ -167,6 +175,14 @@ class InlineRemoval:
         finally:
             if self._latest.get(user_id) == number:
                 del self._latest[user_id]
+        if reply.via in (Role.CACHED, Role.LEADER, Role.FOLLOWER):
+            self._metrics.cache_lookup(CACHE_RESULT[Role(reply.via)])
+        if outcome == Outcome.RATE_LIMITED:
+            self._metrics.refused("user")
+        working = reply.via in (Role.LEADER, Role.FOLLOWER)
+        self._metrics.job_finished(
+            "inline", outcome, reply.via, timings.stages() if working else None
+        )
         (logger.info if outcome in _ROUTINE else logger.warning)(
             "inline user=%s outcome=%s via=%s answer=%s %s",
             user_id,

@@ -88,7 +88,9 @@ def create_services(settings: Settings, bot: Bot, options: ServiceOptions) -> Se
     )
     cutouts = CutoutService(pipeline, store, cache_ttl=settings.cache_ttl)
     chat = ChatRemoval(bot, cutouts, store, admission, metrics=metrics)
-    albums = AlbumCollector(bot, cutouts, store, admission, wait=settings.album_wait)
+    albums = AlbumCollector(
+        bot, cutouts, store, admission, wait=settings.album_wait, metrics=metrics
+    )
     inline = InlineRemoval(
         bot,
         cutouts,
@@ -96,6 +98,7 @@ def create_services(settings: Settings, bot: Bot, options: ServiceOptions) -> Se
         admission,
         storage_chat_id=settings.inline_storage_chat_id,
         answer_timeout=settings.inline_answer_timeout,
+        metrics=metrics,
     )
     return Services(
         settings=settings,

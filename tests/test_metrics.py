@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 from telegram import Update
 
-from tests.conftest import StartBot
+from tests.conftest import ImageHost, StartBot
 from tests.fakes import FakeFreepik, FakeTelegram, make_image
-from tests.fakes.updates import photo_message, private_user, update
+from tests.fakes.updates import inline_query, photo_message, private_user, update
 from tests.support import visible_messages
 
 USER = private_user(9500)
@@ -101,3 +103,32 @@ _counter = iter(range(1000, 100000))
 
 def _next() -> int:
     return next(_counter)
+
+
+async def test_albums_and_inline_queries_are_counted(
+    start_bot: StartBot, telegram: FakeTelegram, freepik: FakeFreepik, image_host: ImageHost
+) -> None:
+    bot = await start_bot(mode="webhook", album_wait=0.3)
+    assert bot.http_url is not None
+    app = bot.application
+    user = private_user(9700)
+    for _ in range(2):
+        message = photo_message(user, *telegram.add_file(make_image("JPEG")), media_group_id="g1")
+        await app.update_queue.put(
+            Update.de_json(update(message=message, update_id=_next()), app.bot)
+        )
+    await telegram.wait_for_call("sendMediaGroup", timeout=15)
+    query = inline_query(user, image_host.add("inline.jpg", make_image("JPEG")))
+    telegram.push_update(query)
+    await app.update_queue.put(Update.de_json(dict(query, update_id=_next()), app.bot))
+    await telegram.wait_for_call("answerInlineQuery", timeout=15)
+    async with httpx.AsyncClient() as client:
+        for _ in range(50):  # the request is counted just after its answer went out
+            found = samples((await client.get(f"{bot.http_url}/metrics")).text)
+            if value(found, "nobg_jobs_total", kind="inline", outcome="ok", via="leader"):
+                break
+            await asyncio.sleep(0.05)
+    assert value(found, "nobg_jobs_total", kind="photo", outcome="ok", via="leader") == 2
+    assert value(found, "nobg_jobs_total", kind="inline", outcome="ok", via="leader") == 1
+    assert value(found, "nobg_cache_lookups_total", result="miss") == 3
+    assert value(found, "nobg_freepik_responses_total", status="200") == 3

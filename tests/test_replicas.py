@@ -13,11 +13,12 @@ from typing import Any
 
 import httpx
 import pytest
+from telegram import Update
 
 from bot import messages
 from tests.conftest import WEBHOOK_PATH, WEBHOOK_SECRET, ImageHost, StartBot, bot_env
 from tests.fakes import FakeFreepik, FakeTelegram, make_image
-from tests.fakes.updates import photo_message, private_user, text_message, update
+from tests.fakes.updates import inline_query, photo_message, private_user, text_message, update
 from tests.redis_server import RedisServer, free_port
 from tests.support import visible_messages
 
@@ -171,8 +172,6 @@ async def test_redis_outage_gives_clear_replies_and_recovers(
     app = bot.application
 
     async def send(user_id: int) -> None:
-        from telegram import Update
-
         await app.update_queue.put(
             Update.de_json(update(message=photo(telegram, user_id), update_id=user_id), app.bot)
         )
@@ -189,6 +188,15 @@ async def test_redis_outage_gives_clear_replies_and_recovers(
         )
         assert (await client.get("/readyz")).status_code == 503
         assert (await client.get("/healthz")).status_code == 200
+        # Inline mode says so too.
+        query = inline_query(private_user(13), "https://example.com/cat.jpg")
+        telegram.push_update(query)  # registers the query with the fake, which checks answers
+        await app.update_queue.put(Update.de_json(dict(query, update_id=99), app.bot))
+        (answer,) = await telegram.wait_for_call("answerInlineQuery", timeout=15)
+        (article,) = answer.params["results"]
+        assert article["input_message_content"]["message_text"] == (
+            messages.TEMPORARILY_UNAVAILABLE
+        )
         assert freepik.calls == []
 
         own_redis.start()
