@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
@@ -16,12 +17,28 @@ from tests.support import visible_messages
 USER = private_user(9500)
 
 
-def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def samples(text: str) -> Samples:
     """Every sample by (name, labels)."""
     found = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             found[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return found
+
+
+async def scrape_until(base_url: str, ready: Callable[[Samples], bool]) -> Samples:
+    """Scrape /metrics until `ready` holds (or give up after ~3 s and return the last)."""
+    async with httpx.AsyncClient() as client:
+        for _ in range(60):
+            response = await client.get(f"{base_url}/metrics")
+            assert response.status_code == 200
+            found = samples(response.text)
+            if ready(found):
+                break
+            await asyncio.sleep(0.05)
     return found
 
 
@@ -60,11 +77,11 @@ async def test_metrics_count_a_known_sequence(
     await photo(telegram.add_file(make_image("JPEG", color=(9, 9, 9))), expect_documents=3)
     await photo(telegram.add_file(make_image("JPEG", color=(1, 1, 1))), text="your limit")
 
-    async with httpx.AsyncClient() as client:
-        response = await client.get(f"{bot.http_url}/metrics")
-    assert response.status_code == 200
-    found = samples(response.text)
     jobs = "nobg_jobs_total"
+    # A request is counted just after its reply went out: scrape until the last one shows.
+    found = await scrape_until(
+        bot.http_url, lambda f: value(f, jobs, kind="photo", outcome="rate_limited", via="-") > 0
+    )
     assert value(found, jobs, kind="photo", outcome="ok", via="leader") == 2
     assert value(found, jobs, kind="photo", outcome="ok", via="cached") == 1
     assert value(found, jobs, kind="photo", outcome="rejected", via="leader") == 1
@@ -122,12 +139,10 @@ async def test_albums_and_inline_queries_are_counted(
     telegram.push_update(query)
     await app.update_queue.put(Update.de_json(dict(query, update_id=_next()), app.bot))
     await telegram.wait_for_call("answerInlineQuery", timeout=15)
-    async with httpx.AsyncClient() as client:
-        for _ in range(50):  # the request is counted just after its answer went out
-            found = samples((await client.get(f"{bot.http_url}/metrics")).text)
-            if value(found, "nobg_jobs_total", kind="inline", outcome="ok", via="leader"):
-                break
-            await asyncio.sleep(0.05)
+    found = await scrape_until(
+        bot.http_url,
+        lambda f: value(f, "nobg_jobs_total", kind="inline", outcome="ok", via="leader") > 0,
+    )
     assert value(found, "nobg_jobs_total", kind="photo", outcome="ok", via="leader") == 2
     assert value(found, "nobg_jobs_total", kind="inline", outcome="ok", via="leader") == 1
     assert value(found, "nobg_cache_lookups_total", result="miss") == 3
