@@ -61,7 +61,13 @@ def build_application(settings: Settings, options: ServiceOptions | None = None)
         # One user's slow removal must never hold up another's update.
         .concurrent_updates(True)
         # Honours flood waits (RetryAfter) and Telegram's per-group and overall limits.
-        .rate_limiter(AIORateLimiter(max_retries=3))
+        .rate_limiter(
+            AIORateLimiter(
+                overall_max_rate=settings.telegram_max_rate,
+                overall_time_period=1 if settings.telegram_max_rate else 0,
+                max_retries=3,
+            )
+        )
         .connection_pool_size(64)
         .pool_timeout(30.0)
         .read_timeout(30.0)

@@ -57,6 +57,7 @@ class Settings(BaseSettings):
     public_base_url: str = ""
     relay_ttl: float = Field(default=300.0, gt=0, le=3600)
     log_format: Literal["text", "json"] = "text"
+    telegram_max_rate: float = Field(default=30.0, ge=0)
 
     @field_validator("telegram_bot_token")
     @classmethod
