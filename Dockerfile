@@ -8,7 +8,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 COPY pyproject.toml README.md LICENSE ./
 COPY bot ./bot
-RUN pip install . \
+RUN pip install '.[heic]' \
     && useradd --create-home --uid 10001 --shell /usr/sbin/nologin nobg
 
 USER nobg

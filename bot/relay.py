@@ -29,6 +29,14 @@ _SNIFF_BYTES = 256 * 1024
 # Refuse decompression bombs long before they reach memory.
 Image.MAX_IMAGE_PIXELS = 200_000_000
 
+try:  # HEIC/HEIF (iPhone photos) when the optional `heic` extra is installed
+    from pillow_heif import register_heif_opener
+except ImportError:  # pragma: no cover - depends on the installation
+    HEIF_SUPPORT = False
+else:
+    register_heif_opener()
+    HEIF_SUPPORT = True
+
 
 class RelayNotFound(Exception):
     """Unknown or expired relay token, or Telegram no longer has the file."""

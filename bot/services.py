@@ -20,7 +20,7 @@ from bot.metrics import Metrics
 from bot.pipeline import RemovalPipeline
 from bot.ratelimit import Admission, RateLimiter, async_storage
 from bot.relay import RelayLinks
-from bot.sources import PublicUrlProvider, TelegramFileLinks
+from bot.sources import PublicUrlProvider, TelegramFileLinks, accepted_mime_types
 from bot.storage import StateStore, create_store
 
 logger = logging.getLogger(__name__)
@@ -43,6 +43,11 @@ class Services:
     inline: InlineRemoval
     metrics: Metrics
     relay: RelayLinks | None
+
+    @property
+    def accepted_mime_types(self) -> frozenset[str]:
+        """Image files the handlers accept (more in relay mode, which converts them)."""
+        return accepted_mime_types(self.settings.photo_url_mode)
 
     async def aclose(self) -> None:
         """Release connections."""

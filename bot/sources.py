@@ -16,6 +16,22 @@ from telegram.error import BadRequest
 # Telegram refuses getFile above 20 MB, and Freepik takes inputs up to 20 MB.
 MAX_INPUT_BYTES = 20_000_000
 ACCEPTED_MIME_TYPES = frozenset({"image/jpeg", "image/png", "image/webp"})
+# Relay links convert these to PNG before Freepik sees them.
+RELAY_MIME_TYPES = ACCEPTED_MIME_TYPES | {
+    "image/gif",
+    "image/bmp",
+    "image/x-ms-bmp",
+    "image/tiff",
+    "image/heic",
+    "image/heif",
+}
+
+
+def accepted_mime_types(photo_url_mode: str) -> frozenset[str]:
+    """The image files the bot takes in a given `PHOTO_URL_MODE`."""
+    return RELAY_MIME_TYPES if photo_url_mode == "relay" else ACCEPTED_MIME_TYPES
+
+
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._ -]+")
 
 

@@ -7,8 +7,11 @@ import io
 from typing import Any
 
 import httpx
+import pytest
 from PIL import Image
 
+from bot import messages
+from bot.relay import convert_for_freepik
 from bot.sources import ImageSource, SourceKind
 from tests.conftest import BOT_TOKEN, StartBot
 from tests.fakes import FakeFreepik, FakeTelegram, make_image
@@ -119,3 +122,70 @@ async def test_links_in_relay_mode_still_go_to_freepik_as_they_are(
 async def _documents(telegram: FakeTelegram) -> list[Any]:
     await telegram.wait_for(lambda t: bool(t.sent_documents(USER["id"])), timeout=15)
     return list(telegram.sent_documents(USER["id"]))
+
+
+def _encoded(fmt: str, size: tuple[int, int] = (40, 30), **options: Any) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (30, 160, 90)).save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def _animated_gif() -> bytes:
+    frames = [Image.new("RGB", (20, 10), color) for color in ((255, 0, 0), (0, 0, 255))]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:], duration=100)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("data", "size"),
+    [
+        (_animated_gif(), (20, 10)),
+        (_encoded("BMP"), (40, 30)),
+        (_encoded("TIFF"), (40, 30)),
+        (_encoded("HEIF"), (40, 30)),
+        (_encoded("WEBP"), (40, 30)),
+    ],
+    ids=["gif-first-frame", "bmp", "tiff", "heic", "webp"],
+)
+def test_conversion_to_png(data: bytes, size: tuple[int, int]) -> None:
+    converted = Image.open(io.BytesIO(convert_for_freepik(data)))
+    assert converted.format == "PNG"
+    assert converted.size == size
+    if size == (20, 10):  # the first (red) frame of the GIF
+        pixel = converted.convert("RGB").getpixel((5, 5))
+        assert isinstance(pixel, tuple)
+        assert pixel[0] > 200
+        assert pixel[2] < 50
+
+
+async def test_relay_mode_takes_heic_files_that_telegram_mode_refuses(
+    start_bot: StartBot, telegram: FakeTelegram, freepik: FakeFreepik
+) -> None:
+    await start_bot(photo_url_mode="relay")
+    file_id, unique_id = telegram.add_file(_encoded("HEIF"))
+    message = document_message(
+        USER,
+        file_id,
+        unique_id,
+        file_name="IMG_0001.HEIC",
+        mime_type="image/heic",
+        file_size=500,
+    )
+    telegram.push_update(update(message=message))
+    (document,) = await _documents(telegram)
+    assert document.files["document"].filename == "IMG_0001-nobg.png"
+
+
+async def test_telegram_mode_refuses_formats_freepik_cannot_read(
+    start_bot: StartBot, telegram: FakeTelegram, freepik: FakeFreepik
+) -> None:
+    await start_bot()
+    file_id, unique_id = telegram.add_file(_animated_gif())
+    message = document_message(
+        USER, file_id, unique_id, file_name="a.gif", mime_type="image/gif", file_size=500
+    )
+    telegram.push_update(update(message=message))
+    await telegram.wait_for(lambda t: bool(t.texts_to(USER["id"])))
+    assert telegram.texts_to(USER["id"]) == [messages.NOT_AN_IMAGE]
+    assert freepik.calls == []

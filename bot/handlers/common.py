@@ -20,6 +20,12 @@ _EXTENSION_TYPES = {
     ".jpeg": "image/jpeg",
     ".png": "image/png",
     ".webp": "image/webp",
+    ".gif": "image/gif",
+    ".bmp": "image/bmp",
+    ".tif": "image/tiff",
+    ".tiff": "image/tiff",
+    ".heic": "image/heic",
+    ".heif": "image/heif",
 }
 
 
@@ -27,7 +33,9 @@ class Unusable(Exception):
     """The message holds nothing we can cut out; the message is the user's explanation."""
 
 
-def source_from_media(message: Message) -> ImageSource | None:
+def source_from_media(
+    message: Message, accepted: frozenset[str] = ACCEPTED_MIME_TYPES
+) -> ImageSource | None:
     """The photo (largest size) or image document of `message`, if any."""
     if message.photo:
         largest = message.photo[-1]
@@ -44,7 +52,7 @@ def source_from_media(message: Message) -> ImageSource | None:
     if not mime or mime == "application/octet-stream":
         name = (document.file_name or "").lower()
         mime = next((t for ext, t in _EXTENSION_TYPES.items() if name.endswith(ext)), mime)
-    if mime not in ACCEPTED_MIME_TYPES:
+    if mime not in accepted:
         raise Unusable(messages.NOT_AN_IMAGE)
     if document.file_size is not None and document.file_size > MAX_INPUT_BYTES:
         raise Unusable(messages.INPUT_TOO_LARGE)
@@ -77,6 +85,8 @@ def source_from_text(message: Message) -> ImageSource | None:
         raise Unusable(messages.NOT_HTTP) from err
 
 
-def source_from_message(message: Message) -> ImageSource | None:
+def source_from_message(
+    message: Message, accepted: frozenset[str] = ACCEPTED_MIME_TYPES
+) -> ImageSource | None:
     """Media first, then a link; `Unusable` explains what is wrong with the input."""
-    return source_from_media(message) or source_from_text(message)
+    return source_from_media(message, accepted) or source_from_text(message)

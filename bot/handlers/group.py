@@ -36,11 +36,11 @@ class CaptionCommand(filters.MessageFilter):
         return not target or target.lower() == (message.get_bot().username or "").lower()
 
 
-def find_source(message: Message) -> ImageSource | None:
+def find_source(message: Message, accepted: frozenset[str]) -> ImageSource | None:
     """The command's own photo or file, else a link argument, else the replied-to message."""
-    source = source_from_media(message) or source_from_text(message)
+    source = source_from_media(message, accepted) or source_from_text(message)
     if source is None and message.reply_to_message is not None:
-        source = source_from_message(message.reply_to_message)
+        source = source_from_message(message.reply_to_message, accepted)
     return source
 
 
@@ -50,8 +50,9 @@ async def cmd_removebg(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
     user = update.effective_user
     if message is None or user is None:
         return
+    services = get_services(context)
     try:
-        source = find_source(message)
+        source = find_source(message, services.accepted_mime_types)
     except Unusable as err:
         await message.reply_text(str(err))
         return
@@ -65,4 +66,4 @@ async def cmd_removebg(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
         message.message_id,
         group=message.chat.type != ChatType.PRIVATE,
     )
-    await get_services(context).chat.process(request)
+    await services.chat.process(request)

@@ -38,21 +38,19 @@ async def on_image(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     user = update.effective_user
     if message is None or user is None:
         return
+    services = get_services(context)
     try:
-        source = source_from_message(message)
+        source = source_from_message(message, services.accepted_mime_types)
     except Unusable as err:
         if message.media_group_id:
             item = AlbumItem(message.message_id, None, str(err))
-            await get_services(context).albums.add(
-                user.id, message.chat_id, message.media_group_id, item
-            )
+            await services.albums.add(user.id, message.chat_id, message.media_group_id, item)
             return
         await message.reply_text(str(err))
         return
     if source is None:
         await message.reply_text(messages.NO_LINK)
         return
-    services = get_services(context)
     if message.media_group_id:
         item = AlbumItem(message.message_id, source)
         await services.albums.add(user.id, message.chat_id, message.media_group_id, item)
