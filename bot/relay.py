@@ -18,7 +18,7 @@ from PIL import Image, UnidentifiedImageError
 from telegram import Bot
 from telegram.error import TelegramError
 
-from bot.sources import MAX_INPUT_BYTES, ImageSource, SourceTooLarge, SourceUnavailable
+from bot.sources import MAX_INPUT_BYTES, ImageSource, telegram_file_id
 from bot.storage import StateStore
 
 logger = logging.getLogger(__name__)
@@ -80,12 +80,9 @@ class RelayLinks:
         """Links pass through; Telegram files get a fresh random relay link."""
         if source.url:
             return source.url
-        if source.file_id is None:
-            raise SourceUnavailable("source has neither a link nor a file id")
-        if source.file_size is not None and source.file_size > MAX_INPUT_BYTES:
-            raise SourceTooLarge(f"{source.file_size} bytes")
+        file_id = telegram_file_id(source)
         token = secrets.token_urlsafe(32)  # 256 bits
-        await self._store.put_relay(token, source.file_id, self._ttl)
+        await self._store.put_relay(token, file_id, self._ttl)
         return f"{self._base_url}/files/{token}"
 
     async def open(self, token: str) -> RelayedImage:

@@ -109,6 +109,15 @@ class PublicUrlProvider(Protocol):
         ...
 
 
+def telegram_file_id(source: ImageSource) -> str:
+    """The file id of a Telegram source, after the checks every provider makes."""
+    if source.file_id is None:
+        raise SourceUnavailable("source has neither a link nor a file id")
+    if source.file_size is not None and source.file_size > MAX_INPUT_BYTES:
+        raise SourceTooLarge(f"{source.file_size} bytes")
+    return source.file_id
+
+
 class TelegramFileLinks:
     """Uses Telegram's own file link. It embeds the bot token: never log what it returns."""
 
@@ -119,12 +128,8 @@ class TelegramFileLinks:
         """Links pass through; Telegram files become `{root}/file/bot<token>/<path>`."""
         if source.url:
             return source.url
-        if source.file_id is None:
-            raise SourceUnavailable("source has neither a link nor a file id")
-        if source.file_size is not None and source.file_size > MAX_INPUT_BYTES:
-            raise SourceTooLarge(f"{source.file_size} bytes")
         try:
-            telegram_file = await self._bot.get_file(source.file_id)
+            telegram_file = await self._bot.get_file(telegram_file_id(source))
         except BadRequest as err:
             if "too big" in err.message.lower():
                 raise SourceTooLarge(err.message) from err

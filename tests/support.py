@@ -2,10 +2,37 @@
 
 from __future__ import annotations
 
+import asyncio
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from tests.fakes import FakeTelegram
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+async def spawn_bot_process(
+    *args: str,
+    env: dict[str, str],
+    cwd: Path,
+    stdout: int = asyncio.subprocess.PIPE,
+    stderr: int = asyncio.subprocess.PIPE,
+) -> asyncio.subprocess.Process:
+    """`python -m bot ARGS` from this checkout, with no standard input."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        *args,
+        cwd=cwd,
+        env=env | {"PYTHONPATH": str(ROOT)},
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=stdout,
+        stderr=stderr,
+    )
+
 
 SEND_METHODS = ("sendMessage", "sendDocument", "sendPhoto", "sendMediaGroup")
 

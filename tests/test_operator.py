@@ -5,28 +5,22 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import sys
 from pathlib import Path
 
 from tests.conftest import BOT_TOKEN, FREEPIK_KEY, WEBHOOK_SECRET, StartBot, bot_env
 from tests.fakes import FakeFreepik, FakeTelegram, make_image
 from tests.fakes.updates import photo_message, private_user, update
 from tests.redis_server import free_port
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.support import spawn_bot_process
 
 
 async def run_cli(
     args: list[str], telegram: FakeTelegram, freepik: FakeFreepik, tmp_path: Path, **env: str
 ) -> tuple[int, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot",
+    process = await spawn_bot_process(
         *args,
+        env=bot_env(telegram, freepik, **env),
         cwd=tmp_path,
-        env=bot_env(telegram, freepik, PYTHONPATH=str(ROOT), **env),
-        stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
@@ -96,13 +90,9 @@ async def test_healthcheck_command(
 async def test_json_logs_are_one_object_per_line(
     telegram: FakeTelegram, freepik: FakeFreepik, tmp_path: Path
 ) -> None:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot",
+    process = await spawn_bot_process(
+        env=bot_env(telegram, freepik, LOG_FORMAT="json"),
         cwd=tmp_path,
-        env=bot_env(telegram, freepik, PYTHONPATH=str(ROOT), LOG_FORMAT="json"),
-        stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
     )

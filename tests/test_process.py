@@ -4,29 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sys
 from pathlib import Path
 
 from bot import messages
 from tests.conftest import BOT_TOKEN, FREEPIK_KEY, bot_env
 from tests.fakes import FakeFreepik, FakeTelegram, make_image
 from tests.fakes.updates import document_message, photo_message, private_user, update
-from tests.support import only_reply, visible_messages
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.support import only_reply, spawn_bot_process, visible_messages
 
 
 async def spawn_bot(
     telegram: FakeTelegram, freepik: FakeFreepik, tmp_path: Path, **env: str
 ) -> asyncio.subprocess.Process:
     """Start `python -m bot` against the fakes and wait until it polls."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot",
+    process = await spawn_bot_process(
+        env=bot_env(telegram, freepik, **env),
         cwd=tmp_path,
-        env=bot_env(telegram, freepik, PYTHONPATH=str(ROOT), **env),
-        stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -129,18 +122,13 @@ async def test_no_secret_reaches_the_logs(
 async def test_rejected_token_is_one_clear_line(
     telegram: FakeTelegram, freepik: FakeFreepik, tmp_path: Path
 ) -> None:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot",
-        cwd=tmp_path,
+    process = await spawn_bot_process(
         env=bot_env(
             telegram,
             freepik,
-            PYTHONPATH=str(ROOT),
             TELEGRAM_BOT_TOKEN="999999:WRONG-token_abcdefghijklmnopqrstu",
         ),
-        stdin=asyncio.subprocess.DEVNULL,
+        cwd=tmp_path,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,9 +19,7 @@ from tests.conftest import WEBHOOK_PATH, WEBHOOK_SECRET, ImageHost, StartBot, bo
 from tests.fakes import FakeFreepik, FakeTelegram, make_image
 from tests.fakes.updates import inline_query, photo_message, private_user, text_message, update
 from tests.redis_server import RedisServer, free_port
-from tests.support import visible_messages
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.support import spawn_bot_process, visible_messages
 
 
 @dataclass
@@ -55,15 +52,10 @@ async def _start_replica(
     tmp_path: Path,
     **env: str,
 ) -> Replica:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot",
-        cwd=tmp_path,
+    process = await spawn_bot_process(
         env=bot_env(
             telegram,
             freepik,
-            PYTHONPATH=str(ROOT),
             MODE="webhook",
             WEBHOOK_URL="https://bot.example.test" + WEBHOOK_PATH,
             WEBHOOK_SECRET=WEBHOOK_SECRET,
@@ -75,7 +67,7 @@ async def _start_replica(
             SHUTDOWN_GRACE="10",
             **env,
         ),
-        stdin=asyncio.subprocess.DEVNULL,
+        cwd=tmp_path,
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
     )
