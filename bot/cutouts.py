@@ -9,10 +9,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from bot.pipeline import Cutout, JobAborted, JobTimings, RemovalPipeline
+from bot.pipeline import Cutout, Job, JobAborted, JobTimings, RemovalPipeline
 from bot.ratelimit import Refusal
 from bot.sources import ImageSource
-from bot.storage import StateStore, StoredCutout
+from bot.storage import StateStore, StorageUnavailable, StoredCutout
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +91,7 @@ class CutoutService:
         self._claim_ttl = claim_ttl
         self._remote_poll = remote_poll
         self._inflight: dict[str, asyncio.Future[Produced]] = {}
+        self._releases: set[asyncio.Task[None]] = set()
 
     @property
     def pipeline(self) -> RemovalPipeline:
@@ -142,9 +143,29 @@ class CutoutService:
             raise
         if not claimed:
             # Another replica is making it: wait for its result in the shared cache.
-            task = asyncio.create_task(self._await_remote(source))
+            task = asyncio.create_task(
+                self._await_remote(source, deliver, shared, timings, on_start)
+            )
             task.add_done_callback(lambda t: self._settle_from(key, shared, t))
             return self._follower_ticket(shared)
+        try:
+            job = self._lead(source, deliver, shared, timings, on_start)
+        except BaseException as err:
+            await self._release(key)
+            self._settle(key, shared, error=err)
+            raise
+        return Ticket(Role.LEADER, job.result, position=job.position, task=job.task)
+
+    def _lead(
+        self,
+        source: ImageSource,
+        deliver: Deliver,
+        shared: asyncio.Future[Produced],
+        timings: JobTimings | None,
+        on_start: Callable[[], Awaitable[None]] | None,
+    ) -> Job[Produced]:
+        """Run the job for `source` (the claim is ours) and share its result."""
+        key = source.key
 
         async def deliver_and_share(cutout: Cutout) -> Produced:
             try:
@@ -158,21 +179,23 @@ class CutoutService:
             self._settle(key, shared, produced)
             return produced
 
-        try:
-            job = self._pipeline.submit(
-                source, deliver_and_share, timings=timings, on_start=on_start
-            )
-        except BaseException as err:
-            await self._store.release(key)
-            self._settle(key, shared, error=err)
-            raise
+        job = self._pipeline.submit(source, deliver_and_share, timings=timings, on_start=on_start)
 
         def finished(task: asyncio.Task[Produced]) -> None:
             self._settle_from(key, shared, task)
-            asyncio.get_running_loop().create_task(self._store.release(key))
+            release = asyncio.get_running_loop().create_task(self._release(key))
+            self._releases.add(release)
+            release.add_done_callback(self._releases.discard)
 
         job.task.add_done_callback(finished)
-        return Ticket(Role.LEADER, job.result, position=job.position, task=job.task)
+        return job
+
+    async def _release(self, key: str) -> None:
+        try:
+            await self._store.release(key)
+        except StorageUnavailable as err:
+            # The claim expires by itself (its TTL); others wait a little longer meanwhile.
+            logger.warning("Could not release the claim on a job: %s", err)
 
     def _cached_ticket(self, stored: StoredCutout) -> Ticket:
         async def result() -> Produced:
@@ -192,13 +215,23 @@ class CutoutService:
 
         return Ticket(Role.FOLLOWER, result)
 
-    async def _await_remote(self, source: ImageSource) -> Produced:
+    async def _await_remote(
+        self,
+        source: ImageSource,
+        deliver: Deliver,
+        shared: asyncio.Future[Produced],
+        timings: JobTimings | None,
+        on_start: Callable[[], Awaitable[None]] | None,
+    ) -> Produced:
         deadline = time.monotonic() + self._claim_ttl
         while time.monotonic() < deadline:
             await asyncio.sleep(self._remote_poll)
             stored = await self._store.get_cutout(source.key)
             if stored is not None:
                 return Produced(None, stored.file_id, stored.file_name)
+            if await self._store.claim(source.key, self._claim_ttl):
+                # The other replica gave up (its job failed, or it died): do it here.
+                return await self._lead(source, deliver, shared, timings, on_start).result()
         raise JobAborted("the job on another replica did not finish")
 
     def _settle(

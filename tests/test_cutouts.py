@@ -131,3 +131,45 @@ async def test_leader_delivery_failure_still_hands_bytes_to_followers() -> None:
     produced = await follower.result()
     assert produced.cutout is not None
     assert produced.file_id is None
+
+
+async def test_a_replica_takes_over_when_the_other_gives_up() -> None:
+    """Two services sharing one store stand for two replicas sharing Redis."""
+    store = MemoryStore()
+    answers = iter([400, 200])
+    posts: list[int] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            status = next(answers)
+            posts.append(status)
+            await asyncio.sleep(0.1)
+            if status != 200:
+                return httpx.Response(status, json={"message": "nope"})
+            url = "https://fp.test/high.png"
+            return httpx.Response(
+                200, json={"original": url, "high_resolution": url, "preview": url, "url": url}
+            )
+        return httpx.Response(200, content=PNG)
+
+    def replica() -> CutoutService:
+        client = FreepikClient(
+            "k", "https://fp.test", transport=httpx.MockTransport(handler), retry=RetryPolicy(1)
+        )
+        return CutoutService(
+            RemovalPipeline(client, Links()), store, cache_ttl=60, remote_poll=0.02
+        )
+
+    first, second = replica(), replica()
+
+    async def deliver(cutout: Cutout) -> str:
+        return "file-from-second"
+
+    leader = await first.start(SOURCE, deliver)
+    waiting = await second.start(SOURCE, deliver)
+    assert (leader.role, waiting.role) == (Role.LEADER, Role.FOLLOWER)
+    with pytest.raises(ImageRejected):
+        await leader.result()
+    produced = await asyncio.wait_for(waiting.result(), 5)
+    assert produced.file_id == "file-from-second"
+    assert posts == [400, 200]
