@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Awaitable
@@ -128,12 +127,14 @@ class ChatRemoval:
         return outcome
 
     async def _process(self, request: ChatRequest, timings: JobTimings) -> tuple[Outcome, str]:
-        status_posted: asyncio.Future[Message | None] = asyncio.get_running_loop().create_future()
+        # The job must not wait for the status message: it only says "working" once the job
+        # leaves the queue, whichever of the two happens first.
+        progress = _Progress()
 
         async def on_start() -> None:
-            status = await status_posted
-            if status is not None:
-                await self._edit_quietly(status, messages.WORKING)
+            progress.started = True
+            if progress.queued_status is not None:
+                await self._edit_quietly(progress.queued_status, messages.WORKING)
 
         async def deliver(cutout: Cutout) -> str | None:
             sent = await self._send_document(
@@ -165,21 +166,20 @@ class ChatRemoval:
 
         self._metrics.cache_lookup(CACHE_RESULT[ticket.role])
         if ticket.role is Role.CACHED and ticket.stored is not None:
-            _settle(status_posted, None)
             return await self._resend(request, ticket.stored, timings), ticket.role
 
         status_text = messages.queued(ticket.position) if ticket.position else messages.WORKING
         try:
             status = await self._reply(request, status_text)
         except Forbidden as err:
-            _settle(status_posted, None)
             ticket.cancel()
             logger.warning("Cannot write to chat %s: %s", request.chat_id, err.message)
             return Outcome.UNDELIVERABLE, ticket.role
-        except BaseException:
-            _settle(status_posted, None)
-            raise
-        _settle(status_posted, status if ticket.position else None)
+        if ticket.position:
+            if progress.started:
+                await self._edit_quietly(status, messages.WORKING)
+            else:
+                progress.queued_status = status
         await self._chat_action(request.chat_id)
 
         try:
@@ -296,9 +296,12 @@ class ChatRemoval:
             await self._reply_text(request, text)
 
 
-def _settle(future: asyncio.Future[Message | None], value: Message | None) -> None:
-    if not future.done():
-        future.set_result(value)
+@dataclass(slots=True)
+class _Progress:
+    """Whether a queued job has started, and the "queued" status to turn into "working"."""
+
+    started: bool = False
+    queued_status: Message | None = None
 
 
 def _reply_to(request: ChatRequest) -> ReplyParameters:
