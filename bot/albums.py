@@ -22,6 +22,7 @@ from bot.pipeline import Cutout
 from bot.ratelimit import Admission, Refusal, format_wait
 from bot.sources import ImageSource
 from bot.storage import StateStore, StoredCutout
+from bot.uploads import upload_file
 
 logger = logging.getLogger(__name__)
 
@@ -473,4 +474,4 @@ def _media_file(entry: _Entry, *, attach: bool) -> InputFile | str:
         return produced.file_id
     assert produced.cutout is not None
     # Inside a media group a file must be referenced as attach://<name>; alone it is a plain part.
-    return InputFile(produced.cutout.data, filename=produced.cutout.file_name, attach=attach)
+    return upload_file(produced.cutout, attach=attach)

@@ -16,6 +16,7 @@ from telegram.ext import (
     filters,
 )
 
+from bot import httpcore_fix
 from bot.config import Settings
 from bot.handlers import errors, group, inline, private
 from bot.services import ServiceOptions, attach_services, create_services, services_of
@@ -39,6 +40,7 @@ def build_application(settings: Settings, options: ServiceOptions | None = None)
     """Create the Application with its services and handlers (not yet started)."""
     options = options or ServiceOptions()
     root = settings.telegram_api_url
+    httpcore_fix.apply()  # before the first connection pool is used
 
     async def post_init(application: AnyApplication) -> None:
         attach_services(application, create_services(settings, application.bot, options))

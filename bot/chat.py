@@ -20,6 +20,7 @@ from bot.pipeline import Cutout, JobAborted, JobTimings
 from bot.ratelimit import Admission, Refusal
 from bot.sources import ImageSource, SourceTooLarge, SourceUnavailable
 from bot.storage import StateStore, StorageUnavailable, StoredCutout
+from bot.uploads import upload_file
 
 logger = logging.getLogger(__name__)
 
@@ -137,9 +138,7 @@ class ChatRemoval:
                 await self._edit_quietly(progress.queued_status, messages.WORKING)
 
         async def deliver(cutout: Cutout) -> str | None:
-            sent = await self._send_document(
-                request, InputFile(cutout.data, filename=cutout.file_name)
-            )
+            sent = await self._send_document(request, upload_file(cutout))
             return sent.document.file_id if sent.document else None
 
         async def admit() -> Refusal | None:
@@ -239,9 +238,7 @@ class ChatRemoval:
             if produced.cutout is None:
                 raise RuntimeError("shared job produced neither bytes nor a file id")
             cutout = produced.cutout
-            sent = await self._send_document(
-                request, InputFile(cutout.data, filename=cutout.file_name)
-            )
+            sent = await self._send_document(request, upload_file(cutout))
             file_id = sent.document.file_id if sent.document else None
             if file_id:
                 await self._cutouts.remember(request.source, file_id, cutout.file_name)

@@ -19,7 +19,6 @@ from telegram import (
     InlineQueryResultArticle,
     InlineQueryResultCachedDocument,
     InlineQueryResultsButton,
-    InputFile,
     InputTextMessageContent,
 )
 from telegram.constants import ChatAction
@@ -33,6 +32,7 @@ from bot.pipeline import Cutout, JobAborted, JobTimings
 from bot.ratelimit import Admission, format_wait
 from bot.sources import ImageSource, NotHttpLink, normalise_link
 from bot.storage import StateStore, StorageUnavailable, StoredCutout
+from bot.uploads import upload_file
 
 logger = logging.getLogger(__name__)
 
@@ -383,7 +383,7 @@ class InlineRemoval:
         """Upload the PNG to the storage chat; return Telegram's file id of it."""
         sent = await self._bot.send_document(
             chat_id=chat_id,
-            document=InputFile(cutout.data, filename=cutout.file_name),
+            document=upload_file(cutout),
             caption=STORED_CAPTION,
             disable_content_type_detection=True,
             # The user is busy in another chat; the copy here needs no ping.

@@ -1,0 +1,1 @@
+"""Benchmark of the bot's own overhead, run with `python -m bench` (see bench/README.md)."""

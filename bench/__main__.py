@@ -1,0 +1,7 @@
+"""Entry point: `python -m bench`."""
+
+import sys
+
+from bench.run import main
+
+sys.exit(main())
