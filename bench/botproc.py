@@ -7,15 +7,14 @@ import contextlib
 import math
 import os
 import signal
-import sys
 import threading
 import time
 from pathlib import Path
 from typing import IO
 
 from bot.config import Settings
+from tests.support import spawn_bot_process
 
-ROOT = Path(__file__).resolve().parents[1]
 BOT_TOKEN = "123456:BENCH-token_abcdefghijklmnopqrstuv"  # noqa: S105 - for the fake only
 FREEPIK_KEY = "bench-freepik-key"
 
@@ -30,7 +29,6 @@ def bot_env(telegram_url: str, freepik_url: str, **settings: str) -> dict[str, s
         TELEGRAM_API_URL=telegram_url,
         FREEPIK_API_URL=freepik_url,
         RATE_LIMIT="",
-        PYTHONPATH=str(ROOT),
     )
     env.update(settings)
     return env
@@ -132,13 +130,10 @@ class BotProcess:
         """Start the process (from an empty working directory: no stray .env is read)."""
         self._log = self.log_path.open("wb")
         self.started_at = time.monotonic()
-        self.process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            self.module,
-            cwd=self.workdir,
+        self.process = await spawn_bot_process(
+            module=self.module,
             env=self.env,
-            stdin=asyncio.subprocess.DEVNULL,
+            cwd=self.workdir,
             stdout=self._log,
             stderr=asyncio.subprocess.STDOUT,
         )
@@ -166,10 +161,13 @@ class BotProcess:
             self._log = None
         return process.returncode
 
-    def log_tail(self, lines: int = 20) -> str:
-        """The last lines of the process's output."""
+    def log_text(self) -> str:
+        """Everything the process has written so far ("" if unreadable)."""
         try:
-            text = self.log_path.read_text(errors="replace")
+            return self.log_path.read_text(errors="replace")
         except OSError:
             return ""
-        return "\n".join(text.splitlines()[-lines:])
+
+    def log_tail(self, lines: int = 20) -> str:
+        """The last lines of the process's output."""
+        return "\n".join(self.log_text().splitlines()[-lines:])

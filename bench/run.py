@@ -562,19 +562,12 @@ class Bench:
 
 def outcomes(process: BotProcess) -> dict[str, int]:
     """Job outcomes counted from the bot's log lines."""
-    try:
-        text = process.log_path.read_text(errors="replace")
-    except OSError:
-        return {}
-    return dict(Counter(re.findall(r" outcome=(\w+)", text)))
+    return dict(Counter(re.findall(r" outcome=(\w+)", process.log_text())))
 
 
 def problems(process: BotProcess, limit: int = 10) -> list[str]:
     """The bot's first warning and error lines (a failed job says why here)."""
-    try:
-        lines = process.log_path.read_text(errors="replace").splitlines()
-    except OSError:
-        return []
+    lines = process.log_text().splitlines()
     return [line for line in lines if " WARNING " in line or " ERROR " in line][:limit]
 
 

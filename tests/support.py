@@ -6,7 +6,7 @@ import asyncio
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from tests.fakes import FakeTelegram
 
@@ -17,14 +17,15 @@ async def spawn_bot_process(
     *args: str,
     env: dict[str, str],
     cwd: Path,
-    stdout: int = asyncio.subprocess.PIPE,
-    stderr: int = asyncio.subprocess.PIPE,
+    stdout: int | IO[Any] = asyncio.subprocess.PIPE,
+    stderr: int | IO[Any] = asyncio.subprocess.PIPE,
+    module: str = "bot",
 ) -> asyncio.subprocess.Process:
-    """`python -m bot ARGS` from this checkout, with no standard input."""
+    """`python -m MODULE ARGS` (the bot) from this checkout, with no standard input."""
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "bot",
+        module,
         *args,
         cwd=cwd,
         env=env | {"PYTHONPATH": str(ROOT)},
