@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     relay_ttl: float = Field(default=300.0, gt=0, le=3600)
     log_format: Literal["text", "json"] = "text"
     telegram_max_rate: float = Field(default=30.0, ge=0)
+    # Image work (conversions, studio) runs in worker processes; 0 = one per CPU.
+    image_workers: int = Field(default=0, ge=0, le=64)
+    image_queue: int = Field(default=32, ge=0, le=10_000)
 
     @field_validator("telegram_bot_token")
     @classmethod

@@ -13,6 +13,7 @@ from telegram.ext import Application, CallbackContext
 from bot.albums import AlbumCollector
 from bot.chat import ChatRemoval
 from bot.config import Settings
+from bot.cpu import CpuPool
 from bot.cutouts import CutoutService
 from bot.freepik import FreepikClient, RetryPolicy
 from bot.inline import InlineRemoval
@@ -43,6 +44,7 @@ class Services:
     inline: InlineRemoval
     metrics: Metrics
     relay: RelayLinks | None
+    cpu: CpuPool
 
     @property
     def accepted_mime_types(self) -> frozenset[str]:
@@ -55,6 +57,7 @@ class Services:
         if self.relay is not None:
             await self.relay.aclose()
         await self.store.aclose()
+        await self.cpu.aclose()
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +120,7 @@ def create_services(settings: Settings, bot: Bot, options: ServiceOptions) -> Se
         inline=inline,
         metrics=metrics,
         relay=relay,
+        cpu=CpuPool(settings.image_workers, settings.image_queue),
     )
 
 
