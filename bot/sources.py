@@ -143,6 +143,10 @@ class NotHttpLink(ValueError):
     """The link uses a scheme other than http or https."""
 
 
+class MalformedLink(NotHttpLink):
+    """The text looks like a link but is no valid URL (bad IPv6 literal, port, host...)."""
+
+
 _SCHEME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
@@ -153,7 +157,12 @@ def normalise_link(raw: str) -> str:
         if text.lower().startswith(("mailto:", "tel:", "data:", "javascript:", "file:")):
             raise NotHttpLink(text.partition(":")[0])
         text = f"http://{text}"
-    parts = urlsplit(text)
+    try:
+        parts = urlsplit(text)
+        _ = parts.port  # raises on a port that is not a number or out of range
+    except ValueError as err:
+        # urlsplit refuses bracketed hosts that are no IP, NFKC look-alikes of / ? # @ :...
+        raise MalformedLink("malformed link") from err
     if parts.scheme.lower() not in ("http", "https"):
         raise NotHttpLink(parts.scheme)
     if not parts.hostname:

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from bot.sources import ImageSource, NotHttpLink, SourceKind, find_scheme_link, normalise_link
+from bot.sources import (
+    ImageSource,
+    MalformedLink,
+    NotHttpLink,
+    SourceKind,
+    find_scheme_link,
+    normalise_link,
+)
 
 
 @pytest.mark.parametrize(
@@ -25,6 +32,22 @@ def test_normalise_link(raw: str, expected: str) -> None:
 )
 def test_non_http_links_are_refused(raw: str) -> None:
     with pytest.raises(NotHttpLink):
+        normalise_link(raw)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "http://[::1/cat.jpg",
+        "http://[not-an-ip]/x.png",
+        "http://example\uff0ecom\uff0fcat.jpg",
+        "example\uff0ecom\uff0fcat.jpg",
+        "https://example.com:99999/cat.jpg",
+        "https://example.com:port/cat.jpg",
+    ],
+)
+def test_links_urlsplit_cannot_parse_are_refused_as_malformed(raw: str) -> None:
+    with pytest.raises(MalformedLink):
         normalise_link(raw)
 
 

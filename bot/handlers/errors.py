@@ -15,13 +15,13 @@ logger = logging.getLogger(__name__)
 
 
 async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Log the error; in private chats, reply so no request goes unanswered."""
+    """Log the error and reply, so no request goes unanswered (groups included)."""
     logger.error("Unhandled error while processing an update", exc_info=context.error)
     if not isinstance(update, Update) or update.effective_message is None:
         return
     message = update.effective_message
-    if message.chat.type != ChatType.PRIVATE:
-        return
+    if message.chat.type == ChatType.CHANNEL:
+        return  # the bot takes no requests in channels
     try:
         await message.reply_text(messages.INTERNAL_ERROR)
     except TelegramError as err:
