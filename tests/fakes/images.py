@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import mimetypes
+import struct
+import zlib
 
 from PIL import Image, ImageDraw
 
@@ -65,3 +67,23 @@ def sniff_mime(data: bytes, name: str | None = None) -> str:
         if guessed:
             return guessed
     return "application/octet-stream"
+
+
+def png_16bit(width: int, height: int, pixel: tuple[int, ...], *, color_type: int) -> bytes:
+    """A 16-bit PNG (Pillow cannot write these) filled with one pixel value.
+
+    `color_type` 0 is grey (one sample), 4 grey with alpha, 2 RGB and 6 RGBA.
+    """
+    samples = {0: 1, 4: 2, 2: 3, 6: 4}[color_type]
+    if len(pixel) != samples:
+        raise ValueError(f"colour type {color_type} needs {samples} samples")
+    raw_pixel = b"".join(value.to_bytes(2, "big") for value in pixel)
+    row = b"\x00" + raw_pixel * width
+    header = struct.pack(">IIBBBBB", width, height, 16, color_type, 0, 0, 0)
+    body = zlib.compress(row * height)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data)
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    return PNG_SIGNATURE + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
