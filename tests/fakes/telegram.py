@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import io
 import json
+import secrets
 import time
 from collections import deque
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Self
 
+from PIL import Image
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -20,6 +23,7 @@ from tests.fakes.forms import FormError, UploadedFile, parse_form
 from tests.fakes.server import ThreadedServer
 from tests.fakes.tg_methods import BotApi, wake_all
 from tests.fakes.tg_state import ApiError, JsonDict, StoredFile, TelegramState, TgCall
+from tests.fakes.tg_stickers import sticker_object
 
 __all__ = ["ApiError", "FakeTelegram", "StoredFile", "TgCall", "UploadedFile"]
 
@@ -87,6 +91,12 @@ def decode_params(fields: dict[str, str]) -> dict[str, Any]:
         except ValueError:
             params[key] = value
     return params
+
+
+def _tiny_webp() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGBA", (512, 512), (0, 0, 0, 0)).save(buffer, format="WEBP", lossless=True)
+    return buffer.getvalue()
 
 
 def _is_chat_send(method: str) -> bool:
@@ -195,6 +205,9 @@ class FakeTelegram:
             query = update.get("inline_query")
             if isinstance(query, dict):
                 state.inline_queries[str(query.get("id"))] = time.monotonic()
+            pressed = update.get("callback_query")
+            if isinstance(pressed, dict):
+                state.callback_queries[str(pressed.get("id"))] = time.monotonic()
         for key in ("message", "edited_message", "channel_post", "edited_channel_post"):
             message = update.get(key)
             if isinstance(message, dict):
@@ -208,6 +221,78 @@ class FakeTelegram:
     def push_message(self, message: JsonDict) -> int:
         """Push ``{"message": message}``."""
         return self.push_update({"message": message})
+
+    def press(
+        self,
+        user: JsonDict,
+        message: JsonDict,
+        data: str,
+        *,
+        query_id: str | None = None,
+    ) -> str:
+        """A user presses a callback button of one of the bot's messages; returns the query id.
+
+        The message is the bot's copy as the fake holds it now (edits applied), as Telegram
+        sends it; `message` may be a sent message's result or any dict with chat and id.
+        """
+        chat_id = message["chat"]["id"]
+        current = self.state.find_message(chat_id, message["message_id"]) or message
+        query_id = query_id or f"{secrets.randbelow(10**18)}"
+        self.push_update(
+            {
+                "callback_query": {
+                    "id": query_id,
+                    "from": user,
+                    "message": copy.deepcopy(current),
+                    "chat_instance": str(abs(chat_id) * 7919),
+                    "data": data,
+                }
+            }
+        )
+        return query_id
+
+    def callback_answer(self, query_id: str) -> JsonDict | None:
+        """The parameters of the answerCallbackQuery for a query, once answered."""
+        with self.state.lock:
+            answer = self.state.callback_answers.get(query_id)
+            return dict(answer) if answer is not None else None
+
+    @property
+    def callback_query_ttl(self) -> float:
+        """Seconds a callback query can be answered after it was pushed."""
+        return self.state.callback_query_ttl
+
+    @callback_query_ttl.setter
+    def callback_query_ttl(self, value: float) -> None:
+        self.state.callback_query_ttl = value
+
+    def start_user(self, user_id: int) -> None:
+        """The user opens a private chat with the bot (as pressing Start does)."""
+        with self.state.lock:
+            self.state.started_users.add(user_id)
+
+    def sticker_set(self, name: str) -> JsonDict | None:
+        """A sticker set as getStickerSet would return it, or None."""
+        with self.state.lock:
+            found = self.state.sticker_sets.get(name.lower())
+            return copy.deepcopy(found) if found is not None else None
+
+    def make_sticker_set(self, owner: int, name: str, count: int) -> None:
+        """Create a static sticker set owned by `owner` holding `count` stickers."""
+        stickers = []
+        for _ in range(count):
+            stored = self.state.store_file(
+                _tiny_webp(), kind="sticker", mime_type="image/webp", file_name="sticker.webp"
+            )
+            stickers.append(sticker_object(stored, 512, 512, name, "🙂"))
+        with self.state.lock:
+            self.state.sticker_sets[name.lower()] = {
+                "name": name,
+                "title": name,
+                "sticker_type": "regular",
+                "owner": owner,
+                "stickers": stickers,
+            }
 
     @property
     def pending_updates(self) -> list[JsonDict]:

@@ -26,6 +26,7 @@ from tests.fakes.tg_state import (
     _Waiter,
     bad_request,
 )
+from tests.fakes.tg_stickers import StudioMethods, check_inline_keyboard
 
 Files = dict[str, UploadedFile]
 Handler = Callable[[JsonDict, Files], Awaitable[Any]]
@@ -61,7 +62,7 @@ def _image_size(data: bytes) -> tuple[int, int]:
         return (0, 0)
 
 
-class BotApi:
+class BotApi(StudioMethods):
     """Implements Bot API methods on a TelegramState."""
 
     def __init__(self, state: TelegramState) -> None:
@@ -86,6 +87,11 @@ class BotApi:
             "sendMediaGroup",
             "answerInlineQuery",
             "answerCallbackQuery",
+            "editMessageReplyMarkup",
+            "sendSticker",
+            "createNewStickerSet",
+            "addStickerToSet",
+            "getStickerSet",
             "close",
             "logOut",
         ]:
@@ -137,6 +143,7 @@ class BotApi:
 
     def _common(self, params: JsonDict, chat: JsonDict) -> JsonDict:
         markup = params.get("reply_markup")
+        check_inline_keyboard(markup)
         return {
             "reply_to_message": self._reply_to(params, chat),
             "reply_markup": markup
@@ -459,15 +466,14 @@ class BotApi:
             raise bad_request("RESULT_ID_DUPLICATE")
         for result in results:
             file_id = result.get("document_file_id") or result.get("photo_file_id")
-            if file_id is not None:
-                with self.state.lock:
-                    known = file_id in self.state.files
-                if not known:
-                    raise bad_request("wrong file identifier/HTTP URL specified")
-        return True
-
-    async def m_answer_callback_query(self, params: JsonDict, files: Files) -> bool:
-        """answerCallbackQuery."""
+            sticker_id = result.get("sticker_file_id")
+            with self.state.lock:
+                known = file_id is None or file_id in self.state.files
+                sticker = self.state.files.get(sticker_id) if sticker_id else None
+            if not known:
+                raise bad_request("wrong file identifier/HTTP URL specified")
+            if sticker_id is not None and (sticker is None or sticker.kind != "sticker"):
+                raise bad_request("wrong file identifier/HTTP URL specified")
         return True
 
     async def m_close(self, params: JsonDict, files: Files) -> bool:

@@ -21,6 +21,7 @@ _KIND_PREFIX = {
     "photo": "AgACAgIAAxkBAAI",
     "document": "BQACAgIAAxkBAAI",
     "file": "BQACAgIAAxkBAAI",
+    "sticker": "CAACAgIAAxkBAAI",
 }
 _EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp", "image/gif": "gif"}
 
@@ -133,6 +134,14 @@ class TelegramState:
     faults: dict[str, deque[ApiError]] = field(default_factory=dict)
     webhook: JsonDict = field(default_factory=dict)
     commands: dict[str, list[JsonDict]] = field(default_factory=dict)
+    # Callback query id -> when it was pushed; removed once answered.
+    callback_queries: dict[str, float] = field(default_factory=dict)
+    callback_answers: dict[str, JsonDict] = field(default_factory=dict)
+    callback_query_ttl: float = 15.0
+    # Users with a private chat with the bot (they pressed Start or wrote to it).
+    started_users: set[int] = field(default_factory=set)
+    # Sticker sets by lower-cased name.
+    sticker_sets: dict[str, JsonDict] = field(default_factory=dict)
     _counter: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     @property
@@ -201,6 +210,9 @@ class TelegramState:
         with self.lock:
             self.chats.setdefault(chat_id, dict(chat))
             self.messages[(chat_id, message_id)] = message
+            sender = message.get("from") or {}
+            if chat.get("type") == "private" and sender.get("id") == chat_id:
+                self.started_users.add(chat_id)
             self.last_message_id[chat_id] = max(self.last_message_id.get(chat_id, 0), message_id)
 
     def new_message(self, chat: JsonDict, **content: Any) -> JsonDict:
