@@ -17,6 +17,8 @@ from bot import messages
 from bot.chat import CACHE_RESULT as _CACHE_RESULT
 from bot.chat import Outcome, classify, quietly
 from bot.cutouts import CutoutService, Produced, RateLimited, Role, Ticket
+from bot.i18n import gettext as _
+from bot.i18n import ngettext
 from bot.metrics import Metrics
 from bot.pipeline import Cutout
 from bot.ratelimit import Admission, Refusal, format_wait
@@ -33,58 +35,79 @@ ALBUM_SIZE = 10
 
 # --- what the user reads ----------------------------------------------------------------------
 
-WORKING_ONE = messages.WORKING
-
 
 def working(count: int) -> str:
     """Status shown while the images of an album are being cut out."""
-    if count == 1:
-        return WORKING_ONE
-    return f"✂️ Removing the background from {count} images…"
+    return ngettext(
+        "✂️ Removing the background from {count} image…",
+        "✂️ Removing the background from {count} images…",
+        count,
+    ).format(count=count)
 
 
 def summary_header(ok: int, total: int) -> str:
     """First line of the reply naming the images that did not come back."""
     if ok:
-        return f"Cut out {ok} of {total} images. These didn't work:"
-    if total == 1:
-        return "I couldn't cut out this image:"
-    return f"I couldn't cut out any of these {total} images:"
+        return ngettext(
+            "Cut out {ok} of {total} image. These didn't work:",
+            "Cut out {ok} of {total} images. These didn't work:",
+            total,
+        ).format(ok=ok, total=total)
+    return ngettext(
+        "I couldn't cut out the {total} image:",
+        "I couldn't cut out any of these {total} images:",
+        total,
+    ).format(total=total)
 
 
 def limited_reason(count: int, wait_text: str) -> str:
     """Why images over the rate limit were skipped, and when to resend them."""
-    pronoun = "it" if count == 1 else "them"
-    return f"you've reached your limit for now; you can send {pronoun} again in {wait_text}"
+    return ngettext(
+        "you've reached your limit for now; you can send it again in {wait}",
+        "you've reached your limit for now; you can send them again in {wait}",
+        count,
+    ).format(wait=wait_text)
 
 
-# Short forms of the single-image explanations, for one line per image in the summary.
-PROBLEM_REASONS = {
-    messages.NOT_AN_IMAGE: "it isn't an image (send photos or JPEG, PNG or WebP files)",
-    messages.INPUT_TOO_LARGE: "it's over Telegram's 20 MB limit for bots",
-    messages.NOT_HTTP: "only http:// and https:// links work",
-}
-OUTCOME_REASONS = {
-    Outcome.INPUT_TOO_LARGE: "it's over Telegram's 20 MB limit for bots",
-    Outcome.SOURCE_UNAVAILABLE: "I couldn't get it from Telegram; please send it again",
-    Outcome.REJECTED: "I couldn't read it (JPEG or PNG up to 20 MB work)",
-    Outcome.BAD_KEY: "the background-removal service is misconfigured right now",
-    Outcome.BUSY: "the background-removal service is busy; try again in a few minutes",
-    Outcome.UNAVAILABLE: "the background-removal service is unavailable; try again later",
-    Outcome.RESULT_TOO_LARGE: "the cutout is larger than Telegram's 50 MB limit",
-    Outcome.UNDELIVERABLE: "I made the cutout but couldn't send it to you; please try again",
-    Outcome.ABORTED: "the bot restarted before it was done; please send it again",
-    Outcome.INTERNAL_ERROR: "something went wrong on my side; please try again",
-    Outcome.STORAGE_DOWN: "I'm temporarily unavailable; please try again in a minute",
-}
+def problem_reason(problem: str) -> str:
+    """Short form of a single-image explanation, for one line per image in the summary."""
+    reasons = {
+        messages.not_an_image(): _("it isn't an image (send photos or JPEG, PNG or WebP files)"),
+        messages.input_too_large(): _("it's over Telegram's 20 MB limit for bots"),
+        messages.not_http(): _("only http:// and https:// links work"),
+    }
+    return reasons.get(problem, problem)
+
+
+def outcome_reason(outcome: Outcome) -> str:
+    """Short reason an image failed, for one line per image in the summary."""
+    reasons = {
+        Outcome.INPUT_TOO_LARGE: _("it's over Telegram's 20 MB limit for bots"),
+        Outcome.SOURCE_UNAVAILABLE: _("I couldn't get it from Telegram; please send it again"),
+        Outcome.REJECTED: _("I couldn't read it (JPEG or PNG up to 20 MB work)"),
+        Outcome.BAD_KEY: _("the background-removal service is misconfigured right now"),
+        Outcome.BUSY: _("the background-removal service is busy; try again in a few minutes"),
+        Outcome.UNAVAILABLE: _("the background-removal service is unavailable; try again later"),
+        Outcome.RESULT_TOO_LARGE: _("the cutout is larger than Telegram's 50 MB limit"),
+        Outcome.UNDELIVERABLE: _(
+            "I made the cutout but couldn't send it to you; please try again"
+        ),
+        Outcome.ABORTED: _("the bot restarted before it was done; please send it again"),
+        Outcome.INTERNAL_ERROR: _("something went wrong on my side; please try again"),
+        Outcome.STORAGE_DOWN: _("I'm temporarily unavailable; please try again in a minute"),
+    }
+    return reasons.get(outcome, reasons[Outcome.INTERNAL_ERROR])
 
 
 def image_names(numbers: Sequence[int]) -> str:
     """`Image 3`, `Images 2 and 5`, `Images 1, 2 and 4`."""
-    if len(numbers) == 1:
-        return f"Image {numbers[0]}"
-    listed = ", ".join(str(n) for n in numbers[:-1])
-    return f"Images {listed} and {numbers[-1]}"
+    listed = messages.join_list([str(n) for n in numbers])
+    return ngettext("Image {numbers}", "Images {numbers}", len(numbers)).format(numbers=listed)
+
+
+def summary_line(names: str, reason: str) -> str:
+    """One line of the summary: the images and what went wrong with them."""
+    return _("• {images}: {reason}.").format(images=names, reason=reason)
 
 
 # --- collecting -------------------------------------------------------------------------------
@@ -199,9 +222,7 @@ class _Entry:
         """Mark the image as not delivered, with the short reason the user will read."""
         self.state = _State.FAILED
         self.outcome = outcome
-        self.reason = reason or OUTCOME_REASONS.get(
-            outcome, OUTCOME_REASONS[Outcome.INTERNAL_ERROR]
-        )
+        self.reason = reason or outcome_reason(outcome)
 
 
 async def _no_upload(cutout: Cutout) -> str | None:
@@ -283,8 +304,8 @@ class _AlbumRun:
     async def _process(self) -> None:
         for entry in self._entries:
             if entry.item.source is None or entry.item.problem is not None:
-                problem = entry.item.problem or messages.NOT_AN_IMAGE
-                entry.fail(Outcome.BAD_INPUT, PROBLEM_REASONS.get(problem, problem))
+                problem = entry.item.problem or messages.not_an_image()
+                entry.fail(Outcome.BAD_INPUT, problem_reason(problem))
         await self._start_jobs()
         started = [e for e in self._entries if e.ticket is not None]
         # Cache hits come back at once: a status message would only flicker.
@@ -451,15 +472,18 @@ class _AlbumRun:
         limited = [e for e in self._entries if e.state is _State.LIMITED]
         for entry in self._entries:
             if entry.state in (_State.FAILED, _State.PENDING):
-                reason = entry.reason or OUTCOME_REASONS[Outcome.INTERNAL_ERROR]
+                reason = entry.reason or outcome_reason(Outcome.INTERNAL_ERROR)
                 reasons.setdefault(reason, []).append(entry.number)
         lines = [summary_header(ok, len(self._entries))]
         if limited:
             waits = [e.refusal.retry_after for e in limited if e.refusal is not None]
             wait_text = format_wait(max(waits, default=60.0))
             numbers = [e.number for e in limited]
-            lines.append(f"• {image_names(numbers)}: {limited_reason(len(numbers), wait_text)}.")
-        lines.extend(f"• {image_names(numbers)}: {reason}." for reason, numbers in reasons.items())
+            reason = limited_reason(len(numbers), wait_text)
+            lines.append(summary_line(image_names(numbers), reason))
+        lines.extend(
+            summary_line(image_names(numbers), reason) for reason, numbers in reasons.items()
+        )
         return "\n".join(lines)
 
     def _reply(self) -> ReplyParameters:

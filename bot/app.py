@@ -13,12 +13,13 @@ from telegram.ext import (
     CommandHandler,
     InlineQueryHandler,
     MessageHandler,
+    TypeHandler,
     filters,
 )
 
 from bot import httpcore_fix
 from bot.config import Settings
-from bot.handlers import errors, group, inline, private
+from bot.handlers import errors, group, inline, language, private
 from bot.services import ServiceOptions, attach_services, create_services, services_of
 
 logger = logging.getLogger(__name__)
@@ -88,6 +89,9 @@ def register_handlers(application: AnyApplication) -> None:
     messages_only = filters.UpdateType.MESSAGE  # edits are not new requests
     private_messages = filters.ChatType.PRIVATE & messages_only
     group_messages = filters.ChatType.GROUPS & messages_only
+    # 0. Before anything else (group -1, same task as the handler that follows): the language
+    #    every text of this update is looked up in.
+    application.add_handler(TypeHandler(Update, language.set_request_locale), group=-1)
     # 1. /start and /help anywhere (/start <parameter> comes from inline answers' button).
     application.add_handler(
         CommandHandler(["start", "help"], private.cmd_help, filters=messages_only)

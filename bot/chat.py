@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -13,7 +13,7 @@ from telegram import Bot, InputFile, Message, ReplyParameters
 from telegram.constants import ChatAction
 from telegram.error import BadRequest, Forbidden, TelegramError
 
-from bot import freepik, messages
+from bot import freepik, i18n, messages
 from bot.cutouts import CutoutService, Produced, RateLimited, Role
 from bot.metrics import Metrics
 from bot.pipeline import Cutout, JobAborted, JobTimings
@@ -45,19 +45,19 @@ class Outcome(StrEnum):
 
 
 # Order matters: subclasses before their bases.
-_FAILURES: list[tuple[type[BaseException], Outcome, str]] = [
-    (SourceTooLarge, Outcome.INPUT_TOO_LARGE, messages.INPUT_TOO_LARGE),
-    (SourceUnavailable, Outcome.SOURCE_UNAVAILABLE, messages.SOURCE_UNAVAILABLE),
-    (freepik.ImageRejected, Outcome.REJECTED, messages.IMAGE_REJECTED),
-    (freepik.InvalidApiKey, Outcome.BAD_KEY, messages.MISCONFIGURED),
-    (freepik.QuotaExceeded, Outcome.BUSY, messages.BUSY),
-    (freepik.ServiceUnavailable, Outcome.UNAVAILABLE, messages.UNAVAILABLE),
-    (freepik.ResultTooLarge, Outcome.RESULT_TOO_LARGE, messages.RESULT_TOO_LARGE),
+_FAILURES: list[tuple[type[BaseException], Outcome, Callable[[], str]]] = [
+    (SourceTooLarge, Outcome.INPUT_TOO_LARGE, messages.input_too_large),
+    (SourceUnavailable, Outcome.SOURCE_UNAVAILABLE, messages.source_unavailable),
+    (freepik.ImageRejected, Outcome.REJECTED, messages.image_rejected),
+    (freepik.InvalidApiKey, Outcome.BAD_KEY, messages.misconfigured),
+    (freepik.QuotaExceeded, Outcome.BUSY, messages.busy),
+    (freepik.ServiceUnavailable, Outcome.UNAVAILABLE, messages.unavailable),
+    (freepik.ResultTooLarge, Outcome.RESULT_TOO_LARGE, messages.result_too_large),
     # Malformed answers, lapsed links twice in a row, results that are not PNGs.
-    (freepik.FreepikError, Outcome.UNAVAILABLE, messages.UNAVAILABLE),
-    (freepik.ResultInvalid, Outcome.UNAVAILABLE, messages.UNAVAILABLE),
-    (JobAborted, Outcome.ABORTED, messages.ABORTED),
-    (StorageUnavailable, Outcome.STORAGE_DOWN, messages.TEMPORARILY_UNAVAILABLE),
+    (freepik.FreepikError, Outcome.UNAVAILABLE, messages.unavailable),
+    (freepik.ResultInvalid, Outcome.UNAVAILABLE, messages.unavailable),
+    (JobAborted, Outcome.ABORTED, messages.aborted),
+    (StorageUnavailable, Outcome.STORAGE_DOWN, messages.temporarily_unavailable),
 ]
 
 
@@ -68,8 +68,8 @@ def classify(error: BaseException) -> tuple[Outcome, str]:
     """Map a pipeline error to its outcome and the user's explanation."""
     for kind, outcome, text in _FAILURES:
         if isinstance(error, kind):
-            return outcome, text
-    return Outcome.INTERNAL_ERROR, messages.INTERNAL_ERROR
+            return outcome, text()
+    return Outcome.INTERNAL_ERROR, messages.internal_error()
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +81,8 @@ class ChatRequest:
     chat_id: int
     message_id: int
     group: bool = False
+    # The requester's language, fixed when the request is made: the job may run elsewhere.
+    locale: str = field(default_factory=i18n.current_locale)
 
 
 class ChatRemoval:
@@ -107,7 +109,8 @@ class ChatRemoval:
         outcome = Outcome.INTERNAL_ERROR
         role = "-"
         try:
-            outcome, role = await self._process(request, timings)
+            with i18n.using(request.locale):
+                outcome, role = await self._process(request, timings)
         finally:
             self._metrics.job_finished(
                 request.source.kind,
@@ -135,7 +138,7 @@ class ChatRemoval:
         async def on_start() -> None:
             progress.started = True
             if progress.queued_status is not None:
-                await self._edit_quietly(progress.queued_status, messages.WORKING)
+                await self._edit_quietly(progress.queued_status, messages.working())
 
         async def deliver(cutout: Cutout) -> str | None:
             sent = await self._send_document(request, upload_file(cutout))
@@ -156,18 +159,18 @@ class ChatRemoval:
             await self._reply_text(request, text)
             return Outcome.RATE_LIMITED, "-"
         except JobAborted:
-            await self._reply_text(request, messages.ABORTED)
+            await self._reply_text(request, messages.aborted())
             return Outcome.ABORTED, "-"
         except StorageUnavailable as err:
             logger.error("Storage unavailable: %s", err)
-            await self._reply_text(request, messages.TEMPORARILY_UNAVAILABLE)
+            await self._reply_text(request, messages.temporarily_unavailable())
             return Outcome.STORAGE_DOWN, "-"
 
         self._metrics.cache_lookup(CACHE_RESULT[ticket.role])
         if ticket.role is Role.CACHED and ticket.stored is not None:
             return await self._resend(request, ticket.stored, timings), ticket.role
 
-        status_text = messages.queued(ticket.position) if ticket.position else messages.WORKING
+        status_text = messages.queued(ticket.position) if ticket.position else messages.working()
         try:
             status = await self._reply(request, status_text)
         except Forbidden as err:
@@ -176,7 +179,7 @@ class ChatRemoval:
             return Outcome.UNDELIVERABLE, ticket.role
         if ticket.position:
             if progress.started:
-                await self._edit_quietly(status, messages.WORKING)
+                await self._edit_quietly(status, messages.working())
             else:
                 progress.queued_status = status
         await self._chat_action(request.chat_id)
@@ -191,7 +194,7 @@ class ChatRemoval:
             return Outcome.UNDELIVERABLE, ticket.role
         except TelegramError as err:
             logger.error("Could not deliver the cutout to chat %s: %s", request.chat_id, err)
-            await self._finish_with_error(request, status, messages.UNDELIVERABLE)
+            await self._finish_with_error(request, status, messages.undeliverable())
             return Outcome.UNDELIVERABLE, ticket.role
         except Exception as err:
             outcome, text = classify(err)
@@ -219,7 +222,7 @@ class ChatRemoval:
             return Outcome.UNDELIVERABLE
         except TelegramError as err:
             logger.error("Could not re-send a cached cutout to %s: %s", request.chat_id, err)
-            await self._reply_text(request, messages.UNDELIVERABLE)
+            await self._reply_text(request, messages.undeliverable())
             return Outcome.UNDELIVERABLE
         finally:
             timings.upload = time.monotonic() - started
@@ -250,7 +253,7 @@ class ChatRemoval:
         return await self._bot.send_document(
             chat_id=request.chat_id,
             document=document,
-            caption=messages.DONE_CAPTION,
+            caption=messages.done_caption(),
             reply_parameters=_reply_to(request),
             disable_content_type_detection=True,
         )

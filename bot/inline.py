@@ -27,6 +27,7 @@ from telegram.error import BadRequest, Forbidden, TelegramError
 from bot import messages
 from bot.chat import CACHE_RESULT, Outcome, classify
 from bot.cutouts import CutoutService, RateLimited, Role, Ticket
+from bot.i18n import gettext as _
 from bot.metrics import Metrics
 from bot.pipeline import Cutout, JobAborted, JobTimings
 from bot.ratelimit import Admission, format_wait
@@ -38,37 +39,93 @@ logger = logging.getLogger(__name__)
 
 # --- what the user reads ----------------------------------------------------------------------
 
-CUTOUT_TITLE = "Background removed"
-CUTOUT_CAPTION = "Background removed."
-# Caption of the copy uploaded to the storage chat (the user's own chat when none is set).
-STORED_CAPTION = "Background removed (made for inline mode)."
-WORKING_TITLE = "✂️ Still removing the background…"
-WORKING_TEXT = (
-    "This image takes a little longer. Keep typing, or send the same query again in a few "
-    "seconds, and the cutout will be here."
-)
-NO_LINK_TITLE = "Type a link to an image"
-NO_LINK_TEXT = (
-    "Type a link to a JPEG or PNG image after my username to get it back without its "
-    "background. With nothing after my username you get your recent cutouts."
-)
-NOT_HTTP_TITLE = "Only http(s) links work"
-NOT_HTTP_TEXT = "Only http:// and https:// links work. Type a web link to the image."
-LIMIT_TITLE = "Limit reached"
-FAILED_TITLE = "Couldn't remove the background"
-STORE_FAILED_TEXT = "I made the cutout but couldn't prepare it for inline mode. Please try again."
-START_BUTTON = "Start the bot to use inline mode"
-NO_RECENT_BUTTON = "No cutouts yet: open the bot to make one"
+
+def cutout_title() -> str:
+    """Title of a finished cutout among the inline results."""
+    return _("Background removed")
+
+
+def cutout_caption() -> str:
+    """Caption of the cutout sent into the chat."""
+    return messages.done_caption()
+
+
+def stored_caption() -> str:
+    """Caption of the copy uploaded to the storage chat (the user's own chat when none is set)."""
+    return _("Background removed (made for inline mode).")
+
+
+def working_title() -> str:
+    """Title of the answer when the job outlives the inline deadline."""
+    return _("✂️ Still removing the background…")
+
+
+def working_text() -> str:
+    """Description of the "still working" answer."""
+    return _(
+        "This image takes a little longer. Keep typing, or send the same query again in a few "
+        "seconds, and the cutout will be here."
+    )
+
+
+def no_link_title() -> str:
+    """Title when the query holds no link."""
+    return _("Type a link to an image")
+
+
+def no_link_text() -> str:
+    """Description when the query holds no link."""
+    return _(
+        "Type a link to a JPEG or PNG image after my username to get it back without its "
+        "background. With nothing after my username you get your recent cutouts."
+    )
+
+
+def not_http_title() -> str:
+    """Title when the link is not http(s)."""
+    return _("Only http(s) links work")
+
+
+def not_http_text() -> str:
+    """Description when the link is not http(s)."""
+    return _("Only http:// and https:// links work. Type a web link to the image.")
+
+
+def limit_title() -> str:
+    """Title when the user is over the rate limit."""
+    return _("Limit reached")
+
+
+def failed_title() -> str:
+    """Title of every failure answer."""
+    return _("Couldn't remove the background")
+
+
+def store_failed_text() -> str:
+    """The cutout could not be uploaded for inline use."""
+    return _("I made the cutout but couldn't prepare it for inline mode. Please try again.")
+
+
+def start_button() -> str:
+    """Button text when the user must start the bot first."""
+    return _("Start the bot to use inline mode")
+
+
+def no_recent_button() -> str:
+    """Button text for an empty query with no recent cutouts."""
+    return _("No cutouts yet: open the bot to make one")
 
 
 def limit_text(wait_text: str) -> str:
     """Explanation when the user is over the rate limit."""
-    return f"You've reached your limit for now. You can cut out the next image in {wait_text}."
+    return _(
+        "You've reached your limit for now. You can cut out the next image in {wait}."
+    ).format(wait=wait_text)
 
 
 def made_ago(seconds: float) -> str:
     """Description of a recent cutout, e.g. `Made 3 minutes ago`."""
-    return f"Made {format_wait(seconds)} ago"
+    return _("Made {time} ago").format(time=format_wait(seconds))
 
 
 # --- tuning -----------------------------------------------------------------------------------
@@ -162,11 +219,11 @@ class InlineRemoval:
             except StorageUnavailable as err:
                 logger.error("Storage unavailable: %s", err)
                 reply = _article(
-                    Outcome.STORAGE_DOWN, FAILED_TITLE, messages.TEMPORARILY_UNAVAILABLE
+                    Outcome.STORAGE_DOWN, failed_title(), messages.temporarily_unavailable()
                 )
             except Exception:
                 logger.exception("Unexpected error in an inline query")
-                reply = _article(Outcome.INTERNAL_ERROR, FAILED_TITLE, messages.INTERNAL_ERROR)
+                reply = _article(Outcome.INTERNAL_ERROR, failed_title(), messages.internal_error())
             answered = await self._send(query, reply)
             outcome = reply.outcome
             if reply.pending is not None:
@@ -201,9 +258,9 @@ class InlineRemoval:
         try:
             url = find_link(text)
         except NotHttpLink:
-            return _article(InlineOutcome.NOT_HTTP, NOT_HTTP_TITLE, NOT_HTTP_TEXT)
+            return _article(InlineOutcome.NOT_HTTP, not_http_title(), not_http_text())
         if url is None:
-            return _article(InlineOutcome.NO_LINK, NO_LINK_TITLE, NO_LINK_TEXT)
+            return _article(InlineOutcome.NO_LINK, no_link_title(), no_link_text())
         source = ImageSource.link(url)
 
         stored = await self._cutouts.cached(source)
@@ -232,9 +289,9 @@ class InlineRemoval:
             )
         except RateLimited as limited:
             text = limit_text(limited.refusal.wait_text())
-            return _article(Outcome.RATE_LIMITED, LIMIT_TITLE, text)
+            return _article(Outcome.RATE_LIMITED, limit_title(), text)
         except JobAborted:
-            return _article(Outcome.ABORTED, FAILED_TITLE, messages.ABORTED)
+            return _article(Outcome.ABORTED, failed_title(), messages.aborted())
         if ticket.role is Role.CACHED and ticket.stored is not None:
             return await self._document(user_id, ticket.stored, ticket.role)
 
@@ -245,14 +302,14 @@ class InlineRemoval:
                 asyncio.shield(work), timeout=max(0.0, deadline - time.monotonic())
             )
         except TimeoutError:
-            reply = _article(Outcome.OK, WORKING_TITLE, WORKING_TEXT, shown=Shown.WORKING)
+            reply = _article(Outcome.OK, working_title(), working_text(), shown=Shown.WORKING)
             reply.via, reply.pending = ticket.role, work
             return reply
         except Exception as err:
             reply = self._failure(err)
             reply.via = ticket.role
             return reply
-        reply = _document_reply([stored], CUTOUT_TITLE)
+        reply = _document_reply([stored], cutout_title())
         reply.via = ticket.role
         return reply
 
@@ -309,10 +366,10 @@ class InlineRemoval:
         if isinstance(err, TelegramError):
             where = "INLINE_STORAGE_CHAT_ID" if self._storage_chat_id is not None else "user"
             logger.error("Could not upload an inline cutout to the %s chat: %s", where, err)
-            return _article(Outcome.UNDELIVERABLE, FAILED_TITLE, STORE_FAILED_TEXT)
+            return _article(Outcome.UNDELIVERABLE, failed_title(), store_failed_text())
         outcome, text = classify(err)
         self._log_failure(outcome, err)
-        return _article(outcome, FAILED_TITLE, text)
+        return _article(outcome, failed_title(), text)
 
     @staticmethod
     def _log_failure(outcome: Outcome, err: BaseException) -> None:
@@ -328,7 +385,7 @@ class InlineRemoval:
         recent = await self._store.recent(user_id)
         if not recent:
             button = InlineQueryResultsButton(
-                text=NO_RECENT_BUTTON, start_parameter=messages.INLINE_START_PARAMETER
+                text=no_recent_button(), start_parameter=messages.INLINE_START_PARAMETER
             )
             return _Reply(Shown.BUTTON, InlineOutcome.NO_RECENT, button=button)
         now = time.time()
@@ -345,7 +402,7 @@ class InlineRemoval:
                     title=item.file_name,
                     document_file_id=item.file_id,
                     description=made_ago(now - item.created),
-                    caption=CUTOUT_CAPTION,
+                    caption=cutout_caption(),
                 )
             )
         return _Reply(Shown.RECENT, InlineOutcome.RECENT, results)
@@ -355,7 +412,7 @@ class InlineRemoval:
         await self._store.push_recent(
             user_id, StoredCutout(stored.file_id, stored.file_name, time.time())
         )
-        reply = _document_reply([stored], CUTOUT_TITLE)
+        reply = _document_reply([stored], cutout_title())
         reply.via = role
         return reply
 
@@ -384,7 +441,7 @@ class InlineRemoval:
         sent = await self._bot.send_document(
             chat_id=chat_id,
             document=upload_file(cutout),
-            caption=STORED_CAPTION,
+            caption=stored_caption(),
             disable_content_type_detection=True,
             # The user is busy in another chat; the copy here needs no ping.
             disable_notification=True,
@@ -439,7 +496,7 @@ def _document_reply(items: Sequence[StoredCutout], title: str) -> _Reply:
             title=title,
             document_file_id=item.file_id,
             description=item.file_name,
-            caption=CUTOUT_CAPTION,
+            caption=cutout_caption(),
         )
         for item in items
     ]
@@ -458,6 +515,6 @@ def _article(outcome: str, title: str, text: str, *, shown: Shown = Shown.ARTICL
 
 def _needs_start() -> _Reply:
     button = InlineQueryResultsButton(
-        text=START_BUTTON, start_parameter=messages.INLINE_START_PARAMETER
+        text=start_button(), start_parameter=messages.INLINE_START_PARAMETER
     )
     return _Reply(Shown.BUTTON, InlineOutcome.NEEDS_START, button=button)

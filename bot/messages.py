@@ -1,104 +1,247 @@
-"""Every text the bot shows to users, in one place."""
+"""Every text the bot shows to users, in one place, translated at reply time.
+
+Each text is a function: it looks the words up in the catalog of the current request's locale
+(`bot.i18n`), so nothing is translated at import time. Placeholders are named (`{name}`) and
+filled with `str.format` after the lookup; HTML texts escape what they insert.
+"""
 
 from __future__ import annotations
 
+import math
 from html import escape
 
-WORKING = "✂️ Removing the background…"
-NOT_AN_IMAGE = (
-    "I can only cut out images. Send a photo, an image file (JPEG, PNG or WebP) "
-    "or a link to an image."
-)
-INPUT_TOO_LARGE = (
-    "This file is too big: Telegram lets bots download files up to 20 MB. "
-    "Please send a smaller image."
-)
-SOURCE_UNAVAILABLE = "I couldn't get this file from Telegram. Please send it again."
-NO_LINK = (
-    "Send me a photo, an image file or a link to an image and I'll send it back "
-    "with the background removed. /help has the details."
-)
-NOT_HTTP = "Only http:// and https:// links work. Please send a web link to the image."
-IMAGE_REJECTED = (
-    "Sorry, I couldn't read this image. Send a JPEG or PNG photo up to 20 MB "
-    "(or a direct link to one)."
-)
-MISCONFIGURED = (
-    "Sorry, the background-removal service is misconfigured right now. "
-    "The operator has been notified; please try again later."
-)
-BUSY = "The background-removal service is busy right now. Please try again in a few minutes."
-UNAVAILABLE = "The background-removal service is unavailable right now. Please try again later."
-RESULT_TOO_LARGE = "The cutout is larger than Telegram's 50 MB limit. Try a smaller image."
-UNDELIVERABLE = "I made the cutout but couldn't send it to you. Please try again."
-ABORTED = "The bot is restarting and couldn't finish this image. Please send it again in a minute."
-INTERNAL_ERROR = "Something went wrong on my side. Please try again."
-TEMPORARILY_UNAVAILABLE = (
-    "I'm temporarily unavailable (my storage can't be reached). Please try again in a minute."
-)
-DONE_CAPTION = "Background removed."
-REMOVEBG_USAGE = (
-    "Reply to a photo or image file with /removebg, write /removebg <link>, "
-    "or send a photo with /removebg as its caption."
-)
+import limits
+
+from bot.i18n import gettext as _
+from bot.i18n import ngettext
+
 INLINE_START_PARAMETER = "inline"
-INLINE_HELP = (
-    "<b>Inline mode</b>\n\n"
-    "In any chat, type my username followed by a link to an image, e.g.\n"
-    "<code>@{username} https://example.com/cat.jpg</code>\n"
-    "and pick the cutout to send it there. With nothing after my username you get your "
-    "recent cutouts. Inline results are uploaded to this chat first, so keep it open "
-    "(don't block me)."
-)
+
+
+def working() -> str:
+    """Status while one image is being cut out."""
+    return _("✂️ Removing the background…")
+
+
+def not_an_image() -> str:
+    """The message holds no image we can use."""
+    return _(
+        "I can only cut out images. Send a photo, an image file (JPEG, PNG or WebP) "
+        "or a link to an image."
+    )
+
+
+def input_too_large() -> str:
+    """The file is over the Bot API's download limit."""
+    return _(
+        "This file is too big: Telegram lets bots download files up to 20 MB. "
+        "Please send a smaller image."
+    )
+
+
+def source_unavailable() -> str:
+    """Telegram would not hand over the file."""
+    return _("I couldn't get this file from Telegram. Please send it again.")
+
+
+def no_link() -> str:
+    """Text without a link, stickers and the like in a private chat."""
+    return _(
+        "Send me a photo, an image file or a link to an image and I'll send it back "
+        "with the background removed. /help has the details."
+    )
+
+
+def not_http() -> str:
+    """A link with another scheme than http(s)."""
+    return _("Only http:// and https:// links work. Please send a web link to the image.")
+
+
+def image_rejected() -> str:
+    """Freepik could not read the image."""
+    return _(
+        "Sorry, I couldn't read this image. Send a JPEG or PNG photo up to 20 MB "
+        "(or a direct link to one)."
+    )
+
+
+def misconfigured() -> str:
+    """Freepik refused the API key."""
+    return _(
+        "Sorry, the background-removal service is misconfigured right now. "
+        "The operator has been notified; please try again later."
+    )
+
+
+def busy() -> str:
+    """Freepik's quota or rate limit is exhausted."""
+    return _(
+        "The background-removal service is busy right now. Please try again in a few minutes."
+    )
+
+
+def unavailable() -> str:
+    """Freepik is down or answered nonsense."""
+    return _("The background-removal service is unavailable right now. Please try again later.")
+
+
+def result_too_large() -> str:
+    """The PNG is over Telegram's upload limit."""
+    return _("The cutout is larger than Telegram's 50 MB limit. Try a smaller image.")
+
+
+def undeliverable() -> str:
+    """The cutout exists but Telegram did not take it."""
+    return _("I made the cutout but couldn't send it to you. Please try again.")
+
+
+def aborted() -> str:
+    """The bot shut down in the middle of the job."""
+    return _(
+        "The bot is restarting and couldn't finish this image. Please send it again in a minute."
+    )
+
+
+def internal_error() -> str:
+    """Something unexpected broke."""
+    return _("Something went wrong on my side. Please try again.")
+
+
+def temporarily_unavailable() -> str:
+    """The storage backend cannot be reached."""
+    return _(
+        "I'm temporarily unavailable (my storage can't be reached). Please try again in a minute."
+    )
+
+
+def done_caption() -> str:
+    """Caption of the finished PNG."""
+    return _("Background removed.")
+
+
+def removebg_usage() -> str:
+    """/removebg without anything to work on."""
+    return _(
+        "Reply to a photo or image file with /removebg, write /removebg <link>, "
+        "or send a photo with /removebg as its caption."
+    )
+
+
+def inline_help(username: str) -> str:
+    """/start opened from an inline answer's button (HTML)."""
+    return _(
+        "<b>Inline mode</b>\n\n"
+        "In any chat, type my username followed by a link to an image, e.g.\n"
+        "<code>@{username} https://example.com/cat.jpg</code>\n"
+        "and pick the cutout to send it there. With nothing after my username you get your "
+        "recent cutouts. Inline results are uploaded to this chat first, so keep it open "
+        "(don't block me)."
+    ).format(username=escape(username))
 
 
 def queued(position: int) -> str:
     """Status shown while a job waits for a free slot."""
     ahead = position - 1
     if ahead <= 0:
-        return "⏳ You're next in line; I'll start in a moment…"
-    return f"⏳ Queued: {ahead} image{'s' if ahead != 1 else ''} ahead of yours. Hang on…"
+        return _("⏳ You're next in line; I'll start in a moment…")
+    return ngettext(
+        "⏳ Queued: {count} image ahead of yours. Hang on…",
+        "⏳ Queued: {count} images ahead of yours. Hang on…",
+        ahead,
+    ).format(count=ahead)
 
 
 def rate_limited(wait_text: str, scope: str = "user") -> str:
     """Reply when the user (or, in a group, the chat) is over its limit."""
     if scope == "chat":
-        return (
-            f"This chat has reached its limit for now. The next image can be sent in {wait_text}."
-        )
-    return f"You've reached your limit for now. You can send your next image in {wait_text}."
+        return _(
+            "This chat has reached its limit for now. The next image can be sent in {wait}."
+        ).format(wait=wait_text)
+    return _("You've reached your limit for now. You can send your next image in {wait}.").format(
+        wait=wait_text
+    )
+
+
+def format_wait(seconds: float) -> str:
+    """A wait rounded up to a friendly unit: `42 seconds`, `3 minutes`, `2 hours`."""
+    whole = max(1, math.ceil(seconds))
+    if whole < 90:
+        return ngettext("{count} second", "{count} seconds", whole).format(count=whole)
+    minutes = math.ceil(whole / 60)
+    if minutes < 90:
+        return ngettext("{count} minute", "{count} minutes", minutes).format(count=minutes)
+    hours = math.ceil(minutes / 60)
+    return ngettext("{count} hour", "{count} hours", hours).format(count=hours)
+
+
+def _per_period(amount: int, unit: str) -> str:
+    if unit == "second":
+        return ngettext("{count} image per second", "{count} images per second", amount)
+    if unit == "minute":
+        return ngettext("{count} image per minute", "{count} images per minute", amount)
+    if unit == "hour":
+        return ngettext("{count} image per hour", "{count} images per hour", amount)
+    if unit == "day":
+        return ngettext("{count} image per day", "{count} images per day", amount)
+    if unit == "month":
+        return ngettext("{count} image per month", "{count} images per month", amount)
+    return ngettext("{count} image per year", "{count} images per year", amount)
+
+
+def _limit_part(item: limits.RateLimitItem) -> str:
+    if item.multiples == 1:
+        return _per_period(item.amount, item.GRANULARITY.name).format(count=item.amount)
+    period = format_wait(item.get_expiry())
+    return ngettext(
+        "{count} image every {period}", "{count} images every {period}", item.amount
+    ).format(count=item.amount, period=period)
+
+
+def join_list(parts: list[str]) -> str:
+    """`a`, `a and b`, `a, b and c` in the current language."""
+    if len(parts) <= 1:
+        return "".join(parts)
+    # TRANSLATORS: separator between items of a list, e.g. "1, 2 and 3".
+    head = _(", ").join(parts[:-1])
+    return _("{items} and {last}").format(items=head, last=parts[-1])
 
 
 def describe_limits(rate_limit: str) -> str:
     """Human wording of a `limits` string such as `5/minute;50/day`."""
     if not rate_limit:
-        return "There is no limit on how many images you can send."
-    parts = []
-    for raw in rate_limit.split(";"):
-        amount, _, period = raw.strip().partition("/")
-        parts.append(f"{amount.strip()} per {period.strip()}")
-    return "You can send up to " + ", and ".join(parts) + " images."
+        return _("There is no limit on how many images you can send.")
+    parts = [_limit_part(item) for item in limits.parse_many(rate_limit)]
+    return _("You can send up to {limits}.").format(limits=join_list(parts))
 
 
 def help_text(rate_limit: str, username: str) -> str:
     """The /start and /help text (HTML)."""
-    return (
-        "<b>I remove the background from images.</b>\n\n"
-        "Send me:\n"
-        "• a <b>photo</b> (or an album of photos),\n"
-        "• an <b>image file</b> (JPEG, PNG or WebP, up to 20 MB), or\n"
-        "• a <b>link</b> to an image (http or https).\n\n"
-        "I'll reply with a transparent PNG as a file, so the transparency is kept.\n\n"
-        "<b>In groups:</b> reply to a photo or image file with /removebg (or /nobg), "
-        "write <code>/removebg &lt;link&gt;</code>, or send a photo with /removebg as "
-        "its caption.\n"
-        f"<b>In any chat:</b> type <code>@{escape(username)} &lt;link&gt;</code> to "
-        "send a cutout there; with nothing after my name you get your recent cutouts.\n\n"
-        f"<b>Limits:</b> {escape(describe_limits(rate_limit))} "
-        "Images I have already cut out come back at once and don't count.\n\n"
-        "<b>Privacy:</b> to do the work, your image is sent to Freepik's "
-        "background-removal API, which fetches it from a temporary link; Freepik's "
-        "result links expire after 5 minutes. I keep no copy of your image: only "
-        "Telegram's id of each finished cutout (so the same image is never processed "
-        "twice), your recent cutouts for inline mode, and counters for the limits."
-    )
+    paragraphs = [
+        _("<b>I remove the background from images.</b>"),
+        _(
+            "Send me:\n"
+            "• a <b>photo</b> (or an album of photos),\n"
+            "• an <b>image file</b> (JPEG, PNG or WebP, up to 20 MB), or\n"
+            "• a <b>link</b> to an image (http or https)."
+        ),
+        _("I'll reply with a transparent PNG as a file, so the transparency is kept."),
+        _(
+            "<b>In groups:</b> reply to a photo or image file with /removebg (or /nobg), "
+            "write <code>/removebg &lt;link&gt;</code>, or send a photo with /removebg as "
+            "its caption.\n"
+            "<b>In any chat:</b> type <code>@{username} &lt;link&gt;</code> to "
+            "send a cutout there; with nothing after my name you get your recent cutouts."
+        ).format(username=escape(username)),
+        _(
+            "<b>Limits:</b> {limits} Images I have already cut out come back at once "
+            "and don't count."
+        ).format(limits=escape(describe_limits(rate_limit))),
+        _(
+            "<b>Privacy:</b> to do the work, your image is sent to Freepik's "
+            "background-removal API, which fetches it from a temporary link; Freepik's "
+            "result links expire after 5 minutes. I keep no copy of your image: only "
+            "Telegram's id of each finished cutout (so the same image is never processed "
+            "twice), your recent cutouts for inline mode, and counters for the limits."
+        ),
+    ]
+    return "\n\n".join(paragraphs)

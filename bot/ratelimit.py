@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -13,6 +12,7 @@ from limits.aio.storage import Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
 
+from bot import messages
 from bot.storage import StorageUnavailable
 
 
@@ -109,15 +109,8 @@ class RateLimiter:
 
 
 def format_wait(seconds: float) -> str:
-    """Round a wait up to a friendly unit."""
-    seconds = max(1, math.ceil(seconds))
-    if seconds < 90:
-        return f"{seconds} second{'s' if seconds != 1 else ''}"
-    minutes = math.ceil(seconds / 60)
-    if minutes < 90:
-        return f"{minutes} minutes"
-    hours = math.ceil(minutes / 60)
-    return f"{hours} hours"
+    """Round a wait up to a friendly unit, in the current request's language."""
+    return messages.format_wait(seconds)
 
 
 @dataclass(frozen=True, slots=True)

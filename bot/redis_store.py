@@ -18,6 +18,8 @@ T = TypeVar("T")
 
 # Recent lists outlive cache entries: Telegram file ids stay valid.
 RECENT_TTL = 90 * 24 * 3600
+# A language choice lasts a year from when it was made (every key here has a TTL).
+LANGUAGE_TTL = 365 * 24 * 3600
 
 
 class RedisStore:
@@ -106,6 +108,18 @@ class RedisStore:
         """The Telegram file id behind a relay token, if it has not expired."""
         value = await self._call("get", lambda: self._redis.get(self._key("relay", token)))
         return str(value) if value else None
+
+    async def get_language(self, user_id: int) -> str | None:
+        """The locale a user picked with /language, if any."""
+        value = await self._call("get", lambda: self._redis.get(self._key("lang", user_id)))
+        return str(value) if value else None
+
+    async def set_language(self, user_id: int, locale: str) -> None:
+        """Remember the locale a user picked with /language (kept as long as they use the bot)."""
+        await self._call(
+            "set",
+            lambda: self._redis.set(self._key("lang", user_id), locale, ex=LANGUAGE_TTL),
+        )
 
     async def ping(self) -> bool:
         """Whether Redis answers."""

@@ -64,6 +64,14 @@ class StateStore(Protocol):
         """The Telegram file id behind a relay token, if it has not expired."""
         ...
 
+    async def get_language(self, user_id: int) -> str | None:
+        """The locale a user picked with /language, if any."""
+        ...
+
+    async def set_language(self, user_id: int, locale: str) -> None:
+        """Remember the locale a user picked with /language."""
+        ...
+
     async def ping(self) -> bool:
         """Whether the backend is reachable."""
         ...
@@ -85,6 +93,7 @@ class MemoryStore:
         self._recent: dict[int, list[StoredCutout]] = {}
         self._claims: dict[str, float] = {}
         self._relays: dict[str, tuple[float, str]] = {}
+        self._languages: dict[int, str] = {}
         self._max_cached = max_cached
 
     async def get_cutout(self, key: str) -> StoredCutout | None:
@@ -144,6 +153,14 @@ class MemoryStore:
         if entry is None or entry[0] <= time.monotonic():
             return None
         return entry[1]
+
+    async def get_language(self, user_id: int) -> str | None:
+        """The locale a user picked with /language, if any."""
+        return self._languages.get(user_id)
+
+    async def set_language(self, user_id: int, locale: str) -> None:
+        """Remember the locale a user picked with /language."""
+        self._languages[user_id] = locale
 
     async def ping(self) -> bool:
         """Always reachable."""

@@ -115,7 +115,7 @@ async def test_command_alone_gets_usage(
     await start_bot()
     post(telegram, command("/removebg"))
     await telegram.wait_for(
-        lambda t: any(v.text == messages.REMOVEBG_USAGE for v in visible_messages(t, GROUP))
+        lambda t: any(v.text == messages.removebg_usage() for v in visible_messages(t, GROUP))
     )
     assert freepik.calls == []
 

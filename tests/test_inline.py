@@ -103,7 +103,7 @@ async def test_link_is_answered_with_the_uploaded_cutout(
     result = only_result(call)
     assert result["type"] == "document"
     assert result["document_file_id"] == file_id
-    assert result["caption"] == inline.CUTOUT_CAPTION
+    assert result["caption"] == inline.cutout_caption()
     assert result["title"]
     assert call.params["cache_time"] > 0
     assert [c.image_url for c in freepik.calls] == [link]
@@ -162,7 +162,7 @@ async def slow_job_then_cached_answer(
     assert timeout - 1.0 < waited < timeout + 0.3, waited
     working = only_result(first)
     assert working["type"] == "article"
-    assert working["title"] == inline.WORKING_TITLE
+    assert working["title"] == inline.working_title()
     assert first.params["cache_time"] == 0
     assert not freepik.calls, "Freepik was still working when the answer went"
 
@@ -293,7 +293,7 @@ async def test_empty_query_without_cutouts_offers_the_bot(
     call = await answer_to(telegram, query_id)
     assert call.params["results"] == []
     assert call.params["button"]["start_parameter"] == messages.INLINE_START_PARAMETER
-    assert call.params["button"]["text"] == inline.NO_RECENT_BUTTON
+    assert call.params["button"]["text"] == inline.no_recent_button()
     assert call.params["cache_time"] == 0
     await settle(telegram, query_id)
     assert not freepik.calls
@@ -306,8 +306,8 @@ async def test_empty_query_without_cutouts_offers_the_bot(
 @pytest.mark.parametrize(
     ("text", "title", "explanation"),
     [
-        ("a cat on a sofa", inline.NO_LINK_TITLE, inline.NO_LINK_TEXT),
-        ("ftp://example.com/cat.jpg", inline.NOT_HTTP_TITLE, inline.NOT_HTTP_TEXT),
+        ("a cat on a sofa", inline.no_link_title(), inline.no_link_text()),
+        ("ftp://example.com/cat.jpg", inline.not_http_title(), inline.not_http_text()),
     ],
 )
 async def test_not_a_link_gets_one_article(
@@ -341,7 +341,7 @@ async def test_user_who_never_started_the_bot_gets_a_button(
     call = await answer_to(telegram, query_id)
     assert call.params["results"] == []
     assert call.params["button"] == {
-        "text": inline.START_BUTTON,
+        "text": inline.start_button(),
         "start_parameter": messages.INLINE_START_PARAMETER,
     }
     await settle(telegram, query_id)
@@ -361,7 +361,7 @@ async def test_rate_limit_applies_to_new_inline_jobs(
     query_id, _ = ask(telegram, ANN, second)
     call = await answer_to(telegram, query_id)
     article = only_result(call)
-    assert article["title"] == inline.LIMIT_TITLE
+    assert article["title"] == inline.limit_title()
     assert "limit" in article["input_message_content"]["message_text"]
     assert "second" in article["input_message_content"]["message_text"]
     assert call.params["cache_time"] == 0
@@ -383,8 +383,8 @@ async def test_freepik_fault_is_explained(
     call = await answer_to(telegram, query_id)
     article = only_result(call)
     assert article["type"] == "article"
-    assert article["title"] == inline.FAILED_TITLE
-    assert article["input_message_content"]["message_text"] == messages.IMAGE_REJECTED
+    assert article["title"] == inline.failed_title()
+    assert article["input_message_content"]["message_text"] == messages.image_rejected()
     assert "couldn't read" in article["description"]
     assert call.params["cache_time"] == 0
     assert len(freepik.calls) == 1

@@ -85,7 +85,7 @@ async def test_photo_comes_back_as_transparent_png_document(
 
     # The user saw it working: a status reply and the upload_document action.
     status = telegram.calls_of("sendMessage")[0]
-    assert status.params["text"] == messages.WORKING
+    assert status.params["text"] == messages.working()
     assert telegram.calls_of("sendChatAction")[0].params["action"] == "upload_document"
     assert telegram.calls_of("deleteMessage")[0].params["message_id"] in (
         status.result["message_id"],
@@ -165,8 +165,9 @@ async def test_start_and_help_explain_limits_and_privacy(
         send(telegram, text_message(private_user(USER), command))
         await telegram.wait_for_call("sendMessage")
         text = telegram.calls_of("sendMessage")[0].params["text"]
-        for expected in ("photo", "link", "3 per minute", "20 per day", "Privacy", "Freepik"):
-            assert expected in text
+        expected = ("photo", "link", "3 images per minute", "20 images per day", "Freepik")
+        for words in (*expected, "Privacy"):
+            assert words in text
 
 
 # --- bad input ------------------------------------------------------------------------------
@@ -183,7 +184,7 @@ async def test_start_and_help_explain_limits_and_privacy(
                 mime_type="application/pdf",
                 file_size=8,
             ),
-            messages.NOT_AN_IMAGE,
+            messages.not_an_image(),
         ),
         (
             lambda t: document_message(
@@ -193,7 +194,7 @@ async def test_start_and_help_explain_limits_and_privacy(
                 mime_type="application/zip",
                 file_size=4,
             ),
-            messages.NOT_AN_IMAGE,
+            messages.not_an_image(),
         ),
         (
             lambda t: document_message(
@@ -203,11 +204,14 @@ async def test_start_and_help_explain_limits_and_privacy(
                 mime_type="image/jpeg",
                 file_size=25_000_000,
             ),
-            messages.INPUT_TOO_LARGE,
+            messages.input_too_large(),
         ),
-        (lambda t: text_message(private_user(USER), "hello there"), messages.NO_LINK),
-        (lambda t: text_message(private_user(USER), "ftp://example.org/a.png"), messages.NOT_HTTP),
-        (lambda t: sticker_message(private_user(USER)), messages.NO_LINK),
+        (lambda t: text_message(private_user(USER), "hello there"), messages.no_link()),
+        (
+            lambda t: text_message(private_user(USER), "ftp://example.org/a.png"),
+            messages.not_http(),
+        ),
+        (lambda t: sticker_message(private_user(USER)), messages.no_link()),
     ],
     ids=["pdf", "zip", "too-large", "no-link", "ftp-link", "sticker"],
 )
@@ -237,8 +241,8 @@ async def test_file_telegram_refuses_to_serve(
         file_size=None,
     )
     send(telegram, message)
-    await wait_reply_text(telegram, USER, messages.INPUT_TOO_LARGE)
-    assert only_reply(telegram, USER).text == messages.INPUT_TOO_LARGE
+    await wait_reply_text(telegram, USER, messages.input_too_large())
+    assert only_reply(telegram, USER).text == messages.input_too_large()
     assert freepik.calls == []
 
 
@@ -248,15 +252,15 @@ async def test_file_telegram_refuses_to_serve(
 @pytest.mark.parametrize(
     ("inject", "expected", "calls"),
     [
-        (lambda f: f.fail_next(400, times=9), messages.IMAGE_REJECTED, 1),
-        (lambda f: f.fail_next(401, times=9), messages.MISCONFIGURED, 1),
-        (lambda f: f.fail_next(429, times=9, retry_after=0.1), messages.BUSY, 3),
-        (lambda f: f.fail_next(500, times=9), messages.UNAVAILABLE, 3),
-        (lambda f: f.fail_next(503, times=9), messages.UNAVAILABLE, 3),
-        (lambda f: f.malformed_next(times=9), messages.UNAVAILABLE, 1),
-        (lambda f: f.wrong_shape_next(times=9), messages.UNAVAILABLE, 1),
-        (lambda f: f.expire_next(times=9), messages.UNAVAILABLE, 2),
-        (lambda f: f.not_png_next(times=9), messages.UNAVAILABLE, 1),
+        (lambda f: f.fail_next(400, times=9), messages.image_rejected(), 1),
+        (lambda f: f.fail_next(401, times=9), messages.misconfigured(), 1),
+        (lambda f: f.fail_next(429, times=9, retry_after=0.1), messages.busy(), 3),
+        (lambda f: f.fail_next(500, times=9), messages.unavailable(), 3),
+        (lambda f: f.fail_next(503, times=9), messages.unavailable(), 3),
+        (lambda f: f.malformed_next(times=9), messages.unavailable(), 1),
+        (lambda f: f.wrong_shape_next(times=9), messages.unavailable(), 1),
+        (lambda f: f.expire_next(times=9), messages.unavailable(), 2),
+        (lambda f: f.not_png_next(times=9), messages.unavailable(), 1),
     ],
     ids=["400", "401", "429", "500", "503", "malformed", "wrong-shape", "expired", "not-png"],
 )
@@ -284,7 +288,7 @@ async def test_hanging_freepik_times_out_into_unavailable(
     freepik.hang_next(times=9)
     await start_bot(freepik_timeout=0.3)
     send(telegram, photo(telegram))
-    await wait_reply_text(telegram, USER, messages.UNAVAILABLE)
+    await wait_reply_text(telegram, USER, messages.unavailable())
     assert len(freepik.calls) == 3
 
 
@@ -297,7 +301,7 @@ async def test_bad_key_is_logged_for_the_operator(
     await start_bot(freepik_api_key="wrong-key")
     with caplog.at_level(logging.INFO):
         send(telegram, photo(telegram))
-        await wait_reply_text(telegram, USER, messages.MISCONFIGURED)
+        await wait_reply_text(telegram, USER, messages.misconfigured())
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert any("FREEPIK_API_KEY" in r.getMessage() for r in errors)
 
@@ -452,7 +456,7 @@ async def test_jobs_over_the_cap_are_queued_and_told_so(
     statuses = {
         int(c.params["chat_id"]): c.params["text"] for c in telegram.calls_of("sendMessage")
     }
-    assert statuses[4001] == messages.WORKING
+    assert statuses[4001] == messages.working()
     assert statuses[4002].startswith("⏳")
     assert "1 image ahead" in statuses[4003]
     for user in users:

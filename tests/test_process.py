@@ -65,7 +65,7 @@ async def test_sigint_past_the_grace_period_aborts_with_a_reply(
     process.send_signal(signal.SIGINT)
     code, stderr = await finish(process, timeout=15)
     assert code == 0, stderr
-    assert only_reply(telegram, 502).text == messages.ABORTED
+    assert only_reply(telegram, 502).text == messages.aborted()
     assert not telegram.sent_documents(502)
     assert "outcome=aborted" in stderr
 
@@ -79,12 +79,15 @@ async def test_no_secret_reaches_the_logs(
     freepik.fail_next(401)
     push_photo(telegram, 602)  # bad key: logged as an error for the operator
     await telegram.wait_for(
-        lambda t: any(v.text for v in visible_messages(t, 602) if v.text == messages.MISCONFIGURED)
+        lambda t: any(
+            v.text for v in visible_messages(t, 602) if v.text == messages.misconfigured()
+        )
     )
     freepik.fail_next(500, times=4)  # every attempt of the default policy
     push_photo(telegram, 603)  # outage after retries
     await telegram.wait_for(
-        lambda t: any(v.text == messages.UNAVAILABLE for v in visible_messages(t, 603)), timeout=20
+        lambda t: any(v.text == messages.unavailable() for v in visible_messages(t, 603)),
+        timeout=20,
     )
     # A file id Telegram does not know: getFile fails.
     telegram.push_update(
@@ -100,7 +103,7 @@ async def test_no_secret_reaches_the_logs(
         )
     )
     await telegram.wait_for(
-        lambda t: any(v.text == messages.SOURCE_UNAVAILABLE for v in visible_messages(t, 604))
+        lambda t: any(v.text == messages.source_unavailable() for v in visible_messages(t, 604))
     )
     process.send_signal(signal.SIGTERM)
     code, stderr = await finish(process)

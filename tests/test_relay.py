@@ -187,5 +187,5 @@ async def test_telegram_mode_refuses_formats_freepik_cannot_read(
     )
     telegram.push_update(update(message=message))
     await telegram.wait_for(lambda t: bool(t.texts_to(USER["id"])))
-    assert telegram.texts_to(USER["id"]) == [messages.NOT_AN_IMAGE]
+    assert telegram.texts_to(USER["id"]) == [messages.not_an_image()]
     assert freepik.calls == []

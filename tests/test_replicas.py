@@ -174,7 +174,7 @@ async def test_redis_outage_gives_clear_replies_and_recovers(
         await send(11)
         await telegram.wait_for(
             lambda t: any(
-                v.text == messages.TEMPORARILY_UNAVAILABLE for v in visible_messages(t, 11)
+                v.text == messages.temporarily_unavailable() for v in visible_messages(t, 11)
             ),
             timeout=15,
         )
@@ -187,7 +187,7 @@ async def test_redis_outage_gives_clear_replies_and_recovers(
         (answer,) = await telegram.wait_for_call("answerInlineQuery", timeout=15)
         (article,) = answer.params["results"]
         assert article["input_message_content"]["message_text"] == (
-            messages.TEMPORARILY_UNAVAILABLE
+            messages.temporarily_unavailable()
         )
         assert freepik.calls == []
 

@@ -77,6 +77,16 @@ async def test_relay_links_expire(store: StateStore) -> None:
     assert await store.get_relay("tok") is None
 
 
+async def test_language_choice_per_user(store: StateStore) -> None:
+    assert await store.get_language(1) is None
+    await store.set_language(1, "pt_BR")
+    await store.set_language(2, "ar")
+    await store.set_language(1, "uk")
+    assert await store.get_language(1) == "uk"
+    assert await store.get_language(2) == "ar"
+    assert await store.get_language(3) is None
+
+
 async def test_ping(store: StateStore) -> None:
     assert await store.ping()
 
@@ -97,10 +107,17 @@ async def test_redis_keys_carry_the_prefix_and_a_ttl(redis_url: str) -> None:
     await store.push_recent(5, cutout(2))
     await store.claim("tg:abc", ttl=100)
     await store.put_relay("tok", "f", ttl=100)
+    await store.set_language(5, "es")
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     try:
         keys = sorted(str(k) for k in await client.keys("*"))
-        assert keys == ["pfx:claim:tg:abc", "pfx:cutout:tg:abc", "pfx:recent:5", "pfx:relay:tok"]
+        assert keys == [
+            "pfx:claim:tg:abc",
+            "pfx:cutout:tg:abc",
+            "pfx:lang:5",
+            "pfx:recent:5",
+            "pfx:relay:tok",
+        ]
         for key in keys:
             assert await client.ttl(key) > 0
     finally:

@@ -53,9 +53,9 @@ def source_from_media(
         name = (document.file_name or "").lower()
         mime = next((t for ext, t in _EXTENSION_TYPES.items() if name.endswith(ext)), mime)
     if mime not in accepted:
-        raise Unusable(messages.NOT_AN_IMAGE)
+        raise Unusable(messages.not_an_image())
     if document.file_size is not None and document.file_size > MAX_INPUT_BYTES:
-        raise Unusable(messages.INPUT_TOO_LARGE)
+        raise Unusable(messages.input_too_large())
     return ImageSource.telegram_file(
         SourceKind.DOCUMENT,
         document.file_id,
@@ -82,7 +82,7 @@ def source_from_text(message: Message) -> ImageSource | None:
     try:
         return ImageSource.link(normalise_link(raw))
     except NotHttpLink as err:
-        raise Unusable(messages.NOT_HTTP) from err
+        raise Unusable(messages.not_http()) from err
 
 
 def source_from_message(

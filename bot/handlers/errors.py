@@ -23,6 +23,6 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     if message.chat.type == ChatType.CHANNEL:
         return  # the bot takes no requests in channels
     try:
-        await message.reply_text(messages.INTERNAL_ERROR)
+        await message.reply_text(messages.internal_error())
     except TelegramError as err:
         logger.warning("Could not report the error to chat %s: %s", message.chat_id, err)

@@ -57,7 +57,7 @@ async def cmd_removebg(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
         await message.reply_text(str(err))
         return
     if source is None:
-        await message.reply_text(messages.REMOVEBG_USAGE)
+        await message.reply_text(messages.removebg_usage())
         return
     request = ChatRequest(
         source,

@@ -24,7 +24,7 @@ async def cmd_help(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         return
     if context.args and context.args[0] == messages.INLINE_START_PARAMETER:
         # Opened from the button of an inline answer: explain inline mode.
-        text = messages.INLINE_HELP.format(username=context.bot.username)
+        text = messages.inline_help(context.bot.username)
         await message.reply_text(text, parse_mode=ParseMode.HTML)
         return
     rate_limit = get_services(context).settings.rate_limit
@@ -49,7 +49,7 @@ async def on_image(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await message.reply_text(str(err))
         return
     if source is None:
-        await message.reply_text(messages.NO_LINK)
+        await message.reply_text(messages.no_link())
         return
     if message.media_group_id:
         item = AlbumItem(message.message_id, source)
@@ -67,9 +67,9 @@ async def on_other(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         return
     if message.media_group_id and user is not None:
         # A video in a mixed album: named in the album's one summary, not answered apart.
-        item = AlbumItem(message.message_id, None, messages.NOT_AN_IMAGE)
+        item = AlbumItem(message.message_id, None, messages.not_an_image())
         await get_services(context).albums.add(
             user.id, message.chat_id, message.media_group_id, item
         )
         return
-    await message.reply_text(messages.NO_LINK)
+    await message.reply_text(messages.no_link())
