@@ -46,7 +46,7 @@ async def test_malformed_link_in_private_chat_gets_the_plain_explanation(
     telegram.push_update(update(message=text_message(USER, f"cut this {link}")))
     await telegram.wait_for(lambda t: bool(visible_messages(t, USER["id"])), timeout=10)
     await asyncio.sleep(0.2)
-    assert only_reply(telegram, USER["id"]).text == messages.NOT_HTTP
+    assert only_reply(telegram, USER["id"]).text == messages.not_http()
     assert not freepik.calls
     no_errors_logged(caplog)
 
@@ -65,7 +65,7 @@ async def test_malformed_link_after_removebg_in_a_group_is_answered(
     await telegram.wait_for(lambda t: bool(visible_messages(t, GROUP)), timeout=10)
     await asyncio.sleep(0.2)
     reply = only_reply(telegram, GROUP)
-    assert reply.text == messages.NOT_HTTP
+    assert reply.text == messages.not_http()
     assert reply.reply_to == message["message_id"]
     assert not freepik.calls
     no_errors_logged(caplog)
@@ -82,7 +82,7 @@ async def test_malformed_link_inline_gets_the_not_http_article(
         "answerInlineQuery", where=lambda c: c.params.get("inline_query_id") == query_id
     )
     (article,) = call.params["results"]
-    assert article["title"] == inline.NOT_HTTP_TITLE
+    assert article["title"] == inline.not_http_title()
     assert not freepik.calls
 
 
@@ -101,4 +101,4 @@ async def test_an_unexpected_error_in_a_group_still_gets_one_reply(
     await telegram.wait_for(lambda t: bool(visible_messages(t, GROUP)), timeout=10)
     await asyncio.sleep(0.2)
     reply = only_reply(telegram, GROUP)
-    assert reply.text == messages.INTERNAL_ERROR
+    assert reply.text == messages.internal_error()
