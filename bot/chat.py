@@ -171,13 +171,17 @@ class ChatRemoval:
             return await self._resend(request, ticket.stored, timings), ticket.role
 
         status_text = messages.queued(ticket.position) if ticket.position else messages.working()
+        status: Message | None = None
         try:
             status = await self._reply(request, status_text)
         except Forbidden as err:
             ticket.cancel()
             logger.warning("Cannot write to chat %s: %s", request.chat_id, err.message)
             return Outcome.UNDELIVERABLE, ticket.role
-        if ticket.position:
+        except TelegramError as err:
+            # The status is best effort: the job goes on and its result is the one reply.
+            logger.warning("Could not post the status in chat %s: %s", request.chat_id, err)
+        if ticket.position and status is not None:
             if progress.started:
                 await self._edit_quietly(status, messages.working())
             else:
@@ -284,15 +288,19 @@ class ChatRemoval:
             f"edit status in chat {status.chat_id}",
         )
 
-    async def _delete_quietly(self, status: Message) -> None:
+    async def _delete_quietly(self, status: Message | None) -> None:
+        if status is None:
+            return
         await quietly(
             self._bot.delete_message(chat_id=status.chat_id, message_id=status.message_id),
             f"delete status in chat {status.chat_id}",
         )
 
-    async def _finish_with_error(self, request: ChatRequest, status: Message, text: str) -> None:
+    async def _finish_with_error(
+        self, request: ChatRequest, status: Message | None, text: str
+    ) -> None:
         # Turn the status message into the explanation; if it is gone, reply afresh.
-        if not await self._edit_quietly(status, text):
+        if status is None or not await self._edit_quietly(status, text):
             await self._reply_text(request, text)
 
 

@@ -16,9 +16,15 @@ from dataclasses import dataclass
 import httpx
 from PIL import Image, UnidentifiedImageError
 from telegram import Bot
-from telegram.error import TelegramError
 
-from bot.sources import MAX_INPUT_BYTES, ImageSource, telegram_file_id
+from bot.sources import (
+    MAX_INPUT_BYTES,
+    ImageSource,
+    SourceTooLarge,
+    SourceUnavailable,
+    get_file,
+    telegram_file_id,
+)
 from bot.storage import StateStore
 
 logger = logging.getLogger(__name__)
@@ -81,6 +87,9 @@ class RelayLinks:
         if source.url:
             return source.url
         file_id = telegram_file_id(source)
+        # Ask Telegram first: a file it cannot give us is explained to the user as such,
+        # and Freepik is never called (nor billed) for a link that would answer 404.
+        await get_file(self._bot, file_id)
         token = secrets.token_urlsafe(32)  # 256 bits
         await self._store.put_relay(token, file_id, self._ttl)
         return f"{self._base_url}/files/{token}"
@@ -91,8 +100,8 @@ class RelayLinks:
         if file_id is None:
             raise RelayNotFound("unknown or expired link")
         try:
-            telegram_file = await self._bot.get_file(file_id)
-        except TelegramError as err:
+            telegram_file = await get_file(self._bot, file_id)
+        except (SourceUnavailable, SourceTooLarge) as err:
             raise RelayNotFound(f"Telegram refused the file: {err}") from err
         if not telegram_file.file_path:
             raise RelayNotFound("Telegram gave no file path")

@@ -10,8 +10,15 @@ import pytest
 
 from bot import inline, messages
 from tests.conftest import StartBot
-from tests.fakes import FakeFreepik, FakeTelegram
-from tests.fakes.updates import group_chat, inline_query, private_user, text_message, update
+from tests.fakes import FakeFreepik, FakeTelegram, make_image
+from tests.fakes.updates import (
+    group_chat,
+    inline_query,
+    photo_message,
+    private_user,
+    text_message,
+    update,
+)
 from tests.support import only_reply, visible_messages
 
 USER = private_user(13001, "Dana")
@@ -23,6 +30,17 @@ MALFORMED_LINKS = [
     "http://example\uff0ecom\uff0fcat.jpg",  # full-width dot and slash in the host
     "https://example.com:99999/cat.jpg",
 ]
+
+
+async def wait_only_document(telegram: FakeTelegram, chat_id: int) -> None:
+    """Wait until a cutout was sent and it is all the chat shows (status message gone)."""
+    await telegram.wait_for(
+        lambda t: (
+            bool(t.sent_documents(chat_id))
+            and all(v.method == "sendDocument" for v in visible_messages(t, chat_id))
+        ),
+        timeout=20,
+    )
 
 
 def no_errors_logged(caplog: pytest.LogCaptureFixture) -> None:
@@ -102,3 +120,61 @@ async def test_an_unexpected_error_in_a_group_still_gets_one_reply(
     await asyncio.sleep(0.2)
     reply = only_reply(telegram, GROUP)
     assert reply.text == messages.internal_error()
+
+
+# --- 6. the status message is best effort ----------------------------------------------------
+
+
+async def test_status_message_failure_never_becomes_a_second_reply(
+    start_bot: StartBot, telegram: FakeTelegram, freepik: FakeFreepik
+) -> None:
+    bot = await start_bot()
+    telegram.fail_next("sendMessage", error_code=500, description="Internal Server Error")
+    file_id, unique_id = telegram.add_file(make_image("JPEG"))
+    message = photo_message(USER, file_id, unique_id)
+    telegram.push_update(update(message=message))
+    await telegram.wait_for(lambda t: bool(t.sent_documents(USER["id"])), timeout=15)
+    await asyncio.sleep(0.3)
+    reply = only_reply(telegram, USER["id"])
+    assert reply.method == "sendDocument"
+    assert reply.reply_to == message["message_id"]
+    assert not telegram.texts_to(USER["id"])  # no "something went wrong"
+    assert len(freepik.calls) == 1
+    recent = await bot.services.store.recent(USER["id"])
+    assert [r.file_id for r in recent] == [reply.call.result["document"]["file_id"]]
+    rendered = bot.services.metrics.render()
+    assert b'outcome="ok"' in rendered
+    assert b'outcome="internal_error"' not in rendered
+
+
+# --- 7. getFile failures ---------------------------------------------------------------------
+
+
+async def test_transient_getfile_failures_are_retried(
+    start_bot: StartBot, telegram: FakeTelegram, freepik: FakeFreepik
+) -> None:
+    await start_bot()
+    telegram.fail_next("getFile", error_code=500, description="Internal Server Error", times=2)
+    file_id, unique_id = telegram.add_file(make_image("JPEG"))
+    telegram.push_update(update(message=photo_message(USER, file_id, unique_id)))
+    await wait_only_document(telegram, USER["id"])
+    assert len(telegram.calls_of("getFile")) == 3
+    assert len(freepik.calls) == 1
+    assert only_reply(telegram, USER["id"]).method == "sendDocument"
+
+
+@pytest.mark.parametrize("mode", ["telegram", "relay"])
+async def test_getfile_that_keeps_failing_says_the_file_could_not_be_fetched(
+    start_bot: StartBot, telegram: FakeTelegram, freepik: FakeFreepik, mode: str
+) -> None:
+    await start_bot(photo_url_mode=mode)
+    telegram.fail_next("getFile", error_code=502, description="Bad Gateway", times=50)
+    file_id, unique_id = telegram.add_file(make_image("JPEG"))
+    telegram.push_update(update(message=photo_message(USER, file_id, unique_id)))
+    expected = messages.source_unavailable()
+    await telegram.wait_for(
+        lambda t: any(v.text == expected for v in visible_messages(t, USER["id"])), timeout=20
+    )
+    assert only_reply(telegram, USER["id"]).text == expected
+    assert messages.undeliverable() not in telegram.texts_to(USER["id"])
+    assert not freepik.calls
