@@ -60,6 +60,9 @@ async def run_bot(
                 port=settings.listen_port,
                 lifespan="off",
                 access_log=False,
+                # No dictConfig of uvicorn's own: its records go through the bot's handler
+                # (secrets redacted, LOG_FORMAT honoured).
+                log_config=None,
                 log_level="warning",
                 timeout_graceful_shutdown=5,
             )

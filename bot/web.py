@@ -11,7 +11,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
-from telegram import Update
+from telegram import Bot, Update
 
 from bot.app import AnyApplication
 from bot.relay import RelayNotFound
@@ -34,6 +34,36 @@ class WebState:
     accepting: bool = True
     ready: bool = False
     notes: list[str] = field(default_factory=list)
+
+
+class MalformedUpdate(ValueError):
+    """A webhook body that is not an update python-telegram-bot can use."""
+
+
+def parse_update(body: bytes, bot: Bot) -> Update:
+    """The update in a webhook body; `MalformedUpdate` for anything else, whatever its shape."""
+    try:
+        data = json.loads(body)
+        if not isinstance(data, dict):
+            raise MalformedUpdate("not a JSON object")
+        update_id = data.get("update_id")
+        if not isinstance(update_id, int) or isinstance(update_id, bool):
+            raise MalformedUpdate("no integer update_id")
+        # Telegram sends valid UTF-8: a lone surrogate (a "\ud800" escape) would only fail
+        # later, when a handler encodes the text.
+        json.dumps(data, ensure_ascii=False).encode()
+        update = Update.de_json(data, bot)
+    except MalformedUpdate:
+        raise
+    except RecursionError as err:  # deeply nested brackets
+        raise MalformedUpdate("nested too deeply") from err
+    except Exception as err:
+        # de_json trusts the shape: a string where an object belongs raises AttributeError,
+        # TypeError, ... Name the error only: the body may hold users' texts.
+        raise MalformedUpdate(type(err).__name__) from err
+    if update is None:
+        raise MalformedUpdate("empty update")
+    return update
 
 
 def create_web_app(state: WebState) -> Starlette:
@@ -90,12 +120,9 @@ def create_web_app(state: WebState) -> Starlette:
             if len(body) > MAX_UPDATE_BYTES:
                 return PlainTextResponse("too large", status_code=413)
         try:
-            data = json.loads(body)
-            if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
-                raise ValueError("not an update")
-            update = Update.de_json(data, state.application.bot)
-        except (ValueError, TypeError, KeyError) as err:
-            logger.warning("Rejected a malformed webhook body: %s", type(err).__name__)
+            update = parse_update(bytes(body), state.application.bot)
+        except MalformedUpdate as err:
+            logger.warning("Rejected a malformed webhook body: %s", err)
             return PlainTextResponse("malformed update", status_code=400)
         # Answer at once; the Application processes it (Telegram must not time out and retry).
         await state.application.update_queue.put(update)

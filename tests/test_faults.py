@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import signal
+import socket
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from bot import inline, messages
-from tests.conftest import StartBot
+from bot.web import SECRET_HEADER
+from tests.conftest import WEBHOOK_PATH, WEBHOOK_SECRET, StartBot, bot_env
 from tests.fakes import FakeFreepik, FakeTelegram, make_image
 from tests.fakes.updates import (
     group_chat,
@@ -19,7 +25,7 @@ from tests.fakes.updates import (
     text_message,
     update,
 )
-from tests.support import only_reply, visible_messages
+from tests.support import only_reply, spawn_bot_process, visible_messages
 
 USER = private_user(13001, "Dana")
 GROUP = -100_1313
@@ -178,3 +184,77 @@ async def test_getfile_that_keeps_failing_says_the_file_could_not_be_fetched(
     assert only_reply(telegram, USER["id"]).text == expected
     assert messages.undeliverable() not in telegram.texts_to(USER["id"])
     assert not freepik.calls
+
+
+# --- 9. malformed webhook bodies -------------------------------------------------------------
+
+MALFORMED_BODIES = {
+    "message-is-a-string": b'{"update_id": 5, "message": "hello"}',
+    "message-is-a-list": b'{"update_id": 5, "message": [1, 2]}',
+    "chat-is-a-string": b'{"update_id": 5, "message": {"message_id": 1, "date": 1, "chat": "x"}}',
+    "inline-query-without-fields": b'{"update_id": 5, "inline_query": {"id": "1"}}',
+    "lone-surrogate": (
+        b'{"update_id": 5, "message": {"message_id": 1, "date": 1, '
+        b'"chat": {"id": 13001, "type": "private"}, "text": "\\ud800 http://a.example/x.png"}}'
+    ),
+    "lone-surrogate-key": b'{"update_id": 5, "\\udc80": 1}',
+    "nested-brackets": b'{"update_id": 5, "message": ' + b"[" * 50_000 + b"]" * 50_000 + b"}",
+    "nested-top-level": b"[" * 100_000 + b"]" * 100_000,
+    "bool-update-id": b'{"update_id": true}',
+    "invalid-utf8": b'{"update_id": 5, "x": "\xff"}',
+}
+
+
+async def test_every_malformed_webhook_body_gets_400_and_no_traceback(
+    start_bot: StartBot, telegram: FakeTelegram, caplog: pytest.LogCaptureFixture
+) -> None:
+    bot = await start_bot(mode="webhook")
+    headers = {"content-type": "application/json", SECRET_HEADER: WEBHOOK_SECRET}
+    async with httpx.AsyncClient(base_url=str(bot.http_url), timeout=10) as client:
+        statuses = {
+            name: (await client.post(WEBHOOK_PATH, content=body, headers=headers)).status_code
+            for name, body in MALFORMED_BODIES.items()
+        }
+        assert statuses == dict.fromkeys(MALFORMED_BODIES, 400)
+        # Still serving: a good update afterwards is answered.
+        good = update(message=text_message(USER, "hello"), update_id=77)
+        assert (await client.post(WEBHOOK_PATH, json=good, headers=headers)).status_code == 200
+    await telegram.wait_for(lambda t: bool(visible_messages(t, USER["id"])), timeout=10)
+    await asyncio.sleep(0.2)
+    assert only_reply(telegram, USER["id"]).text == messages.NO_LINK
+    assert "Exception in ASGI application" not in caplog.text
+    no_errors_logged(caplog)
+
+
+async def test_uvicorn_log_lines_go_through_the_bots_json_logging(
+    telegram: FakeTelegram, freepik: FakeFreepik, tmp_path: Path
+) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = bot_env(
+        telegram,
+        freepik,
+        MODE="webhook",
+        WEBHOOK_URL="https://bot.example.test/telegram",
+        WEBHOOK_SECRET=WEBHOOK_SECRET,
+        LISTEN_HOST="127.0.0.1",
+        LISTEN_PORT=str(port),
+        LOG_FORMAT="json",
+    )
+    process = await spawn_bot_process(env=env, cwd=tmp_path)
+    try:
+        await telegram.wait_for_call("setWebhook", timeout=20)
+        # Garbage instead of HTTP: uvicorn itself logs "Invalid HTTP request received."
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"\x16\x03\x01 not http at all\r\n\r\n")
+        await writer.drain()
+        await asyncio.wait_for(reader.read(), 10)
+        writer.close()
+        await asyncio.sleep(0.3)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = await asyncio.wait_for(process.communicate(), 30)
+    lines = [line for line in stderr.decode().splitlines() if line.strip()]
+    entries = [json.loads(line) for line in lines]  # every line is JSON, uvicorn's too
+    assert any(e["logger"].startswith("uvicorn") for e in entries), lines
