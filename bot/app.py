@@ -20,6 +20,7 @@ from telegram.ext import (
 from bot import httpcore_fix
 from bot.config import Settings
 from bot.handlers import errors, group, inline, language, private
+from bot.polling import TolerantUpdatesRequest
 from bot.services import ServiceOptions, attach_services, create_services, services_of
 
 logger = logging.getLogger(__name__)
@@ -57,6 +58,11 @@ def build_application(settings: Settings, options: ServiceOptions | None = None)
     builder = ApplicationBuilder()
     if settings.mode == "webhook":
         builder = builder.updater(None)  # updates arrive through our own HTTP server
+    else:
+        # One update the library cannot parse must not stop polling for good.
+        builder = builder.get_updates_request(
+            TolerantUpdatesRequest(connection_pool_size=1, read_timeout=30.0)
+        )
     application: AnyApplication = (
         builder.token(settings.telegram_bot_token.get_secret_value())
         .base_url(f"{root}/bot")
@@ -75,7 +81,6 @@ def build_application(settings: Settings, options: ServiceOptions | None = None)
         .pool_timeout(30.0)
         .read_timeout(30.0)
         .write_timeout(60.0)
-        .get_updates_read_timeout(30.0)
         .post_init(post_init)
         .post_shutdown(post_shutdown)
         .build()

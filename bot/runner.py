@@ -17,6 +17,7 @@ import uvicorn
 
 from bot.app import ALLOWED_UPDATES, AnyApplication
 from bot.config import Settings
+from bot.polling import log_polling_error
 from bot.services import services_of
 from bot.web import WebState, create_web_app
 
@@ -81,7 +82,10 @@ async def run_bot(
             if updater is None:
                 raise RuntimeError("polling needs an Updater")
             await updater.start_polling(
-                allowed_updates=ALLOWED_UPDATES, timeout=poll_timeout, poll_interval=0.0
+                allowed_updates=ALLOWED_UPDATES,
+                timeout=poll_timeout,
+                poll_interval=0.0,
+                error_callback=log_polling_error,
             )
         await application.start()
         state.ready = True

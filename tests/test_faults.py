@@ -258,3 +258,69 @@ async def test_uvicorn_log_lines_go_through_the_bots_json_logging(
     lines = [line for line in stderr.decode().splitlines() if line.strip()]
     entries = [json.loads(line) for line in lines]  # every line is JSON, uvicorn's too
     assert any(e["logger"].startswith("uvicorn") for e in entries), lines
+
+
+# --- 2. an update the library cannot parse ---------------------------------------------------
+
+
+def old_server_poll(update_id: int) -> dict[str, Any]:
+    """A poll message as a Bot API server older than the library sends it (no persistent_id)."""
+    message = text_message(USER, "x")
+    del message["text"]
+    message["poll"] = {
+        "id": "5001",
+        "question": "SECRET-QUESTION-TEXT?",
+        "options": [{"text": "yes", "voter_count": 0}, {"text": "no", "voter_count": 0}],
+        "total_voter_count": 0,
+        "is_closed": False,
+        "is_anonymous": True,
+        "type": "regular",
+        "allows_multiple_answers": False,
+    }
+    return {"update_id": update_id, "message": message}
+
+
+async def test_an_update_the_library_cannot_parse_is_skipped_and_polling_goes_on(
+    start_bot: StartBot, telegram: FakeTelegram, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="bot")
+    await start_bot()
+    before = len(telegram.calls_of("getUpdates"))
+    telegram.push_update(old_server_poll(500))
+    telegram.push_update(update(message=text_message(USER, "hello"), update_id=501))
+    await telegram.wait_for(lambda t: bool(visible_messages(t, USER["id"])), timeout=10)
+    assert only_reply(telegram, USER["id"]).text == messages.NO_LINK
+    # The offset moved past both: nothing is fetched again and polling is not a busy loop.
+    await asyncio.sleep(1.5)
+    polls = telegram.calls_of("getUpdates")[before:]
+    assert len(polls) <= 6, len(polls)
+    assert not telegram.pending_updates
+    # A later poll alone in its batch is skipped too, and later messages are still served.
+    telegram.push_update(old_server_poll(502))
+    await asyncio.sleep(0.3)
+    telegram.push_update(update(message=text_message(USER, "again"), update_id=503))
+    await telegram.wait_for(lambda t: len(t.texts_to(USER["id"])) == 2, timeout=10)
+    skipped = [r for r in caplog.records if "cannot parse" in r.getMessage()]
+    assert [r.levelno for r in skipped] == [logging.WARNING, logging.WARNING]
+    assert "SECRET-QUESTION-TEXT" not in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+# --- Also: routine transient errors are one warning line --------------------------------------
+
+
+async def test_a_getupdates_502_is_one_warning_line(
+    start_bot: StartBot, telegram: FakeTelegram, caplog: pytest.LogCaptureFixture
+) -> None:
+    await start_bot()
+    telegram.fail_next("getUpdates", error_code=502, description="Bad Gateway")
+    await telegram.wait_for(
+        lambda t: any(not c.ok and c.response is not None for c in t.calls_of("getUpdates")),
+        timeout=10,
+    )
+    telegram.push_update(update(message=text_message(USER, "hello")))
+    await telegram.wait_for(lambda t: bool(visible_messages(t, USER["id"])), timeout=10)
+    lines = [r for r in caplog.records if "Bad Gateway" in r.getMessage()]
+    assert len(lines) == 1
+    assert lines[0].levelno == logging.WARNING
+    assert not [r for r in caplog.records if r.exc_info], caplog.text
