@@ -221,7 +221,7 @@ async def test_every_malformed_webhook_body_gets_400_and_no_traceback(
         assert (await client.post(WEBHOOK_PATH, json=good, headers=headers)).status_code == 200
     await telegram.wait_for(lambda t: bool(visible_messages(t, USER["id"])), timeout=10)
     await asyncio.sleep(0.2)
-    assert only_reply(telegram, USER["id"]).text == messages.NO_LINK
+    assert only_reply(telegram, USER["id"]).text == messages.no_link()
     assert "Exception in ASGI application" not in caplog.text
     no_errors_logged(caplog)
 
@@ -289,7 +289,7 @@ async def test_an_update_the_library_cannot_parse_is_skipped_and_polling_goes_on
     telegram.push_update(old_server_poll(500))
     telegram.push_update(update(message=text_message(USER, "hello"), update_id=501))
     await telegram.wait_for(lambda t: bool(visible_messages(t, USER["id"])), timeout=10)
-    assert only_reply(telegram, USER["id"]).text == messages.NO_LINK
+    assert only_reply(telegram, USER["id"]).text == messages.no_link()
     # The offset moved past both: nothing is fetched again and polling is not a busy loop.
     await asyncio.sleep(1.5)
     polls = telegram.calls_of("getUpdates")[before:]
