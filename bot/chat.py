@@ -16,7 +16,7 @@ from telegram.error import BadRequest, Forbidden, TelegramError
 from bot import freepik, i18n, messages
 from bot.cutouts import CutoutService, Produced, RateLimited, Role
 from bot.metrics import Metrics
-from bot.pipeline import Cutout, JobAborted, JobTimings
+from bot.pipeline import Cutout, JobAborted, JobTimedOut, JobTimings
 from bot.ratelimit import Admission, Refusal
 from bot.sources import ImageSource, SourceTooLarge, SourceUnavailable
 from bot.storage import StateStore, StorageUnavailable, StoredCutout
@@ -40,6 +40,7 @@ class Outcome(StrEnum):
     RESULT_TOO_LARGE = "result_too_large"
     UNDELIVERABLE = "undeliverable"
     ABORTED = "aborted"
+    TIMED_OUT = "timed_out"
     STORAGE_DOWN = "storage_down"
     INTERNAL_ERROR = "internal_error"
 
@@ -57,6 +58,7 @@ _FAILURES: list[tuple[type[BaseException], Outcome, Callable[[], str]]] = [
     (freepik.FreepikError, Outcome.UNAVAILABLE, messages.unavailable),
     (freepik.ResultInvalid, Outcome.UNAVAILABLE, messages.unavailable),
     (JobAborted, Outcome.ABORTED, messages.aborted),
+    (JobTimedOut, Outcome.TIMED_OUT, messages.timed_out),
     (StorageUnavailable, Outcome.STORAGE_DOWN, messages.temporarily_unavailable),
 ]
 

@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     max_concurrent_jobs: int = Field(default=8, ge=1, le=1000)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     freepik_timeout: float = Field(default=60.0, gt=0, le=600)
+    # Deadlines: a trickling result link or a stalled peer must not hold a job slot forever.
+    result_download_timeout: float = Field(default=120.0, gt=0, le=3600)
+    job_timeout: float = Field(default=240.0, gt=0, le=3600)
     shutdown_grace: float = Field(default=60.0, ge=0, le=3600)
     chat_rate_limit: str = ""
     cache_ttl: int = Field(default=30 * 24 * 3600, ge=0)

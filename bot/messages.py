@@ -85,6 +85,11 @@ def unavailable() -> str:
     return _("The background-removal service is unavailable right now. Please try again later.")
 
 
+def timed_out() -> str:
+    """The job or its result download ran past its deadline."""
+    return _("This image took too long to process, so I gave up on it. Please try again later.")
+
+
 def result_too_large() -> str:
     """The PNG is over Telegram's upload limit."""
     return _("The cutout is larger than Telegram's 50 MB limit. Try a smaller image.")

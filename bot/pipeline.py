@@ -26,6 +26,10 @@ class JobAborted(Exception):
     """The job was stopped because the bot is shutting down."""
 
 
+class JobTimedOut(Exception):
+    """The job (or its result download) ran past its deadline and was given up."""
+
+
 @dataclass(frozen=True, slots=True)
 class Cutout:
     """A finished transparent PNG, ready to deliver."""
@@ -98,6 +102,8 @@ class RemovalPipeline:
         *,
         max_concurrent_jobs: int = 8,
         result_link_retries: int = 1,
+        download_timeout: float = 120.0,
+        job_timeout: float = 240.0,
     ) -> None:
         self._freepik = freepik
         self._urls = urls
@@ -105,6 +111,8 @@ class RemovalPipeline:
         self._capacity = max_concurrent_jobs
         self._running = 0
         self._result_link_retries = result_link_retries
+        self._download_timeout = download_timeout
+        self._job_timeout = job_timeout
         self._jobs: set[asyncio.Task[object]] = set()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -188,7 +196,13 @@ class RemovalPipeline:
             try:
                 if on_start is not None:
                     await on_start()
-                cutout = await self._make_cutout(source, timings)
+                try:
+                    # A deadline for the whole job: nothing (a trickling download, a stalled
+                    # peer) may hold a slot forever. Delivery has Telegram's own timeouts.
+                    async with asyncio.timeout(self._job_timeout):
+                        cutout = await self._make_cutout(source, timings)
+                except TimeoutError as err:
+                    raise JobTimedOut(f"job took longer than {self._job_timeout:.0f}s") from err
                 upload_started = time.monotonic()
                 try:
                     return await deliver(cutout)
@@ -210,7 +224,12 @@ class RemovalPipeline:
 
             started = time.monotonic()
             try:
-                data = await self._freepik.download_result(result.high_resolution)
+                async with asyncio.timeout(self._download_timeout):
+                    data = await self._freepik.download_result(result.high_resolution)
+            except TimeoutError as err:
+                raise JobTimedOut(
+                    f"result download took longer than {self._download_timeout:.0f}s"
+                ) from err
             except ResultExpired:
                 if retry >= self._result_link_retries:
                     raise

@@ -86,7 +86,13 @@ def create_services(settings: Settings, bot: Bot, options: ServiceOptions) -> Se
     if settings.photo_url_mode == "relay":
         relay = RelayLinks(bot, store, base_url=settings.public_base_url, ttl=settings.relay_ttl)
         urls = relay
-    pipeline = RemovalPipeline(freepik, urls, max_concurrent_jobs=settings.max_concurrent_jobs)
+    pipeline = RemovalPipeline(
+        freepik,
+        urls,
+        max_concurrent_jobs=settings.max_concurrent_jobs,
+        download_timeout=settings.result_download_timeout,
+        job_timeout=settings.job_timeout,
+    )
     metrics.bind_gauges(lambda: pipeline.in_flight, lambda: pipeline.queued)
     counters = async_storage(settings.storage_url, prefix=settings.redis_prefix)
     admission = Admission(

@@ -324,3 +324,40 @@ async def test_a_getupdates_502_is_one_warning_line(
     assert len(lines) == 1
     assert lines[0].levelno == logging.WARNING
     assert not [r for r in caplog.records if r.exc_info], caplog.text
+
+
+# --- 5. deadlines for the result download and the job ----------------------------------------
+
+
+async def test_a_trickling_result_link_is_given_up_and_frees_its_slot(
+    start_bot: StartBot, telegram: FakeTelegram, freepik: FakeFreepik
+) -> None:
+    await start_bot(max_concurrent_jobs=1, result_download_timeout=1.5)
+    freepik.trickle_next(interval=0.5)
+    first_id, first_unique = telegram.add_file(make_image("JPEG"))
+    telegram.push_update(update(message=photo_message(USER, first_id, first_unique)))
+    second_user = private_user(13002)
+    second_id, second_unique = telegram.add_file(make_image("PNG", size=(40, 30)))
+    await freepik.wait_for_calls(1)
+    telegram.push_update(update(message=photo_message(second_user, second_id, second_unique)))
+    expected = messages.timed_out()
+    await telegram.wait_for(
+        lambda t: any(v.text == expected for v in visible_messages(t, USER["id"])), timeout=10
+    )
+    assert only_reply(telegram, USER["id"]).text == expected
+    # The slot was given back: the other user's job, queued behind it, is served.
+    await wait_only_document(telegram, second_user["id"])
+
+
+async def test_a_job_past_its_deadline_is_answered(
+    start_bot: StartBot, telegram: FakeTelegram, freepik: FakeFreepik
+) -> None:
+    await start_bot(job_timeout=1.5, freepik_timeout=30.0)
+    freepik.hang_next()
+    file_id, unique_id = telegram.add_file(make_image("JPEG"))
+    telegram.push_update(update(message=photo_message(USER, file_id, unique_id)))
+    expected = messages.timed_out()
+    await telegram.wait_for(
+        lambda t: any(v.text == expected for v in visible_messages(t, USER["id"])), timeout=10
+    )
+    assert only_reply(telegram, USER["id"]).text == expected

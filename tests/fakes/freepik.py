@@ -7,6 +7,7 @@ import secrets
 import threading
 import time
 from collections import deque
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from http import HTTPStatus
 from types import TracebackType
@@ -16,7 +17,7 @@ from urllib.parse import urlsplit
 import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from tests.fakes.cutout import Cutout, ImageError, remove_background
@@ -60,6 +61,7 @@ class _Result:
     cutout: Cutout
     expires_at: float
     not_png: bool
+    trickle: float | None = None
 
 
 def _message(status: int, message: str, **extra: Any) -> JSONResponse:
@@ -208,6 +210,10 @@ class FakeFreepik:
         """Answer normally, but the high-res download is JPEG labelled image/png."""
         self._queue(_Fault("not_png"), times)
 
+    def trickle_next(self, times: int = 1, interval: float = 0.5) -> None:
+        """Answer normally, but the high-res download sends one byte every `interval` seconds."""
+        self._queue(_Fault("trickle", retry_after=interval), times)
+
     @property
     def pending_faults(self) -> int:
         """How many injected faults are still queued."""
@@ -303,6 +309,7 @@ class FakeFreepik:
             cutout=cutout,
             expires_at=now - 1 if kind == "expire" else now + self.result_ttl,
             not_png=kind == "not_png",
+            trickle=fault.retry_after if fault is not None and kind == "trickle" else None,
         )
         with self._lock:
             self._results[result_id] = result
@@ -338,6 +345,12 @@ class FakeFreepik:
             data = result.cutout.preview
         else:
             data = result.cutout.jpeg if result.not_png else result.cutout.high
+        if result.trickle is not None and name == "high.png":
+            return StreamingResponse(
+                _trickle(data, result.trickle),
+                media_type="image/png",
+                headers={"content-length": str(len(data))},
+            )
         return Response(data, media_type="image/png")
 
     async def _original(self, request: Request) -> Response:
@@ -345,6 +358,12 @@ class FakeFreepik:
         if result is None:
             return _message(404, "Not found")
         return Response(result.original, media_type=result.original_type)
+
+
+async def _trickle(data: bytes, interval: float) -> AsyncIterator[bytes]:
+    for offset in range(len(data)):
+        yield data[offset : offset + 1]
+        await asyncio.sleep(interval)
 
 
 def _url_problem(image_url: str) -> str:
