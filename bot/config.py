@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     webhook_path: str = "/telegram"
     listen_host: str = "0.0.0.0"  # noqa: S104 - a service in a container listens on all interfaces
     listen_port: int = Field(default=8080, ge=1, le=65535)
+    # The HTTP port may face the internet: idle and half-sent connections are dropped.
+    http_header_timeout: float = Field(default=10.0, gt=0, le=300)
+    http_max_connections: int = Field(default=512, ge=1, le=100_000)
     photo_url_mode: Literal["telegram", "relay"] = "telegram"
     public_base_url: str = ""
     relay_ttl: float = Field(default=300.0, gt=0, le=3600)

@@ -17,6 +17,7 @@ import uvicorn
 
 from bot.app import ALLOWED_UPDATES, AnyApplication
 from bot.config import Settings
+from bot.http_guard import guarded_protocol
 from bot.polling import log_polling_error
 from bot.services import services_of
 from bot.web import WebState, create_web_app
@@ -47,6 +48,7 @@ async def run_bot(
         application,
         webhook_path=settings.webhook_path if webhook else None,
         webhook_secret=settings.webhook_secret.get_secret_value(),
+        body_timeout=settings.http_header_timeout,
     )
     server: _EmbeddedServer | None = None
     server_task: asyncio.Task[None] | None = None
@@ -60,6 +62,7 @@ async def run_bot(
                 host=settings.listen_host,
                 port=settings.listen_port,
                 lifespan="off",
+                http=guarded_protocol(settings.http_header_timeout, settings.http_max_connections),
                 access_log=False,
                 # No dictConfig of uvicorn's own: its records go through the bot's handler
                 # (secrets redacted, LOG_FORMAT honoured).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -33,6 +34,7 @@ class WebState:
     webhook_secret: str
     accepting: bool = True
     ready: bool = False
+    body_timeout: float = 10.0  # a webhook body sent slower than this is dropped
     notes: list[str] = field(default_factory=list)
 
 
@@ -115,10 +117,14 @@ def create_web_app(state: WebState) -> Starlette:
         if declared.isdigit() and int(declared) > MAX_UPDATE_BYTES:
             return PlainTextResponse("too large", status_code=413)
         body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_UPDATE_BYTES:
-                return PlainTextResponse("too large", status_code=413)
+        try:
+            async with asyncio.timeout(state.body_timeout):
+                async for chunk in request.stream():
+                    body += chunk
+                    if len(body) > MAX_UPDATE_BYTES:
+                        return PlainTextResponse("too large", status_code=413)
+        except TimeoutError:
+            return PlainTextResponse("request body too slow", status_code=408)
         try:
             update = parse_update(bytes(body), state.application.bot)
         except MalformedUpdate as err:

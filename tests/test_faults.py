@@ -361,3 +361,84 @@ async def test_a_job_past_its_deadline_is_answered(
         lambda t: any(v.text == expected for v in visible_messages(t, USER["id"])), timeout=10
     )
     assert only_reply(telegram, USER["id"]).text == expected
+
+
+# --- 10. idle and half-sent connections ------------------------------------------------------
+
+
+async def _closed_by_server(reader: asyncio.StreamReader, within: float) -> bool:
+    """Whether the server closes the connection within `within` seconds."""
+    try:
+        data = await asyncio.wait_for(reader.read(), within)
+    except TimeoutError:
+        return False
+    except ConnectionError:
+        return True
+    return data == b""
+
+
+async def test_idle_and_half_sent_connections_are_dropped(start_bot: StartBot) -> None:
+    bot = await start_bot(photo_url_mode="relay", http_header_timeout=1.0)
+    assert bot.http_url is not None
+    port = int(bot.http_url.rsplit(":", 1)[1])
+    connections = [await asyncio.open_connection("127.0.0.1", port) for _ in range(100)]
+    for index, (_, writer) in enumerate(connections):
+        if index % 2:  # half of them send part of a request head, then nothing
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: bot\r\nX-Slow: ")
+            await writer.drain()
+    # A complete request still gets its answer meanwhile.
+    async with httpx.AsyncClient(timeout=5) as client:
+        assert (await client.get(f"{bot.http_url}/healthz")).status_code == 200
+    closed = await asyncio.gather(*(_closed_by_server(r, 4.0) for r, _ in connections))
+    assert all(closed), f"{closed.count(False)} connections still open"
+    for _, writer in connections:
+        writer.close()
+
+
+async def test_a_kept_alive_connection_sending_half_a_request_is_dropped(
+    start_bot: StartBot,
+) -> None:
+    bot = await start_bot(photo_url_mode="relay", http_header_timeout=1.0)
+    assert bot.http_url is not None
+    port = int(bot.http_url.rsplit(":", 1)[1])
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: bot\r\n\r\n")
+    await writer.drain()
+    head = await asyncio.wait_for(reader.readuntil(b"ok"), 5)
+    assert head.startswith(b"HTTP/1.1 200")
+    writer.write(b"GET /healthz HTTP/1.1\r\nHo")  # the next request never completes
+    await writer.drain()
+    assert await _closed_by_server(reader, 4.0)
+    writer.close()
+
+
+async def test_connections_beyond_the_cap_are_closed_at_once(start_bot: StartBot) -> None:
+    bot = await start_bot(
+        photo_url_mode="relay", http_header_timeout=30.0, http_max_connections=20
+    )
+    assert bot.http_url is not None
+    port = int(bot.http_url.rsplit(":", 1)[1])
+    held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(20)]
+    extra = [await asyncio.open_connection("127.0.0.1", port) for _ in range(5)]
+    assert all(await asyncio.gather(*(_closed_by_server(r, 2.0) for r, _ in extra)))
+    assert not any(await asyncio.gather(*(_closed_by_server(r, 0.3) for r, _ in held)))
+    for _, writer in held + extra:
+        writer.close()
+    await asyncio.sleep(0.3)
+    async with httpx.AsyncClient(timeout=5) as client:
+        assert (await client.get(f"{bot.http_url}/healthz")).status_code == 200
+
+
+async def test_a_webhook_body_sent_too_slowly_is_dropped(start_bot: StartBot) -> None:
+    bot = await start_bot(mode="webhook", http_header_timeout=1.0)
+    assert bot.http_url is not None
+    port = int(bot.http_url.rsplit(":", 1)[1])
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        f"POST {WEBHOOK_PATH} HTTP/1.1\r\nHost: bot\r\n{SECRET_HEADER}: {WEBHOOK_SECRET}\r\n"
+        "Content-Type: application/json\r\nContent-Length: 500\r\n\r\n{".encode()
+    )
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(200), 5)
+    assert answer.startswith(b"HTTP/1.1 408")
+    writer.close()
