@@ -250,3 +250,166 @@ def help_text(rate_limit: str, username: str) -> str:
         ),
     ]
     return "\n\n".join(paragraphs)
+
+
+# --- cutout studio: the buttons under every cutout --------------------------------------------
+
+
+def studio_sticker() -> str:
+    """Button: the cutout as a sticker."""
+    return _("🏷 Sticker")
+
+
+def studio_pack() -> str:
+    """Button: the cutout as a sticker in the user's own pack."""
+    return _("➕ Add to my pack")
+
+
+def studio_background() -> str:
+    """Button: show the background colours."""
+    return _("🎨 Background")
+
+
+def studio_crop() -> str:
+    """Button: the cutout cropped to its subject."""
+    return _("✂️ Crop")
+
+
+def studio_back() -> str:
+    """Button: from the colours back to the first buttons."""
+    return _("⬅️ Back")
+
+
+def palette_labels() -> tuple[str, ...]:
+    """The background colour buttons, in keyboard order (colours in bot/studio.py)."""
+    return (
+        _("⬜ White"),
+        _("⬛ Black"),
+        _("◻️ Light grey"),
+        _("🟥 Red"),
+        _("🟧 Orange"),
+        _("🟨 Yellow"),
+        _("🟩 Green"),
+        _("🟦 Blue"),
+        _("🩷 Pink"),
+    )
+
+
+def studio_album() -> str:
+    """The follow-up message carrying an album's buttons (albums cannot carry them)."""
+    return _("Edit these cutouts: each button works on every cutout of the album above.")
+
+
+def studio_working() -> str:
+    """Toast right after a button press."""
+    return _("Working…")
+
+
+def studio_not_yours() -> str:
+    """Toast for someone pressing another person's buttons in a group."""
+    return _("Only the person who asked for this cutout can use these buttons.")
+
+
+def studio_invalid() -> str:
+    """Toast for button data the bot did not make (forged or from an old version)."""
+    return _("This button doesn't work. Send the image again to get fresh buttons.")
+
+
+def studio_expired() -> str:
+    """Toast for buttons whose record is gone."""
+    return _("These buttons have expired. Send the image again to get fresh ones.")
+
+
+def studio_storage_down() -> str:
+    """Toast while the storage cannot be reached."""
+    return _("I'm temporarily unavailable. Please try again in a minute.")
+
+
+def studio_too_large() -> str:
+    """The cutout is over the Bot API's 20 MB download limit."""
+    return _(
+        "This cutout is too large to edit here: bots can only download files up to 20 MB. "
+        "It was sent as a file, which you can still save and use."
+    )
+
+
+def studio_too_many_pixels() -> str:
+    """The cutout is over 25 megapixels."""
+    return _("This cutout is over 25 megapixels, too big to edit here.")
+
+
+def studio_no_subject() -> str:
+    """A fully transparent cutout: nothing to trim to."""
+    return _(
+        "This cutout is completely transparent, so there is nothing to make a sticker of "
+        "or crop to."
+    )
+
+
+def studio_unreadable() -> str:
+    """The cutout's bytes could not be decoded."""
+    return _("I couldn't read this cutout to edit it. Please send the image again.")
+
+
+def studio_gone() -> str:
+    """Telegram no longer hands out the cutout."""
+    return _("I couldn't get this cutout from Telegram any more. Please send the image again.")
+
+
+def studio_busy() -> str:
+    """Every image worker is busy and the queue is full."""
+    return _("I'm busy editing other images right now. Please press the button again in a minute.")
+
+
+def studio_failed() -> str:
+    """Something unexpected broke while editing."""
+    return _("Something went wrong while editing this cutout. Please try again.")
+
+
+def studio_partly() -> str:
+    """First line of the reply naming album cutouts that could not be edited."""
+    return _("Some cutouts of this album could not be edited:")
+
+
+def studio_item_problem(number: int, reason: str) -> str:
+    """One line per album cutout that could not be edited."""
+    return _("• Cutout {number}: {reason}").format(number=number, reason=reason)
+
+
+def pack_full() -> str:
+    """The user's pack already holds 120 stickers."""
+    return _(
+        "Your sticker pack is full: Telegram allows 120 stickers in a pack. Remove some "
+        "(in Telegram's sticker settings or with @Stickers), then press the button again."
+    )
+
+
+def pack_title(bot_username: str) -> str:
+    """Title of a user's own sticker pack (Telegram allows 64 characters)."""
+    return _("My cutouts by @{username}").format(username=bot_username)[:64]
+
+
+def pack_added(link: str, count: int = 1) -> str:
+    """Reply after stickers went into the user's pack."""
+    return ngettext(
+        "The sticker is in your sticker pack: {link}",
+        "{count} stickers are in your sticker pack: {link}",
+        count,
+    ).format(link=link, count=count)
+
+
+def pack_created(link: str, count: int = 1) -> str:
+    """Reply after the user's pack was made with its first stickers."""
+    return ngettext(
+        "I made your own sticker pack with this sticker: {link}\nOpen the link to add it.",
+        "I made your own sticker pack with {count} stickers: {link}\nOpen the link to add it.",
+        count,
+    ).format(link=link, count=count)
+
+
+def pack_needs_start(bot_username: str) -> str:
+    """Telegram refuses a pack for a user who never opened a private chat with the bot."""
+    return _(
+        "Telegram only lets me make a sticker pack for you once you have started a private "
+        "chat with me: open @{username}, press Start, then press the button again."
+    ).format(username=bot_username)

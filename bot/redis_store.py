@@ -121,6 +121,18 @@ class RedisStore:
             lambda: self._redis.set(self._key("lang", user_id), locale, ex=LANGUAGE_TTL),
         )
 
+    async def put_studio(self, token: str, record: str, ttl: float) -> None:
+        """Keep a studio keyboard's record (who may press, which cutouts) for `ttl` seconds."""
+        await self._call(
+            "set",
+            lambda: self._redis.set(self._key("studio", token), record, px=int(ttl * 1000)),
+        )
+
+    async def get_studio(self, token: str) -> str | None:
+        """The record behind a studio keyboard's token, if it has not expired."""
+        value = await self._call("get", lambda: self._redis.get(self._key("studio", token)))
+        return str(value) if value else None
+
     async def ping(self) -> bool:
         """Whether Redis answers."""
         try:

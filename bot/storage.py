@@ -72,6 +72,14 @@ class StateStore(Protocol):
         """Remember the locale a user picked with /language."""
         ...
 
+    async def put_studio(self, token: str, record: str, ttl: float) -> None:
+        """Keep a studio keyboard's record (who may press, which cutouts) for `ttl` seconds."""
+        ...
+
+    async def get_studio(self, token: str) -> str | None:
+        """The record behind a studio keyboard's token, if it has not expired."""
+        ...
+
     async def ping(self) -> bool:
         """Whether the backend is reachable."""
         ...
@@ -94,6 +102,7 @@ class MemoryStore:
         self._claims: dict[str, float] = {}
         self._relays: dict[str, tuple[float, str]] = {}
         self._languages: dict[int, str] = {}
+        self._studio: dict[str, tuple[float, str]] = {}
         self._max_cached = max_cached
 
     async def get_cutout(self, key: str) -> StoredCutout | None:
@@ -161,6 +170,20 @@ class MemoryStore:
     async def set_language(self, user_id: int, locale: str) -> None:
         """Remember the locale a user picked with /language."""
         self._languages[user_id] = locale
+
+    async def put_studio(self, token: str, record: str, ttl: float) -> None:
+        """Keep a studio keyboard's record (who may press, which cutouts) for `ttl` seconds."""
+        now = time.monotonic()
+        if len(self._studio) > 10_000:
+            self._studio = {k: v for k, v in self._studio.items() if v[0] > now}
+        self._studio[token] = (now + ttl, record)
+
+    async def get_studio(self, token: str) -> str | None:
+        """The record behind a studio keyboard's token, if it has not expired."""
+        entry = self._studio.get(token)
+        if entry is None or entry[0] <= time.monotonic():
+            return None
+        return entry[1]
 
     async def ping(self) -> bool:
         """Always reachable."""

@@ -47,6 +47,14 @@ async def test_zero_ttl_is_not_cached(store: StateStore) -> None:
     assert await store.get_cutout("k") is None
 
 
+async def test_studio_records_expire(store: StateStore) -> None:
+    await store.put_studio("tok", '{"owner": 1}', ttl=0.2)
+    assert await store.get_studio("tok") == '{"owner": 1}'
+    assert await store.get_studio("other") is None
+    await asyncio.sleep(0.3)
+    assert await store.get_studio("tok") is None
+
+
 async def test_recent_is_newest_first_deduplicated_and_capped(store: StateStore) -> None:
     for n in range(RECENT_LIMIT + 5):
         await store.push_recent(1, cutout(n))
@@ -108,6 +116,7 @@ async def test_redis_keys_carry_the_prefix_and_a_ttl(redis_url: str) -> None:
     await store.claim("tg:abc", ttl=100)
     await store.put_relay("tok", "f", ttl=100)
     await store.set_language(5, "es")
+    await store.put_studio("tok", "{}", ttl=100)
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     try:
         keys = sorted(str(k) for k in await client.keys("*"))
@@ -117,6 +126,7 @@ async def test_redis_keys_carry_the_prefix_and_a_ttl(redis_url: str) -> None:
             "pfx:lang:5",
             "pfx:recent:5",
             "pfx:relay:tok",
+            "pfx:studio:tok",
         ]
         for key in keys:
             assert await client.ttl(key) > 0
