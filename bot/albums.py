@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from telegram import Bot, InputFile, InputMediaDocument, Message, ReplyParameters
+from telegram import Bot, Document, InputFile, InputMediaDocument, Message, ReplyParameters
 from telegram.constants import ChatAction
 from telegram.error import Forbidden, TelegramError
 
@@ -24,6 +24,7 @@ from bot.pipeline import Cutout
 from bot.ratelimit import Admission, Refusal, format_wait
 from bot.sources import ImageSource
 from bot.storage import StateStore, StoredCutout
+from bot.studio import Studio
 from bot.uploads import upload_file
 
 logger = logging.getLogger(__name__)
@@ -140,6 +141,7 @@ class AlbumCollector:
         *,
         wait: float = 1.0,
         metrics: Metrics | None = None,
+        studio: Studio | None = None,
     ) -> None:
         self._bot = bot
         self._cutouts = cutouts
@@ -147,6 +149,7 @@ class AlbumCollector:
         self._admission = admission
         self._wait = wait
         self._metrics = metrics or Metrics()
+        self._studio = studio
         self._collecting: dict[tuple[int, str], _Collecting] = {}
 
     async def add(self, user_id: int, chat_id: int, media_group_id: str, item: AlbumItem) -> None:
@@ -174,6 +177,7 @@ class AlbumCollector:
             user_id=user_id,
             chat_id=chat_id,
             items=items,
+            studio=self._studio,
         )
         try:
             await run.process()
@@ -243,8 +247,12 @@ class _AlbumRun:
         user_id: int,
         chat_id: int,
         items: list[AlbumItem],
+        studio: Studio | None = None,
     ) -> None:
         self._bot = bot
+        self._studio = studio
+        # The cutouts as sent, for the one follow-up message with the studio buttons.
+        self._documents: list[Document] = []
         self._cutouts = cutouts
         self._store = store
         self._admission = admission
@@ -315,6 +323,10 @@ class _AlbumRun:
         await asyncio.gather(*(self._await_result(e) for e in started))
         if not await self._send_cutouts():
             return
+        if self._studio is not None:
+            await self._studio.follow_up(
+                self._chat_id, self._user_id, self._documents, self._reply_to
+            )
         await self._finish()
 
     async def _start_jobs(self) -> None:
@@ -401,6 +413,8 @@ class _AlbumRun:
             for index, entry in enumerate(chunk):
                 message = sent[index] if index < len(sent) else None
                 file_id = message.document.file_id if message and message.document else None
+                if message and message.document:
+                    self._documents.append(message.document)
                 await self._delivered(entry, file_id)
         return True
 

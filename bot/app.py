@@ -10,6 +10,7 @@ from telegram.ext import (
     AIORateLimiter,
     Application,
     ApplicationBuilder,
+    CallbackQueryHandler,
     CommandHandler,
     InlineQueryHandler,
     MessageHandler,
@@ -19,7 +20,7 @@ from telegram.ext import (
 
 from bot import httpcore_fix
 from bot.config import Settings
-from bot.handlers import errors, group, inline, language, private
+from bot.handlers import errors, group, inline, language, private, studio
 from bot.polling import TolerantUpdatesRequest
 from bot.services import ServiceOptions, attach_services, create_services, services_of
 
@@ -28,7 +29,7 @@ logger = logging.getLogger(__name__)
 AnyApplication = Application[Any, Any, Any, Any, Any, Any]
 
 # The update types the bot handles, for getUpdates and setWebhook.
-ALLOWED_UPDATES = [Update.MESSAGE, Update.INLINE_QUERY]
+ALLOWED_UPDATES = [Update.MESSAGE, Update.INLINE_QUERY, Update.CALLBACK_QUERY]
 
 COMMANDS = [
     BotCommand("start", "What this bot does"),
@@ -128,4 +129,6 @@ def register_handlers(application: AnyApplication) -> None:
     application.add_handler(MessageHandler(private_messages, private.on_other))
     # 6. Inline mode: "@thisbot <link>" from any chat.
     application.add_handler(InlineQueryHandler(inline.on_inline_query))
+    # 7. The studio buttons under cutouts (Sticker, Add to my pack, Background, Crop).
+    application.add_handler(CallbackQueryHandler(studio.on_button))
     application.add_error_handler(errors.on_error)

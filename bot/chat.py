@@ -20,6 +20,7 @@ from bot.pipeline import Cutout, JobAborted, JobTimedOut, JobTimings
 from bot.ratelimit import Admission, Refusal
 from bot.sources import ImageSource, SourceTooLarge, SourceUnavailable
 from bot.storage import StateStore, StorageUnavailable, StoredCutout
+from bot.studio import Studio
 from bot.uploads import upload_file
 
 logger = logging.getLogger(__name__)
@@ -98,12 +99,14 @@ class ChatRemoval:
         admission: Admission,
         *,
         metrics: Metrics | None = None,
+        studio: Studio | None = None,
     ) -> None:
         self._bot = bot
         self._cutouts = cutouts
         self._store = store
         self._admission = admission
         self._metrics = metrics or Metrics()
+        self._studio = studio
 
     async def process(self, request: ChatRequest) -> Outcome:
         """Run the whole job for `request` and log one line about it."""
@@ -256,13 +259,19 @@ class ChatRemoval:
             timings.upload += time.monotonic() - started
 
     async def _send_document(self, request: ChatRequest, document: InputFile | str) -> Message:
-        return await self._bot.send_document(
+        # Every cutout carries the studio buttons (sticker, pack, background, crop).
+        token, markup = self._studio.keyboard() if self._studio else (None, None)
+        sent = await self._bot.send_document(
             chat_id=request.chat_id,
             document=document,
             caption=messages.done_caption(),
             reply_parameters=_reply_to(request),
             disable_content_type_detection=True,
+            reply_markup=markup,
         )
+        if self._studio is not None and token is not None and sent.document is not None:
+            await self._studio.remember(token, request.user_id, request.chat_id, [sent.document])
+        return sent
 
     async def _remember_for_user(self, user_id: int, file_id: str | None, name: str) -> None:
         if file_id:

@@ -18,6 +18,7 @@ from telegram import (
     InlineQueryResult,
     InlineQueryResultArticle,
     InlineQueryResultCachedDocument,
+    InlineQueryResultCachedSticker,
     InlineQueryResultsButton,
     InputTextMessageContent,
 )
@@ -33,6 +34,7 @@ from bot.pipeline import Cutout, JobAborted, JobTimings
 from bot.ratelimit import Admission, format_wait
 from bot.sources import ImageSource, NotHttpLink, normalise_link
 from bot.storage import StateStore, StorageUnavailable, StoredCutout
+from bot.studio import Studio
 from bot.uploads import upload_file
 
 logger = logging.getLogger(__name__)
@@ -193,8 +195,10 @@ class InlineRemoval:
         answer_timeout: float,
         settle_delay: float = SETTLE_DELAY,
         metrics: Metrics | None = None,
+        studio: Studio | None = None,
     ) -> None:
         self._metrics = metrics or Metrics()
+        self._studio = studio
         self._bot = bot
         self._cutouts = cutouts
         self._store = store
@@ -216,6 +220,7 @@ class InlineRemoval:
         try:
             try:
                 reply = await self._decide(query.query, user_id, number, deadline, timings)
+                await self._offer_sticker(reply, user_id, deadline)
             except StorageUnavailable as err:
                 logger.error("Storage unavailable: %s", err)
                 reply = _article(
@@ -312,6 +317,29 @@ class InlineRemoval:
         reply = _document_reply([stored], cutout_title())
         reply.via = ticket.role
         return reply
+
+    async def _offer_sticker(self, reply: _Reply, user_id: int, deadline: float) -> None:
+        """Beside a cutout, its sticker, when it can be ready (or cached) in time."""
+        if self._studio is None or reply.shown is not Shown.DOCUMENT or not reply.results:
+            return
+        document = reply.results[0]
+        if not isinstance(document, InlineQueryResultCachedDocument):
+            return
+        target = self._storage_chat_id if self._storage_chat_id is not None else user_id
+        work = asyncio.ensure_future(self._studio.sticker_for(document.document_file_id, target))
+        self._studio.keep(work)  # too late for this answer, it is cached for the next one
+        try:
+            sticker_id = await asyncio.wait_for(
+                asyncio.shield(work), timeout=max(0.0, deadline - time.monotonic())
+            )
+        except TimeoutError:
+            return
+        if sticker_id:
+            reply.results.append(
+                InlineQueryResultCachedSticker(
+                    id=_result_id(sticker_id), sticker_file_id=sticker_id
+                )
+            )
 
     async def _finish(
         self,

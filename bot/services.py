@@ -23,6 +23,7 @@ from bot.ratelimit import Admission, RateLimiter, async_storage
 from bot.relay import RelayLinks
 from bot.sources import PublicUrlProvider, TelegramFileLinks, accepted_mime_types
 from bot.storage import StateStore, create_store
+from bot.studio import Studio
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ class Services:
     metrics: Metrics
     relay: RelayLinks | None
     cpu: CpuPool
+    studio: Studio
 
     @property
     def accepted_mime_types(self) -> frozenset[str]:
@@ -101,9 +103,11 @@ def create_services(settings: Settings, bot: Bot, options: ServiceOptions) -> Se
         settings.admin_ids,
     )
     cutouts = CutoutService(pipeline, store, cache_ttl=settings.cache_ttl)
-    chat = ChatRemoval(bot, cutouts, store, admission, metrics=metrics)
+    cpu = CpuPool(settings.image_workers, settings.image_queue)
+    studio = Studio(bot, store, cpu, cache_ttl=settings.cache_ttl)
+    chat = ChatRemoval(bot, cutouts, store, admission, metrics=metrics, studio=studio)
     albums = AlbumCollector(
-        bot, cutouts, store, admission, wait=settings.album_wait, metrics=metrics
+        bot, cutouts, store, admission, wait=settings.album_wait, metrics=metrics, studio=studio
     )
     inline = InlineRemoval(
         bot,
@@ -113,6 +117,7 @@ def create_services(settings: Settings, bot: Bot, options: ServiceOptions) -> Se
         storage_chat_id=settings.inline_storage_chat_id,
         answer_timeout=settings.inline_answer_timeout,
         metrics=metrics,
+        studio=studio,
     )
     return Services(
         settings=settings,
@@ -126,7 +131,8 @@ def create_services(settings: Settings, bot: Bot, options: ServiceOptions) -> Se
         inline=inline,
         metrics=metrics,
         relay=relay,
-        cpu=CpuPool(settings.image_workers, settings.image_queue),
+        cpu=cpu,
+        studio=studio,
     )
 
 

@@ -69,9 +69,18 @@ def file_ids(call: TgCall) -> list[str]:
     return [message["document"]["file_id"] for message in call.result]
 
 
+def is_studio_buttons(call: TgCall) -> bool:
+    """The follow-up message carrying the studio buttons of an album's cutouts."""
+    return call.method == "sendMessage" and "reply_markup" in call.params
+
+
 def texts(telegram: FakeTelegram) -> list[str]:
-    """The text messages still visible in the user's chat."""
-    return [v.text or "" for v in visible_messages(telegram, USER) if v.method == "sendMessage"]
+    """The text messages still visible in the user's chat (the studio buttons aside)."""
+    return [
+        v.text or ""
+        for v in visible_messages(telegram, USER)
+        if v.method == "sendMessage" and not is_studio_buttons(v.call)
+    ]
 
 
 async def test_album_comes_back_as_one_album_of_transparent_pngs(
@@ -99,7 +108,8 @@ async def test_album_comes_back_as_one_album_of_transparent_pngs(
     assert len(freepik.calls) == 3
 
     # It showed it was working, then cleaned up: no text is left, only the album.
-    [status] = telegram.calls_of("sendMessage")
+    status, buttons = telegram.calls_of("sendMessage")
+    assert is_studio_buttons(buttons)
     assert status.params["text"] == albums.working(3)
     assert status.params["reply_parameters"]["message_id"] == album[0]["message_id"]
     assert telegram.calls_of("sendChatAction")[0].params["action"] == "upload_document"
@@ -303,7 +313,8 @@ async def test_one_usable_image_is_sent_as_a_single_document(
     assert document.params["reply_parameters"]["message_id"] == album[0]["message_id"]
     [reply] = texts(telegram)
     assert "Image 1: it isn't an image" in reply
-    assert len(visible_messages(telegram, USER)) == 2
+    # The cutout, the summary and the studio buttons for the one cutout.
+    assert len(visible_messages(telegram, USER)) == 3
 
 
 async def test_album_of_nothing_usable_gets_one_reply_and_no_freepik_call(

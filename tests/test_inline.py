@@ -57,9 +57,13 @@ async def answer_to(telegram: FakeTelegram, query_id: str, timeout: float = 5.0)
 
 
 def only_result(call: TgCall) -> dict[str, Any]:
-    """The single result of an answer."""
+    """The single result of an answer (the cutout's sticker offered beside a document aside)."""
     results = call.params["results"]
     assert isinstance(results, list)
+    stickers = [r for r in results if r.get("type") == "sticker"]
+    results = [r for r in results if r.get("type") != "sticker"]
+    assert len(stickers) <= 1, stickers
+    assert not stickers or results[0]["type"] == "document", results
     assert len(results) == 1, results
     result = results[0]
     assert isinstance(result, dict)
