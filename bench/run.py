@@ -40,6 +40,7 @@ from bench.botproc import (
 )
 from bench.fakes import BenchFreepik, BenchTelegram, DocumentReceipt, Recordings
 from bench.stats import ms, percentile, summary_ms, table
+from bench.studio import render_studio, run_studio
 from bot import httpcore_fix
 from tests.fakes import make_image
 from tests.fakes.cutout import remove_background
@@ -76,6 +77,8 @@ class Options:
     max_concurrent_jobs: int = 200
     plain_fakes: bool = False
     job_timeout: float = 60.0
+    studio_presses: int = 10
+    studio_megapixels: float = 25.0
     results: Path = DEFAULT_RESULTS
 
 
@@ -162,6 +165,19 @@ def parse_args(argv: list[str] | None = None) -> Options:
         help="seconds a job may take before it counts as failed (%(default)s)",
     )
     parser.add_argument(
+        "--studio-presses",
+        type=int,
+        default=10,
+        help="studio button presses per action on 1 MiB cutouts (a third of that on 25 MP); "
+        "0 skips the studio phase (%(default)s)",
+    )
+    parser.add_argument(
+        "--studio-megapixels",
+        type=float,
+        default=25.0,
+        help="size of the studio's big cutout in megapixels (%(default)s)",
+    )
+    parser.add_argument(
         "--results", type=Path, default=DEFAULT_RESULTS, help="JSON output (%(default)s)"
     )
     args = parser.parse_args(argv)
@@ -183,6 +199,8 @@ def parse_args(argv: list[str] | None = None) -> Options:
         max_concurrent_jobs=args.max_concurrent_jobs or max(args.burst, *levels),
         plain_fakes=args.plain_fakes,
         job_timeout=args.job_timeout,
+        studio_presses=max(0, args.studio_presses),
+        studio_megapixels=max(0.01, min(25.0, args.studio_megapixels)),
         results=args.results,
     )
 
@@ -612,6 +630,10 @@ async def run(options: Options) -> dict[str, Any]:
             results["baseline"]["ratio"] = round(
                 results["baseline"]["projected_wall_s"] / burst_wall, 1
             )
+            if options.studio_presses > 0:
+                results["studio"] = await run_studio(
+                    Path(tmp), freepik.url, options.studio_presses, options.studio_megapixels
+                )
         finally:
             recordings.document_listener = None
     results["targets"] = targets(results, options)
@@ -708,6 +730,10 @@ def targets(results: dict[str, Any], options: Options) -> list[dict[str, Any]]:
     add("cache hit median", results["cache"].get("p50_ms", math.nan), 15, "ms")
     add("result copies per job in flight", results["memory"]["copies_per_job"], 2, "copies")
     add("startup to first getUpdates", results["startup_s"]["main"], 1.5, "s")
+    if "studio" in results:
+        studio = results["studio"]
+        name = f"studio loop lag p99 (8 x {studio['megapixels']:g} MP)"
+        add(name, studio["loop_lag"]["p99_ms"], 50, "ms")
     return rows
 
 
@@ -816,6 +842,8 @@ def render(results: dict[str, Any]) -> str:
             f"{capped['wall_s']:.2f} s = {capped['ratio']:.2f}x floor; overhead p50 "
             f"{capped['p50_ms']:g} ms, p99 {capped['p99_ms']:g} ms; failed {capped['failed']}"
         )
+    if "studio" in results:
+        out.extend(render_studio(results["studio"]))
     out.append("")
     out.append("Targets:")
     out.append(

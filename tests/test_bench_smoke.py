@@ -21,6 +21,7 @@ EXPECTED_KEYS = {
     "baseline",
     "targets",
     "duration_s",
+    "studio",
 }
 
 
@@ -40,6 +41,8 @@ def test_a_tiny_benchmark_runs_and_writes_its_results(tmp_path: Path) -> None:
             "--cache-users=2",
             "--baseline-jobs=2",
             "--job-timeout=15",
+            "--studio-presses=1",
+            "--studio-megapixels=0.5",
             f"--results={results}",
         ],
         cwd=ROOT,
@@ -62,3 +65,10 @@ def test_a_tiny_benchmark_runs_and_writes_its_results(tmp_path: Path) -> None:
     assert data["baseline"]["measured_jobs"] == 2
     assert {"main", "capped"} <= data["startup_s"].keys()
     assert {row["target"] for row in data["targets"]} >= {"cache hit median"}
+    studio = data["studio"]
+    for row in studio["press_to_result"].values():
+        assert row["failed"] == 0, studio
+    assert {"1 MiB sticker", "0.5 MP crop", "0.5 MP white"} <= studio["press_to_result"].keys()
+    assert studio["under_load"]["failed"] == 0
+    assert studio["loop_lag"]["ticks"] > 0
+    assert "Studio: button press -> result" in completed.stdout
