@@ -11,9 +11,10 @@ import pytest
 from PIL import Image, ImageDraw
 
 from bot import imaging, messages
-from bot.studio import pack_name
+from bot.studio import main_keyboard, new_token, pack_name
 from tests.conftest import StartBot
 from tests.fakes import FakeFreepik, FakeTelegram
+from tests.fakes.tg_methods import BotApi
 from tests.fakes.tg_state import TgCall
 from tests.fakes.updates import (
     group_chat,
@@ -565,3 +566,55 @@ async def test_inline_answer_offers_the_sticker_beside_the_document(
     assert [r["type"] for r in results] == ["document", "sticker"]
     assert results[1]["sticker_file_id"] == sticker_id
     assert len(ok(telegram, "sendSticker")) == 1
+
+
+# --- cutouts the studio cannot use ------------------------------------------------------------
+
+
+def plant_cutout(telegram: FakeTelegram, data: bytes) -> dict[str, Any]:
+    """A cutout document from the bot in Ann's chat, with studio buttons (no record stored)."""
+    stored = telegram.state.store_file(
+        data, kind="document", mime_type="image/png", file_name="odd-nobg.png"
+    )
+    chat = {"id": USER, "type": "private", "first_name": "Ann"}
+    return telegram.state.new_message(
+        chat,
+        document=BotApi._document(stored),
+        reply_markup=main_keyboard(new_token()).to_dict(),
+    )
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=9)
+    return buffer.getvalue()
+
+
+async def test_a_cutout_over_25_megapixels_is_refused_with_a_reply(
+    start_bot: StartBot, telegram: FakeTelegram
+) -> None:
+    await start_bot()
+    huge = plant_cutout(telegram, png_bytes(Image.new("LA", (5001, 5000))))
+    await press(telegram, ANN, huge, "Crop")
+    await telegram.wait_for(
+        lambda t: messages.studio_too_many_pixels() in t.texts_to(USER), timeout=20
+    )
+    await settle()
+    assert len(ok(telegram, "sendDocument")) == 0
+    assert len(ok(telegram, "sendMessage")) == 1
+
+
+async def test_a_fully_transparent_cutout_has_nothing_to_trim(
+    start_bot: StartBot, telegram: FakeTelegram
+) -> None:
+    await start_bot()
+    empty = plant_cutout(telegram, png_bytes(Image.new("RGBA", (200, 100), (0, 0, 0, 0))))
+    await press(telegram, ANN, empty, "Sticker")
+    await telegram.wait_for(lambda t: messages.studio_no_subject() in t.texts_to(USER), timeout=20)
+    assert not telegram.calls_of("sendSticker")
+    # A background still works: the colour alone, at the same size.
+    await press(telegram, ANN, empty, "Background")
+    await finished(telegram, "editMessageReplyMarkup")
+    await press(telegram, ANN, empty, "White")
+    [flat] = await finished(telegram, "sendDocument")
+    assert opened(flat.files["document"].data).size == (200, 100)
