@@ -47,6 +47,12 @@ class Metrics:
             ["result"],
             registry=self.registry,
         )
+        self.studio = Counter(
+            "nobg_studio_presses",
+            "Studio button presses, by action and outcome",
+            ["action", "outcome"],
+            registry=self.registry,
+        )
         self.in_flight = Gauge(
             "nobg_jobs_in_flight", "Jobs holding a slot", registry=self.registry
         )
@@ -78,6 +84,10 @@ class Metrics:
     def cache_lookup(self, result: str) -> None:
         """Count a cache lookup: `hit`, `miss` or `joined`."""
         self.cache.labels(result=result).inc()
+
+    def studio_press(self, action: str, outcome: str) -> None:
+        """Count one press of a studio button."""
+        self.studio.labels(action=action, outcome=outcome).inc()
 
     def render(self) -> bytes:
         """The Prometheus text exposition."""

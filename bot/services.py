@@ -104,7 +104,7 @@ def create_services(settings: Settings, bot: Bot, options: ServiceOptions) -> Se
     )
     cutouts = CutoutService(pipeline, store, cache_ttl=settings.cache_ttl)
     cpu = CpuPool(settings.image_workers, settings.image_queue)
-    studio = Studio(bot, store, cpu, cache_ttl=settings.cache_ttl)
+    studio = Studio(bot, store, cpu, cache_ttl=settings.cache_ttl, metrics=metrics)
     chat = ChatRemoval(bot, cutouts, store, admission, metrics=metrics, studio=studio)
     albums = AlbumCollector(
         bot, cutouts, store, admission, wait=settings.album_wait, metrics=metrics, studio=studio

@@ -41,6 +41,7 @@ from telegram.error import BadRequest, Forbidden, TelegramError
 
 from bot import imaging, messages
 from bot.cpu import CpuBusy, CpuPool, CpuWorkerLost
+from bot.metrics import Metrics
 from bot.storage import StateStore, StorageUnavailable, StoredCutout
 
 logger = logging.getLogger(__name__)
@@ -102,6 +103,20 @@ def parse_callback(data: str | None) -> tuple[str, str] | None:
     if action not in _ACTIONS or not _TOKEN.fullmatch(token):
         return None
     return action, token
+
+
+def action_name(action: str) -> str:
+    """A readable name of an action code, for logs and metrics (colours are all `colour`)."""
+    if action in _COLOUR_ACTIONS:
+        return "colour"
+    names: dict[str, str] = {
+        Action.STICKER.value: "sticker",
+        Action.PACK.value: "pack",
+        Action.PALETTE.value: "background",
+        Action.BACK.value: "back",
+        Action.CROP.value: "crop",
+    }
+    return names.get(action, "-")
 
 
 def new_token() -> str:
@@ -284,8 +299,10 @@ class Studio:
         cpu: CpuPool,
         *,
         cache_ttl: float,
+        metrics: Metrics | None = None,
     ) -> None:
         self._bot = bot
+        self._metrics = metrics or Metrics()
         self._store = store
         self._cpu = cpu
         self._cache_ttl = cache_ttl
@@ -350,10 +367,11 @@ class Studio:
             logger.exception("Unexpected error in a studio button press")
             await self._explain(press, messages.studio_failed)
         finally:
+            self._metrics.studio_press(action_name(action), outcome)
             (logger.info if outcome in ("ok", "keyboard") else logger.warning)(
                 "studio user=%s action=%s items=%d outcome=%s total=%.3fs",
                 query.from_user.id,
-                action,
+                action_name(action),
                 items,
                 outcome,
                 time.monotonic() - started,

@@ -195,7 +195,7 @@ async def test_every_cutout_carries_the_studio_keyboard(
 async def test_sticker_then_the_same_press_again_is_a_resend(
     start_bot: StartBot, telegram: FakeTelegram, freepik: FakeFreepik
 ) -> None:
-    await start_bot()
+    bot = await start_bot()
     cutout = await cutout_for(telegram, send_photo(telegram))
     downloads = len(telegram.file_downloads)
     query_id = await press(telegram, ANN, cutout, "Sticker")
@@ -223,6 +223,8 @@ async def test_sticker_then_the_same_press_again_is_a_resend(
     await settle()
     assert len(freepik.calls) == 1
     assert not telegram.calls_of("sendMessage")[1:], "nothing but the stickers was sent"
+    counted = 'nobg_studio_presses_total{action="sticker",outcome="ok"} 2.0'
+    await telegram.wait_for(lambda _: counted in bot.services.metrics.render().decode())
 
 
 async def test_crop_is_a_tight_png_document(
@@ -374,11 +376,13 @@ async def test_a_press_after_the_answer_deadline_still_gets_its_result(
 async def test_forged_callback_data_gets_a_toast(
     start_bot: StartBot, telegram: FakeTelegram, data: str
 ) -> None:
-    await start_bot()
+    bot = await start_bot()
     cutout = await cutout_for(telegram, send_photo(telegram))
     query_id = telegram.press(ANN, cutout, data)
     answer = await answered(telegram, query_id)
     assert answer["text"] == messages.studio_invalid()
+    counted = 'nobg_studio_presses_total{action="-",outcome="invalid"} 1.0'
+    await telegram.wait_for(lambda _: counted in bot.services.metrics.render().decode())
     await settle()
     assert len(visible_messages(telegram, USER)) == 1
     assert not telegram.calls_of("getFile")[1:]
