@@ -430,6 +430,8 @@ class Bench:
         defaults = {
             "MAX_CONCURRENT_JOBS": str(self.options.max_concurrent_jobs),
             "TELEGRAM_MAX_RATE": "0",
+            # The fake Freepik has no rate limit; the bot's own cap would measure itself.
+            "FREEPIK_MAX_RATE": "0",
             "SHUTDOWN_GRACE": "10",
         }
         env = bot_env(self.telegram.url, self.freepik.url, **(defaults | settings))

@@ -61,8 +61,14 @@ def summary_header(ok: int, total: int) -> str:
     ).format(total=total)
 
 
-def limited_reason(count: int, wait_text: str) -> str:
+def limited_reason(count: int, wait_text: str, scope: str = "user") -> str:
     """Why images over the rate limit were skipped, and when to resend them."""
+    if scope == "budget":
+        return ngettext(
+            "today's capacity is used up; send it again after 00:00 UTC",
+            "today's capacity is used up; send them again after 00:00 UTC",
+            count,
+        )
     return ngettext(
         "you've reached your limit for now; you can send it again in {wait}",
         "you've reached your limit for now; you can send them again in {wait}",
@@ -96,6 +102,9 @@ def outcome_reason(outcome: Outcome) -> str:
         Outcome.ABORTED: _("the bot restarted before it was done; please send it again"),
         Outcome.INTERNAL_ERROR: _("something went wrong on my side; please try again"),
         Outcome.STORAGE_DOWN: _("I'm temporarily unavailable; please try again in a minute"),
+        Outcome.OUT_OF_CAPACITY: _("the background-removal service is out of capacity for now"),
+        Outcome.MISCONFIGURED: _("the background-removal service is misconfigured right now"),
+        Outcome.BUDGET_SPENT: _("today's capacity is used up; please try again after 00:00 UTC"),
     }
     return reasons.get(outcome, reasons[Outcome.INTERNAL_ERROR])
 
@@ -493,7 +502,9 @@ class _AlbumRun:
             waits = [e.refusal.retry_after for e in limited if e.refusal is not None]
             wait_text = format_wait(max(waits, default=60.0))
             numbers = [e.number for e in limited]
-            reason = limited_reason(len(numbers), wait_text)
+            scopes = {e.refusal.scope for e in limited if e.refusal is not None}
+            scope = "budget" if "budget" in scopes else "user"
+            reason = limited_reason(len(numbers), wait_text, scope)
             lines.append(summary_line(image_names(numbers), reason))
         lines.extend(
             summary_line(image_names(numbers), reason) for reason, numbers in reasons.items()

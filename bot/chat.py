@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from bot.metrics import Metrics
 from bot.pipeline import Cutout, JobAborted, JobTimedOut, JobTimings
 from bot.ratelimit import Admission, Refusal
 from bot.sources import ImageSource, SourceTooLarge, SourceUnavailable
+from bot.spending import BudgetExhausted
 from bot.storage import StateStore, StorageUnavailable, StoredCutout
 from bot.studio import Studio
 from bot.uploads import upload_file
@@ -37,6 +39,9 @@ class Outcome(StrEnum):
     REJECTED = "rejected"
     BAD_KEY = "bad_key"
     BUSY = "busy"
+    OUT_OF_CAPACITY = "out_of_capacity"
+    BUDGET_SPENT = "budget_spent"
+    MISCONFIGURED = "misconfigured"
     UNAVAILABLE = "unavailable"
     RESULT_TOO_LARGE = "result_too_large"
     UNDELIVERABLE = "undeliverable"
@@ -52,7 +57,10 @@ _FAILURES: list[tuple[type[BaseException], Outcome, Callable[[], str]]] = [
     (SourceUnavailable, Outcome.SOURCE_UNAVAILABLE, messages.source_unavailable),
     (freepik.ImageRejected, Outcome.REJECTED, messages.image_rejected),
     (freepik.InvalidApiKey, Outcome.BAD_KEY, messages.misconfigured),
+    (freepik.OutOfCapacity, Outcome.OUT_OF_CAPACITY, messages.out_of_capacity),
+    (BudgetExhausted, Outcome.BUDGET_SPENT, messages.budget_used_up),
     (freepik.QuotaExceeded, Outcome.BUSY, messages.busy),
+    (freepik.UnexpectedRedirect, Outcome.MISCONFIGURED, messages.misconfigured),
     (freepik.ServiceUnavailable, Outcome.UNAVAILABLE, messages.unavailable),
     (freepik.ResultTooLarge, Outcome.RESULT_TOO_LARGE, messages.result_too_large),
     # Malformed answers, lapsed links twice in a row, results that are not PNGs.
@@ -135,7 +143,9 @@ class ChatRemoval:
             )
         return outcome
 
-    async def _process(self, request: ChatRequest, timings: JobTimings) -> tuple[Outcome, str]:
+    async def _process(
+        self, request: ChatRequest, timings: JobTimings, *, rerun: bool = False
+    ) -> tuple[Outcome, str]:
         # The job must not wait for the status message: it only says "working" once the job
         # leaves the queue, whichever of the two happens first.
         progress = _Progress()
@@ -173,7 +183,10 @@ class ChatRemoval:
 
         self._metrics.cache_lookup(CACHE_RESULT[ticket.role])
         if ticket.role is Role.CACHED and ticket.stored is not None:
-            return await self._resend(request, ticket.stored, timings), ticket.role
+            resent = await self._resend(request, ticket.stored, timings, may_rerun=not rerun)
+            if resent is None:  # Telegram rejected the cached file id: once, afresh
+                return await self._process(request, timings, rerun=True)
+            return resent, ticket.role
 
         status_text = messages.queued(ticket.position) if ticket.position else messages.working()
         status: Message | None = None
@@ -220,14 +233,32 @@ class ChatRemoval:
         return Outcome.OK, ticket.role
 
     async def _resend(
-        self, request: ChatRequest, stored: StoredCutout, timings: JobTimings
-    ) -> Outcome:
-        """A cache hit: send Telegram's copy again, no Freepik, no download, no upload."""
+        self, request: ChatRequest, stored: StoredCutout, timings: JobTimings, *, may_rerun: bool
+    ) -> Outcome | None:
+        """A cache hit: send Telegram's copy again, no Freepik, no download, no upload.
+
+        None: Telegram rejected the cached file id; the entry is dropped and the job may rerun.
+        """
         started = time.monotonic()
         try:
             await self._send_document(request, stored.file_id)
         except Forbidden as err:
             logger.warning("Chat %s blocked the bot: %s", request.chat_id, err.message)
+            return Outcome.UNDELIVERABLE
+        except BadRequest as err:
+            if not is_rejected_file_id(err):
+                logger.error("Could not re-send a cached cutout to %s: %s", request.chat_id, err)
+                await self._reply_text(request, messages.undeliverable())
+                return Outcome.UNDELIVERABLE
+            # Another bot's file id (a shared Redis) or one Telegram invalidated.
+            logger.warning("Telegram rejected a cached file id (%s); dropping it", err.message)
+            try:
+                await self._cutouts.forget(request.source, stored.file_id)
+            except StorageUnavailable as storage_err:
+                logger.error("Could not drop the rejected cache entry: %s", storage_err)
+            if may_rerun:
+                return None
+            await self._reply_text(request, messages.undeliverable())
             return Outcome.UNDELIVERABLE
         except TelegramError as err:
             logger.error("Could not re-send a cached cutout to %s: %s", request.chat_id, err)
@@ -321,6 +352,14 @@ class _Progress:
 
     started: bool = False
     queued_status: Message | None = None
+
+
+_REJECTED_FILE_ID = re.compile(r"file identifier|file_id|file id|file reference|remote file", re.I)
+
+
+def is_rejected_file_id(err: BadRequest) -> bool:
+    """Whether Telegram refused a file id we sent (wrong bot, expired, invalidated)."""
+    return bool(_REJECTED_FILE_ID.search(err.message))
 
 
 def _reply_to(request: ChatRequest) -> ReplyParameters:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import re
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -13,6 +15,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 _TOKEN_RE = re.compile(r"^\d{1,20}:[A-Za-z0-9_-]{20,}$")
 _SUPPORTED_STORAGE = ("memory", "redis", "rediss")
 _SECRET_TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
+_HEADER_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 
 
 class ConfigError(Exception):
@@ -34,6 +37,8 @@ class Settings(BaseSettings):
     freepik_api_key: SecretStr
     telegram_api_url: str = "https://api.telegram.org"
     freepik_api_url: str = "https://api.freepik.com"
+    # The key's header follows the host: x-magnific-api-key with https://api.magnific.com.
+    freepik_api_key_header: str = "x-freepik-api-key"
     rate_limit: str = "5/minute;50/day"
     storage_url: str = "memory://"
     admin_ids: Annotated[frozenset[int], NoDecode] = frozenset()
@@ -49,7 +54,8 @@ class Settings(BaseSettings):
     inline_storage_chat_id: int | None = None
     inline_answer_timeout: float = Field(default=6.0, gt=0, le=30)
     album_wait: float = Field(default=1.0, gt=0, le=10)
-    redis_prefix: str = Field(default="nobg:", max_length=64)
+    # Empty: `nobg:<bot id>:`, so bots sharing one Redis never see each other's file ids.
+    redis_prefix: str = Field(default="", max_length=64)
     mode: Literal["polling", "webhook"] = "polling"
     webhook_url: str = ""
     webhook_secret: SecretStr = SecretStr("")
@@ -64,6 +70,9 @@ class Settings(BaseSettings):
     relay_ttl: float = Field(default=300.0, gt=0, le=3600)
     log_format: Literal["text", "json"] = "text"
     telegram_max_rate: float = Field(default=30.0, ge=0)
+    # Freepik's documented per-IP limit is 10 requests/s averaged over 2 minutes.
+    freepik_max_rate: float = Field(default=10.0, ge=0, le=1000)
+    freepik_daily_budget: int | None = Field(default=None, ge=1)
     # Image work (conversions, studio) runs in worker processes; 0 = one per CPU.
     image_workers: int = Field(default=0, ge=0, le=64)
     image_queue: int = Field(default=32, ge=0, le=10_000)
@@ -92,6 +101,14 @@ class Settings(BaseSettings):
         if parts.query or parts.fragment:
             raise ValueError("must not contain a query or fragment")
         return value.strip().rstrip("/")
+
+    @field_validator("freepik_api_key_header")
+    @classmethod
+    def _check_header(cls, value: str) -> str:
+        value = value.strip().lower()
+        if not _HEADER_RE.match(value):
+            raise ValueError("must be an HTTP header name such as x-freepik-api-key")
+        return value
 
     @field_validator("rate_limit", "chat_rate_limit")
     @classmethod
@@ -142,10 +159,20 @@ class Settings(BaseSettings):
         return value.rstrip("/")
 
     @model_validator(mode="after")
+    def _default_prefix(self) -> Settings:
+        if not self.redis_prefix.strip():
+            bot_id = self.telegram_bot_token.get_secret_value().split(":", 1)[0]
+            self.redis_prefix = f"nobg:{bot_id}:"
+        return self
+
+    @model_validator(mode="after")
     def _check_modes(self) -> Settings:
         if self.mode == "webhook":
             if not self.webhook_url:
                 raise ValueError("WEBHOOK_URL is required when MODE=webhook")
+            problem = webhook_url_problem(self.webhook_url)
+            if problem:
+                raise ValueError(f"WEBHOOK_URL {problem}")
             if not _SECRET_TOKEN_RE.match(self.webhook_secret.get_secret_value()):
                 raise ValueError(
                     "WEBHOOK_SECRET is required when MODE=webhook: 1-256 characters "
@@ -163,6 +190,17 @@ class Settings(BaseSettings):
     @field_validator("admin_ids", mode="before")
     @classmethod
     def _split_ids(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().startswith("["):
+            # The JSON list form pydantic-settings users write for lists: [1, 2].
+            try:
+                parsed = json.loads(value)
+            except ValueError as err:
+                raise ValueError("must be a JSON list of Telegram user ids, e.g. [1, 2]") from err
+            if not isinstance(parsed, list) or not all(
+                isinstance(item, int) and not isinstance(item, bool) for item in parsed
+            ):
+                raise ValueError("must be a JSON list of Telegram user ids, e.g. [1, 2]")
+            return frozenset(parsed)
         if isinstance(value, str):
             items = [item.strip() for item in value.replace(";", ",").split(",")]
             try:
@@ -186,7 +224,7 @@ class Settings(BaseSettings):
         """The parsed per-chat limits for groups (empty when unlimited)."""
         return limits.parse_many(self.chat_rate_limit) if self.chat_rate_limit else []
 
-    @field_validator("inline_storage_chat_id", mode="before")
+    @field_validator("inline_storage_chat_id", "freepik_daily_budget", mode="before")
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
@@ -201,6 +239,36 @@ class Settings(BaseSettings):
         if redis_password:
             found.append(redis_password)
         return found
+
+
+# Telegram delivers webhooks only over https, and only to these ports.
+WEBHOOK_PORTS = (443, 80, 88, 8443)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def webhook_url_problem(url: str) -> str:
+    """Why Telegram would refuse `url` as a webhook ('' if it would not); loopback is exempt."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if _is_loopback(host):
+        return ""  # a local Bot API server or a test
+    if parts.scheme != "https":
+        return "must be an https:// URL: Telegram refuses anything else"
+    try:
+        port = parts.port or 443
+    except ValueError:
+        return "has an invalid port"
+    if port not in WEBHOOK_PORTS:
+        return f"must use port 443, 80, 88 or 8443 (Telegram refuses {port})"
+    return ""
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -102,6 +102,10 @@ class CutoutService:
         """The cached cutout of `source`, if any."""
         return await self._store.get_cutout(source.key)
 
+    async def forget(self, source: ImageSource, file_id: str) -> None:
+        """Drop a cached cutout Telegram no longer accepts (unless already replaced)."""
+        await self._store.drop_cutout(source.key, file_id)
+
     async def remember(self, source: ImageSource, file_id: str, file_name: str) -> StoredCutout:
         """Cache the uploaded cutout of `source`."""
         stored = StoredCutout(file_id, file_name, time.time())

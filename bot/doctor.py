@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
+from limits.aio.storage import Storage
 from pydantic import SecretStr
 from telegram import Bot
 from telegram.error import TelegramError
@@ -12,7 +13,8 @@ from telegram.error import TelegramError
 from bot.config import Settings
 from bot.logs import redact
 from bot.ratelimit import async_storage
-from bot.storage import create_store
+from bot.spending import DailyBudget, utc_day
+from bot.storage import StorageUnavailable, create_store
 
 Printer = Callable[[str], None]
 
@@ -70,6 +72,7 @@ async def run_doctor(settings: Settings, printer: Printer = print) -> int:
         counters_ok = False
     out(f"  state                    {'reachable' if reachable else 'UNREACHABLE'}")
     out(f"  rate-limit counters      {'reachable' if counters_ok else 'UNREACHABLE'}")
+    out(f"  Freepik budget today     {await _budget_line(settings, counters)}")
     if not reachable or not counters_ok:
         problems.append(f"storage {hide_password(settings.storage_url)} is unreachable")
 
@@ -80,6 +83,17 @@ async def run_doctor(settings: Settings, printer: Printer = print) -> int:
         return 1
     out("All checks passed.")
     return 0
+
+
+async def _budget_line(settings: Settings, counters: Storage) -> str:
+    budget = DailyBudget(settings.freepik_daily_budget, counters)
+    if budget.budget is None:
+        return "no budget (FREEPIK_DAILY_BUDGET is empty)"
+    try:
+        used = await budget.used()
+    except StorageUnavailable:
+        return f"{budget.budget} calls (usage unknown: storage unreachable)"
+    return f"{used} of {budget.budget} calls used (UTC day {utc_day()})"
 
 
 def hide_password(url: str) -> str:

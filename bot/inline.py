@@ -293,6 +293,8 @@ class InlineRemoval:
                 timings=timings,
             )
         except RateLimited as limited:
+            if limited.refusal.scope == "budget":
+                return _article(Outcome.RATE_LIMITED, limit_title(), messages.budget_used_up())
             text = limit_text(limited.refusal.wait_text())
             return _article(Outcome.RATE_LIMITED, limit_title(), text)
         except JobAborted:

@@ -80,6 +80,19 @@ def busy() -> str:
     )
 
 
+def out_of_capacity() -> str:
+    """Freepik says the account is out of credits or over its quota."""
+    return _("The background-removal service is out of capacity for now. Please try again later.")
+
+
+def budget_used_up() -> str:
+    """FREEPIK_DAILY_BUDGET is spent for today: no new jobs until midnight UTC."""
+    return _(
+        "Today's capacity for new images is used up. Please try again after 00:00 UTC. "
+        "Images I have already cut out still come back at once."
+    )
+
+
 def unavailable() -> str:
     """Freepik is down or answered nonsense."""
     return _("The background-removal service is unavailable right now. Please try again later.")
@@ -157,7 +170,9 @@ def queued(position: int) -> str:
 
 
 def rate_limited(wait_text: str, scope: str = "user") -> str:
-    """Reply when the user (or, in a group, the chat) is over its limit."""
+    """Reply when the user (or, in a group, the chat; or the bot's daily budget) is over."""
+    if scope == "budget":
+        return budget_used_up()
     if scope == "chat":
         return _(
             "This chat has reached its limit for now. The next image can be sent in {wait}."

@@ -35,6 +35,19 @@ class Metrics:
             ["status"],
             registry=self.registry,
         )
+        self.freepik_posts = Counter(
+            "nobg_freepik_posts",
+            "Freepik remove-background POSTs that may have reached Freepik (each may be "
+            "billed), by attempt number for the same image: attempt>1 is a possible extra charge",
+            ["attempt"],
+            registry=self.registry,
+        )
+        self.freepik_out_of_capacity = Counter(
+            "nobg_freepik_out_of_capacity",
+            "Freepik answers meaning out of credits or over a quota (not retried), by status",
+            ["status"],
+            registry=self.registry,
+        )
         self.rate_limited = Counter(
             "nobg_rate_limit_refusals",
             "Requests refused by a rate limit, by scope (user or chat)",
@@ -51,6 +64,11 @@ class Metrics:
             "nobg_studio_presses",
             "Studio button presses, by action and outcome",
             ["action", "outcome"],
+            registry=self.registry,
+        )
+        self.budget_remaining = Gauge(
+            "nobg_freepik_budget_remaining",
+            "Freepik calls left today under FREEPIK_DAILY_BUDGET (all replicas; absent: none)",
             registry=self.registry,
         )
         self.in_flight = Gauge(
@@ -76,6 +94,14 @@ class Metrics:
     def freepik_answer(self, status: str) -> None:
         """Count one Freepik answer (or failure to get one)."""
         self.freepik_answers.labels(status=status).inc()
+
+    def freepik_post(self, attempt: int) -> None:
+        """Count one POST that may have reached Freepik, by its attempt number for the image."""
+        self.freepik_posts.labels(attempt=str(attempt)).inc()
+
+    def out_of_capacity(self, status: int) -> None:
+        """Count a Freepik answer saying the account is out of credits or quota."""
+        self.freepik_out_of_capacity.labels(status=str(status)).inc()
 
     def refused(self, scope: str) -> None:
         """Count a rate-limit refusal."""

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from bot.freepik import FreepikClient, ResultExpired
+from bot.freepik import FreepikClient, PostCount, ResultExpired
 from bot.sources import ImageSource, PublicUrlProvider
 
 logger = logging.getLogger(__name__)
@@ -212,6 +212,8 @@ class RemovalPipeline:
                 self._running -= 1
 
     async def _make_cutout(self, source: ImageSource, timings: JobTimings) -> Cutout:
+        # One numbering for every POST of this image, the re-run included (attempt metric).
+        posts = PostCount()
         for retry in range(self._result_link_retries + 1):
             timings.attempts += 1
             started = time.monotonic()
@@ -219,7 +221,7 @@ class RemovalPipeline:
             timings.source += time.monotonic() - started
 
             started = time.monotonic()
-            result = await self._freepik.remove_background(image_url)
+            result = await self._freepik.remove_background(image_url, posts)
             timings.freepik += time.monotonic() - started
 
             started = time.monotonic()

@@ -7,12 +7,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from limits import RateLimitItem
+from limits import RateLimitItem, RateLimitItemPerDay
 from limits.aio.storage import Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
 
 from bot import messages
+from bot.spending import DailyBudget, seconds_to_utc_midnight
 from bot.storage import StorageUnavailable
 
 
@@ -108,23 +109,46 @@ class RateLimiter:
         return worst
 
 
+def _budget_refusal() -> Refusal:
+    item = RateLimitItemPerDay(1)
+    return Refusal(seconds_to_utc_midnight(), item, BUDGET_SCOPE)
+
+
 def format_wait(seconds: float) -> str:
     """Round a wait up to a friendly unit, in the current request's language."""
     return messages.format_wait(seconds)
 
 
+BUDGET_SCOPE = "budget"
+
+
 @dataclass(frozen=True, slots=True)
 class Admission:
-    """The per-user limits (admins exempt) and, in groups, the per-chat limits."""
+    """The per-user limits (admins exempt), in groups the per-chat limits, and the budget."""
 
     users: RateLimiter
     chats: RateLimiter
     admin_ids: frozenset[int] = frozenset()
+    budget: DailyBudget | None = None
 
     async def admit(self, user_id: int, group_chat_id: int | None = None) -> Refusal | None:
-        """Count one new job, or say why not; a refusal consumes nothing from either limit."""
+        """Count one new job (and its first Freepik call), or say why not."""
+        budget = self.budget
         if user_id in self.admin_ids:
+            if budget is not None:
+                await budget.spend()  # admins are never refused, but their calls cost the same
             return None
+        if budget is not None and not await budget.available():
+            return _budget_refusal()
+        refusal = await self._limits(user_id, group_chat_id)
+        if refusal is not None:
+            return refusal
+        if budget is not None and not await budget.spend():
+            return _budget_refusal()  # another replica took the last call meanwhile
+        return None
+
+    async def _limits(self, user_id: int, group_chat_id: int | None) -> Refusal | None:
+        """The rate limits; a refusal consumes nothing from either limit."""
         if group_chat_id is not None and self.chats.enabled:
             # Check the chat first without counting, so a refused user costs the group nothing.
             refusal = await self.chats.peek(group_chat_id)

@@ -20,6 +20,13 @@ T = TypeVar("T")
 RECENT_TTL = 90 * 24 * 3600
 # A language choice lasts a year from when it was made (every key here has a TTL).
 LANGUAGE_TTL = 365 * 24 * 3600
+_DROP_IF_SAME = """
+local value = redis.call('GET', KEYS[1])
+if value and cjson.decode(value)['file_id'] == ARGV[1] then
+    return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
 
 
 class RedisStore:
@@ -57,6 +64,15 @@ class RedisStore:
         value = json.dumps(cutout.to_dict())
         await self._call(
             "set", lambda: self._redis.set(self._key("cutout", key), value, px=int(ttl * 1000))
+        )
+
+    async def drop_cutout(self, key: str, file_id: str) -> None:
+        """Forget the cached cutout for `key` if it is still `file_id` (Telegram rejected it)."""
+        redis_key = self._key("cutout", key)
+        # Compare and delete in one step: another replica may have cached a good one meanwhile.
+        await self._call(
+            "drop",
+            lambda: self._redis.eval(_DROP_IF_SAME, 1, redis_key, file_id),
         )
 
     async def push_recent(self, user_id: int, cutout: StoredCutout) -> None:

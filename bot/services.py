@@ -22,6 +22,7 @@ from bot.pipeline import RemovalPipeline
 from bot.ratelimit import Admission, RateLimiter, async_storage
 from bot.relay import RelayLinks
 from bot.sources import PublicUrlProvider, TelegramFileLinks, accepted_mime_types
+from bot.spending import DailyBudget, FreepikGate, RateCap
 from bot.storage import StateStore, create_store
 from bot.studio import Studio
 
@@ -47,6 +48,7 @@ class Services:
     relay: RelayLinks | None
     cpu: CpuPool
     studio: Studio
+    gate: FreepikGate
 
     @property
     def accepted_mime_types(self) -> frozenset[str]:
@@ -74,14 +76,25 @@ def create_services(settings: Settings, bot: Bot, options: ServiceOptions) -> Se
     """Build the services for one Application."""
     metrics = Metrics()
     store = create_store(settings.storage_url, prefix=settings.redis_prefix)
+    counters = async_storage(settings.storage_url, prefix=settings.redis_prefix)
+    gate = FreepikGate(
+        RateCap(settings.freepik_max_rate, counters),
+        DailyBudget(
+            settings.freepik_daily_budget, counters, on_change=metrics.budget_remaining.set
+        ),
+    )
     freepik = FreepikClient(
         settings.freepik_api_key.get_secret_value(),
         settings.freepik_api_url,
+        api_key_header=settings.freepik_api_key_header,
         timeout=settings.freepik_timeout,
         retry=options.freepik_retry,
         max_connections=max(10, settings.max_concurrent_jobs * 2),
         transport=options.freepik_transport,
         observer=metrics.freepik_answer,
+        on_post=metrics.freepik_post,
+        on_out_of_capacity=metrics.out_of_capacity,
+        before_post=gate.before_post,
     )
     relay: RelayLinks | None = None
     urls: PublicUrlProvider = TelegramFileLinks(bot)
@@ -96,11 +109,11 @@ def create_services(settings: Settings, bot: Bot, options: ServiceOptions) -> Se
         job_timeout=settings.job_timeout,
     )
     metrics.bind_gauges(lambda: pipeline.in_flight, lambda: pipeline.queued)
-    counters = async_storage(settings.storage_url, prefix=settings.redis_prefix)
     admission = Admission(
         RateLimiter(settings.rate_limits, counters, namespace="user"),
         RateLimiter(settings.chat_rate_limits, counters, namespace="chat"),
         settings.admin_ids,
+        gate.budget if settings.freepik_daily_budget is not None else None,
     )
     cutouts = CutoutService(pipeline, store, cache_ttl=settings.cache_ttl)
     cpu = CpuPool(settings.image_workers, settings.image_queue)
@@ -133,6 +146,7 @@ def create_services(settings: Settings, bot: Bot, options: ServiceOptions) -> Se
         relay=relay,
         cpu=cpu,
         studio=studio,
+        gate=gate,
     )
 
 

@@ -40,6 +40,10 @@ class StateStore(Protocol):
         """Cache a cutout for `ttl` seconds (0 = do not cache)."""
         ...
 
+    async def drop_cutout(self, key: str, file_id: str) -> None:
+        """Forget the cached cutout for `key` if it is still `file_id` (Telegram rejected it)."""
+        ...
+
     async def push_recent(self, user_id: int, cutout: StoredCutout) -> None:
         """Remember a cutout a user received (newest first, at most `RECENT_LIMIT`)."""
         ...
@@ -125,6 +129,12 @@ class MemoryStore:
         self._cutouts.move_to_end(key)
         while len(self._cutouts) > self._max_cached:
             self._cutouts.popitem(last=False)
+
+    async def drop_cutout(self, key: str, file_id: str) -> None:
+        """Forget the cached cutout for `key` if it is still `file_id` (Telegram rejected it)."""
+        entry = self._cutouts.get(key)
+        if entry is not None and entry[1].file_id == file_id:
+            del self._cutouts[key]
 
     async def push_recent(self, user_id: int, cutout: StoredCutout) -> None:
         """Remember a cutout a user received (newest first, at most `RECENT_LIMIT`)."""

@@ -82,6 +82,11 @@ def create_web_app(state: WebState) -> Starlette:
 
     async def metrics(request: Request) -> Response:
         services = services_of(state.application)
+        if services.gate.budget.budget is not None:
+            try:  # the gauge shows what all replicas spent, read at scrape time
+                await services.gate.budget.remaining()
+            except StorageUnavailable as err:
+                logger.warning("Could not read the Freepik budget: %s", err)
         return Response(
             services.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8"
         )

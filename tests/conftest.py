@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -145,7 +146,11 @@ async def start_bot(telegram: FakeTelegram, freepik: FakeFreepik) -> AsyncIterat
     running: list[RunningBot] = []
 
     async def start(
-        *, grace: float = 10.0, retry: RetryPolicy = FAST_RETRY, **overrides: Any
+        *,
+        grace: float = 10.0,
+        retry: RetryPolicy = FAST_RETRY,
+        options: ServiceOptions | None = None,
+        **overrides: Any,
     ) -> RunningBot:
         values: dict[str, Any] = {
             "telegram_bot_token": BOT_TOKEN,
@@ -171,7 +176,8 @@ async def start_bot(telegram: FakeTelegram, freepik: FakeFreepik) -> AsyncIterat
             values.setdefault("webhook_secret", WEBHOOK_SECRET)
             values.setdefault("webhook_path", WEBHOOK_PATH)
         settings = load_settings(_env_file=None, **values)
-        application = build_application(settings, ServiceOptions(freepik_retry=retry))
+        options = dataclasses.replace(options or ServiceOptions(), freepik_retry=retry)
+        application = build_application(settings, options)
         stop = asyncio.Event()
         task = asyncio.create_task(
             run_bot(application, settings, stop, poll_timeout=1, sockets=sockets)

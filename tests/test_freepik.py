@@ -15,12 +15,15 @@ from bot.freepik import (
     ImageRejected,
     InvalidApiKey,
     MalformedResponse,
+    OutOfCapacity,
+    PostCount,
     QuotaExceeded,
     ResultExpired,
     ResultInvalid,
     ResultTooLarge,
     RetryPolicy,
     ServiceUnavailable,
+    UnexpectedRedirect,
 )
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 100
@@ -78,7 +81,7 @@ async def test_sends_form_body_and_key_header() -> None:
         (422, {"message": "Unprocessable"}, ImageRejected),
         (401, {"message": "Invalid API key"}, InvalidApiKey),
         (403, {"message": "Forbidden"}, InvalidApiKey),
-        (403, {"message": "Not enough credits"}, QuotaExceeded),
+        (403, {"message": "Not enough credits"}, OutOfCapacity),
     ],
 )
 async def test_permanent_errors_are_not_retried(
@@ -94,15 +97,14 @@ async def test_permanent_errors_are_not_retried(
 @pytest.mark.parametrize(
     ("failure", "error"),
     [
-        (httpx.Response(500, json={"message": "boom"}), ServiceUnavailable),
         (httpx.Response(503, json={"message": "Service Unavailable"}), ServiceUnavailable),
         (httpx.Response(429, json={"message": "Too many"}), QuotaExceeded),
-        (httpx.Response(402, json={"message": "Payment required"}), QuotaExceeded),
         (httpx.ConnectError("refused"), ServiceUnavailable),
-        (httpx.ReadTimeout("slow"), ServiceUnavailable),
+        (httpx.ConnectTimeout("no route"), ServiceUnavailable),
+        (httpx.PoolTimeout("pool full"), ServiceUnavailable),
     ],
 )
-async def test_transient_errors_are_retried_then_raised(
+async def test_unbilled_errors_are_retried_then_raised(
     failure: httpx.Response | Exception, error: type[Exception]
 ) -> None:
     handler, seen = scripted(failure)
@@ -110,6 +112,116 @@ async def test_transient_errors_are_retried_then_raised(
     with pytest.raises(error):
         await client.remove_background("https://img.test/cat.jpg")
     assert len(seen) == FAST.attempts
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        httpx.Response(500, json={"message": "boom"}),
+        httpx.Response(502),
+        httpx.Response(504),
+        httpx.ReadTimeout("slow"),
+        httpx.RemoteProtocolError("server hung up"),
+    ],
+)
+async def test_maybe_billed_errors_are_retried_once(failure: httpx.Response | Exception) -> None:
+    handler, seen = scripted(failure)
+    with pytest.raises(ServiceUnavailable):
+        await client_for(handler).remove_background("https://img.test/cat.jpg")
+    assert len(seen) == 2
+
+
+async def test_one_billed_retry_per_image_even_among_free_ones() -> None:
+    handler, seen = scripted(
+        httpx.Response(500), httpx.Response(503), httpx.Response(500), httpx.Response(200)
+    )
+    policy = RetryPolicy(attempts=6, initial_wait=0.001, max_wait=0.002)
+    with pytest.raises(ServiceUnavailable):
+        await client_for(handler, policy).remove_background("https://img.test/cat.jpg")
+    assert len(seen) == 3
+
+
+@pytest.mark.parametrize(
+    ("status", "message"),
+    [
+        (402, "Payment required"),
+        (403, "Insufficient balance"),
+        (429, "Daily limit reached"),
+        (429, "Monthly quota exceeded"),
+    ],
+)
+async def test_out_of_capacity_is_never_retried(status: int, message: str) -> None:
+    handler, seen = scripted(httpx.Response(status, json={"message": message}))
+    counted: list[int] = []
+    client = FreepikClient(
+        "secret-key",
+        "https://freepik.test/",
+        retry=FAST,
+        transport=httpx.MockTransport(handler),
+        on_out_of_capacity=counted.append,
+    )
+    with pytest.raises(OutOfCapacity):
+        await client.remove_background("https://img.test/cat.jpg")
+    assert len(seen) == 1
+    assert counted == [status]
+
+
+async def test_posts_are_numbered_per_image_and_unsent_ones_not_counted() -> None:
+    handler, _ = scripted(
+        httpx.ConnectError("refused"), httpx.Response(429), httpx.Response(200, json=ANSWER)
+    )
+    attempts: list[int] = []
+    gate: list[int] = []
+
+    async def before_post(attempt: int) -> None:
+        gate.append(attempt)
+
+    client = FreepikClient(
+        "secret-key",
+        "https://freepik.test/",
+        retry=FAST,
+        transport=httpx.MockTransport(handler),
+        on_post=attempts.append,
+        before_post=before_post,
+    )
+    count = PostCount()
+    await client.remove_background("https://img.test/cat.jpg", count)
+    assert attempts == [1, 2]
+    assert gate == [1, 1, 2]
+    await client.remove_background("https://img.test/cat.jpg", count)  # a re-run
+    assert attempts == [1, 2, 3]
+
+
+async def test_redirect_is_not_followed() -> None:
+    handler, seen = scripted(
+        httpx.Response(301, headers={"Location": "https://elsewhere.test/v1/x"})
+    )
+    with pytest.raises(UnexpectedRedirect) as caught:
+        await client_for(handler).remove_background("https://img.test/cat.jpg")
+    assert caught.value.location == "https://elsewhere.test/v1/x"
+    assert len(seen) == 1
+
+
+async def test_key_header_is_configurable() -> None:
+    handler, seen = scripted(httpx.Response(200, json=ANSWER))
+    client = FreepikClient(
+        "secret-key",
+        "https://api.magnific.test",
+        api_key_header="x-magnific-api-key",
+        transport=httpx.MockTransport(handler),
+    )
+    await client.remove_background("https://img.test/cat.jpg")
+    assert seen[0].headers["x-magnific-api-key"] == "secret-key"
+    assert API_KEY_HEADER not in seen[0].headers
+
+
+@pytest.mark.parametrize("field", ["high_resolution", "url"])
+async def test_either_cutout_field_stands_in_for_the_other(field: str) -> None:
+    handler, _ = scripted(httpx.Response(200, json={field: "https://cdn.test/h.png"}))
+    result = await client_for(handler).remove_background("https://img.test/cat.jpg")
+    assert result.high_resolution == result.url == "https://cdn.test/h.png"
+    assert result.original is None
+    assert result.preview is None
 
 
 async def test_transient_error_then_success() -> None:
@@ -145,7 +257,13 @@ async def test_too_long_retry_after_gives_up_at_once() -> None:
 
 @pytest.mark.parametrize(
     "content",
-    [b'{"high_resolution": ', b"[]", json.dumps({"original": "x"}).encode(), b"<html>"],
+    [
+        b'{"high_resolution": ',
+        b"[]",
+        json.dumps({"original": "x", "preview": "y"}).encode(),
+        json.dumps({"high_resolution": "", "url": None}).encode(),
+        b"<html>",
+    ],
 )
 async def test_malformed_answer(content: bytes) -> None:
     handler, seen = scripted(httpx.Response(200, content=content))

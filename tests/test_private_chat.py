@@ -255,7 +255,7 @@ async def test_file_telegram_refuses_to_serve(
         (lambda f: f.fail_next(400, times=9), messages.image_rejected(), 1),
         (lambda f: f.fail_next(401, times=9), messages.misconfigured(), 1),
         (lambda f: f.fail_next(429, times=9, retry_after=0.1), messages.busy(), 3),
-        (lambda f: f.fail_next(500, times=9), messages.unavailable(), 3),
+        (lambda f: f.fail_next(500, times=9), messages.unavailable(), 2),  # may be billed
         (lambda f: f.fail_next(503, times=9), messages.unavailable(), 3),
         (lambda f: f.malformed_next(times=9), messages.unavailable(), 1),
         (lambda f: f.wrong_shape_next(times=9), messages.unavailable(), 1),
@@ -289,7 +289,7 @@ async def test_hanging_freepik_times_out_into_unavailable(
     await start_bot(freepik_timeout=0.3)
     send(telegram, photo(telegram))
     await wait_reply_text(telegram, USER, messages.unavailable())
-    assert len(freepik.calls) == 3
+    assert len(freepik.calls) == 2  # a read timeout may have been billed: one retry only
 
 
 async def test_bad_key_is_logged_for_the_operator(

@@ -42,6 +42,15 @@ async def test_cutouts_expire(store: StateStore) -> None:
     assert await store.get_cutout("k") is None
 
 
+async def test_drop_cutout_only_drops_the_rejected_file_id(store: StateStore) -> None:
+    await store.put_cutout("k", cutout(1), ttl=60)
+    await store.drop_cutout("k", "file-2")  # someone cached a newer one meanwhile: kept
+    assert await store.get_cutout("k") == cutout(1)
+    await store.drop_cutout("k", "file-1")
+    assert await store.get_cutout("k") is None
+    await store.drop_cutout("missing", "file-1")  # nothing to drop: no error
+
+
 async def test_zero_ttl_is_not_cached(store: StateStore) -> None:
     await store.put_cutout("k", cutout(1), ttl=0)
     assert await store.get_cutout("k") is None

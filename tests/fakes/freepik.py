@@ -44,6 +44,7 @@ class FreepikCall:
     content_type: str
     status: int
     at: float
+    received: float = 0.0  # when the request arrived (`at` is when it was answered)
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,9 @@ class _Fault:
     status: int = 200
     retry_after: float | None = None
     body: dict[str, Any] | None = None
+    fields: frozenset[str] = frozenset()
+    location: str = ""
+    hops: int = 0
 
 
 @dataclass
@@ -71,8 +75,15 @@ def _message(status: int, message: str, **extra: Any) -> JSONResponse:
 class FakeFreepik:
     """Freepik's remove-background API over real HTTP on 127.0.0.1, with fault injection."""
 
-    def __init__(self, api_key: str = "test-freepik-key", result_ttl: float = 300.0) -> None:
+    def __init__(
+        self,
+        api_key: str = "test-freepik-key",
+        result_ttl: float = 300.0,
+        api_key_header: str = API_KEY_HEADER,
+    ) -> None:
         self.api_key = api_key
+        # The header the key must arrive in (x-magnific-api-key on the rebranded host).
+        self.api_key_header = api_key_header
         self.result_ttl = result_ttl
         self.latency = 0.0
         self.result_padding = 0
@@ -80,6 +91,7 @@ class FakeFreepik:
         self._lock = threading.Lock()
         self._calls: list[FreepikCall] = []
         self._downloads: list[str] = []
+        self._redirects: list[str] = []
         self._download_key_headers: list[bool] = []
         self._fetched: list[str] = []
         self._faults: deque[_Fault] = deque()
@@ -90,6 +102,11 @@ class FakeFreepik:
                 Route(
                     "/v1/ai/beta/images/download/{result_id}/{name}",
                     self._download,
+                    methods=["GET", "HEAD"],
+                ),
+                Route(
+                    "/v1/ai/beta/images/redirect/{hops:int}/{result_id}/{name}",
+                    self._redirect,
                     methods=["GET", "HEAD"],
                 ),
                 Route(
@@ -143,6 +160,12 @@ class FakeFreepik:
             return list(self._downloads)
 
     @property
+    def redirects(self) -> list[str]:
+        """Result ids whose download hit a redirect (one entry per hop)."""
+        with self._lock:
+            return list(self._redirects)
+
+    @property
     def download_key_headers(self) -> list[bool]:
         """Per download GET: whether it carried an API key header."""
         with self._lock:
@@ -159,6 +182,7 @@ class FakeFreepik:
         with self._lock:
             self._calls.clear()
             self._downloads.clear()
+            self._redirects.clear()
             self._download_key_headers.clear()
             self._fetched.clear()
             self._faults.clear()
@@ -214,6 +238,18 @@ class FakeFreepik:
         """Answer normally, but the high-res download sends one byte every `interval` seconds."""
         self._queue(_Fault("trickle", retry_after=interval), times)
 
+    def answer_only_next(self, *fields: str, times: int = 1) -> None:
+        """Answer normally, but with only these of the four documented fields."""
+        self._queue(_Fault("only", fields=frozenset(fields)), times)
+
+    def redirect_next(self, location: str, status: int = 301, times: int = 1) -> None:
+        """Answer the next POSTs with a redirect to `location` (an API moving hosts)."""
+        self._queue(_Fault("redirect", status, location=location), times)
+
+    def redirect_result_next(self, hops: int = 2, times: int = 1) -> None:
+        """Answer normally, but the result links go through `hops` redirects (a CDN)."""
+        self._queue(_Fault("redirect_result", hops=hops), times)
+
     @property
     def pending_faults(self) -> int:
         """How many injected faults are still queued."""
@@ -222,15 +258,20 @@ class FakeFreepik:
 
     # handlers
 
-    def _record(self, url: str, key: str | None, content_type: str, status: int) -> None:
+    def _record(
+        self, url: str, key: str | None, content_type: str, status: int, received: float = 0.0
+    ) -> None:
         with self._lock:
-            self._calls.append(FreepikCall(url, key, content_type, status, time.monotonic()))
+            self._calls.append(
+                FreepikCall(url, key, content_type, status, time.monotonic(), received)
+            )
 
     async def _remove(self, request: Request) -> Response:
+        received = time.monotonic()
         body = await request.body()
         if self.latency > 0:
             await asyncio.sleep(self.latency)
-        key = request.headers.get(API_KEY_HEADER)
+        key = request.headers.get(self.api_key_header)
         content_type = request.headers.get("content-type", "")
         image_url = ""
         if media_type(content_type) == URLENCODED:
@@ -240,7 +281,7 @@ class FakeFreepik:
                 image_url = ""
 
         def answer(response: Response) -> Response:
-            self._record(image_url, key, content_type, response.status_code)
+            self._record(image_url, key, content_type, response.status_code, received)
             return response
 
         if not key:
@@ -263,10 +304,16 @@ class FakeFreepik:
         with self._lock:
             fault = self._faults.popleft() if self._faults else None
         if fault is not None and fault.kind == "hang":
-            self._record(image_url, key, content_type, 0)
+            self._record(image_url, key, content_type, 0, received)
             await asyncio.Event().wait()  # cancelled when the server stops
         if fault is not None and fault.kind == "fail":
             return answer(_fail_response(fault))
+        if fault is not None and fault.kind == "redirect":
+            return answer(
+                JSONResponse(
+                    {"message": "Moved"}, fault.status, headers={"Location": fault.location}
+                )
+            )
         if fault is not None and fault.kind == "malformed":
             return answer(
                 Response(b'{"high_resolution": ', status_code=200, media_type="application/json")
@@ -314,15 +361,32 @@ class FakeFreepik:
         with self._lock:
             self._results[result_id] = result
         base = f"{self.url}/v1/ai/beta/images"
-        high = f"{base}/download/{result_id}/high.png"
-        return JSONResponse(
-            {
-                "original": f"{base}/original/{result_id}/thumbnail.jpg",
-                "high_resolution": high,
-                "preview": f"{base}/download/{result_id}/preview.png",
-                "url": high,
-            }
+        download = f"{base}/download"
+        if kind == "redirect_result":
+            download = f"{base}/redirect/{fault.hops if fault else 0}"
+        high = f"{download}/{result_id}/high.png"
+        answer = {
+            "original": f"{base}/original/{result_id}/thumbnail.jpg",
+            "high_resolution": high,
+            "preview": f"{download}/{result_id}/preview.png",
+            "url": high,
+        }
+        if kind == "only" and fault is not None:
+            answer = {name: value for name, value in answer.items() if name in fault.fields}
+        return JSONResponse(answer)
+
+    async def _redirect(self, request: Request) -> Response:
+        hops = int(request.path_params["hops"])
+        result_id, name = request.path_params["result_id"], request.path_params["name"]
+        with self._lock:
+            self._redirects.append(result_id)
+        base = f"{self.url}/v1/ai/beta/images"
+        target = (
+            f"{base}/redirect/{hops - 1}/{result_id}/{name}"
+            if hops > 1
+            else f"{base}/download/{result_id}/{name}"
         )
+        return Response(status_code=302, headers={"Location": target})
 
     def _live_result(self, result_id: str) -> _Result | None:
         with self._lock:
@@ -337,7 +401,7 @@ class FakeFreepik:
         if request.method == "GET":
             with self._lock:
                 self._downloads.append(result_id)
-                self._download_key_headers.append(API_KEY_HEADER in request.headers)
+                self._download_key_headers.append(self.api_key_header in request.headers)
         result = self._live_result(result_id)
         if result is None or name not in ("high.png", "preview.png"):
             return _message(404, "Not found")
