@@ -63,10 +63,12 @@ async def test_json_admin_ids_start_the_bot_and_exempt_the_admin(
             send_photo(telegram, ADMIN)
             send_photo(telegram, USER)
         await telegram.wait_for(lambda t: len(t.sent_documents(ADMIN)) == 2, timeout=20)
+        await telegram.wait_for(lambda t: len(t.sent_documents(USER)) == 1, timeout=20)
         await telegram.wait_for(
             lambda t: any("your limit" in (v.text or "") for v in visible_messages(t, USER)),
             timeout=20,
         )
+        await asyncio.sleep(0.3)  # nothing more comes for the refused photo
         assert len(telegram.sent_documents(USER)) == 1
     finally:
         stderr = await stop(process)
