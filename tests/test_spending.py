@@ -103,7 +103,10 @@ async def test_rate_cap_is_shared_by_two_processes_on_redis(
             await asyncio.wait_for(replica.process.communicate(), 30)
     times = [call.received for call in freepik.calls]
     assert len(times) == 8
-    assert at_most_per_second(times, 2)
+    # Slack for the way from the limiter to the fake on a loaded machine; without the shared
+    # cap the two processes together would send 4/s (half-second gaps) or all at once.
+    assert at_most_per_second(times, 2, slack=0.3)
+    assert max(times) - min(times) >= 2.5  # 8 POSTs at 2/s: four windows
     # Nobody was refused: over the rate, jobs wait.
     for user in users:
         assert [v.method for v in visible_messages(telegram, user)] == ["sendDocument"]
