@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from telegram import BotCommand, Update
@@ -19,6 +20,7 @@ from telegram.ext import (
 )
 
 from bot import httpcore_fix
+from bot.arrivals import ArrivalQueue
 from bot.config import Settings
 from bot.handlers import errors, group, inline, language, private, studio
 from bot.polling import TolerantUpdatesRequest
@@ -27,6 +29,7 @@ from bot.services import ServiceOptions, attach_services, create_services, servi
 logger = logging.getLogger(__name__)
 
 AnyApplication = Application[Any, Any, Any, Any, Any, Any]
+JSONDict = dict[str, Any]
 
 # The update types the bot handles, for getUpdates and setWebhook.
 ALLOWED_UPDATES = [Update.MESSAGE, Update.INLINE_QUERY, Update.CALLBACK_QUERY]
@@ -72,12 +75,14 @@ def build_application(settings: Settings, options: ServiceOptions | None = None)
         .concurrent_updates(True)
         # Honours flood waits (RetryAfter) and Telegram's per-group and overall limits.
         .rate_limiter(
-            AIORateLimiter(
+            BotRateLimiter(
                 overall_max_rate=settings.telegram_max_rate,
                 overall_time_period=1 if settings.telegram_max_rate else 0,
                 max_retries=3,
             )
         )
+        # Notes when inline queries arrive: their answer deadline counts from there.
+        .update_queue(ArrivalQueue())
         .connection_pool_size(64)
         .pool_timeout(30.0)
         .read_timeout(30.0)
@@ -88,6 +93,30 @@ def build_application(settings: Settings, options: ServiceOptions | None = None)
     )
     register_handlers(application)
     return application
+
+
+class BotRateLimiter(AIORateLimiter):
+    """`AIORateLimiter`, except that inline answers go out at once and are never retried.
+
+    An inline answer has a deadline: waiting in a queue or sleeping out a flood wait can only
+    make it late. The inline flow waits out a flood wait itself, and only if it ends in time.
+    """
+
+    async def process_request(
+        self,
+        callback: Callable[..., Coroutine[Any, Any, bool | JSONDict | list[JSONDict]]],
+        args: Any,
+        kwargs: dict[str, Any],
+        endpoint: str,
+        data: dict[str, Any],
+        rate_limit_args: int | None,
+    ) -> bool | JSONDict | list[JSONDict]:
+        """Pass inline answers straight through; everything else as `AIORateLimiter` does."""
+        if endpoint == "answerInlineQuery":
+            return await callback(*args, **kwargs)
+        return await super().process_request(
+            callback, args, kwargs, endpoint, data, rate_limit_args
+        )
 
 
 def register_handlers(application: AnyApplication) -> None:

@@ -8,11 +8,11 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
-from telegram import Bot, InputFile, Message, ReplyParameters
+from telegram import Bot, Message, ReplyParameters
 from telegram.constants import ChatAction
-from telegram.error import BadRequest, Forbidden, TelegramError
+from telegram.error import BadRequest, ChatMigrated, Forbidden, TelegramError
 
 from bot import freepik, i18n, messages
 from bot.cutouts import CutoutService, Produced, RateLimited, Role
@@ -26,6 +26,8 @@ from bot.studio import Studio
 from bot.uploads import upload_file
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class Outcome(StrEnum):
@@ -92,6 +94,8 @@ class ChatRequest:
     chat_id: int
     message_id: int
     group: bool = False
+    # The forum topic the request came from: replies, status and chat actions go there too.
+    thread_id: int | None = None
     # The requester's language, fixed when the request is made: the job may run elsewhere.
     locale: str = field(default_factory=i18n.current_locale)
 
@@ -115,6 +119,8 @@ class ChatRemoval:
         self._admission = admission
         self._metrics = metrics or Metrics()
         self._studio = studio
+        # Groups upgraded to supergroups while a job ran (migrations are permanent).
+        self._migrated: dict[int, int] = {}
 
     async def process(self, request: ChatRequest) -> Outcome:
         """Run the whole job for `request` and log one line about it."""
@@ -156,7 +162,7 @@ class ChatRemoval:
                 await self._edit_quietly(progress.queued_status, messages.working())
 
         async def deliver(cutout: Cutout) -> str | None:
-            sent = await self._send_document(request, upload_file(cutout))
+            sent = await self._send_document(request, cutout)
             return sent.document.file_id if sent.document else None
 
         async def admit() -> Refusal | None:
@@ -204,7 +210,7 @@ class ChatRemoval:
                 await self._edit_quietly(status, messages.working())
             else:
                 progress.queued_status = status
-        await self._chat_action(request.chat_id)
+        await self._chat_action(request)
 
         try:
             produced = await ticket.result()
@@ -281,7 +287,7 @@ class ChatRemoval:
             if produced.cutout is None:
                 raise RuntimeError("shared job produced neither bytes nor a file id")
             cutout = produced.cutout
-            sent = await self._send_document(request, upload_file(cutout))
+            sent = await self._send_document(request, cutout)
             file_id = sent.document.file_id if sent.document else None
             if file_id:
                 await self._cutouts.remember(request.source, file_id, cutout.file_name)
@@ -289,38 +295,70 @@ class ChatRemoval:
         finally:
             timings.upload += time.monotonic() - started
 
-    async def _send_document(self, request: ChatRequest, document: InputFile | str) -> Message:
+    async def _send_document(self, request: ChatRequest, document: Cutout | str) -> Message:
+        """Send the PNG (uploaded from a cutout, or Telegram's copy by file id)."""
+        caption = messages.done_caption()
         # Every cutout carries the studio buttons (sticker, pack, background, crop).
         token, markup = self._studio.keyboard() if self._studio else (None, None)
-        sent = await self._bot.send_document(
-            chat_id=request.chat_id,
-            document=document,
-            caption=messages.done_caption(),
-            reply_parameters=_reply_to(request),
-            disable_content_type_detection=True,
-            reply_markup=markup,
-        )
+
+        def send(chat_id: int, thread_id: int | None) -> Awaitable[Message]:
+            # A fresh upload per attempt: a failed one has consumed its stream.
+            upload = document if isinstance(document, str) else upload_file(document)
+            return self._bot.send_document(
+                chat_id=chat_id,
+                document=upload,
+                caption=caption,
+                reply_parameters=_reply_to(request),
+                message_thread_id=thread_id,
+                disable_content_type_detection=True,
+                reply_markup=markup,
+            )
+
+        sent = await self._to_chat(request, send)
         if self._studio is not None and token is not None and sent.document is not None:
-            await self._studio.remember(token, request.user_id, request.chat_id, [sent.document])
+            await self._studio.remember(token, request.user_id, sent.chat_id, [sent.document])
         return sent
+
+    async def _to_chat(
+        self, request: ChatRequest, send: Callable[[int, int | None], Awaitable[T]]
+    ) -> T:
+        """Send to the request's chat (and topic); if the group became a supergroup, there."""
+        chat_id = self._migrated.get(request.chat_id, request.chat_id)
+        thread_id = request.thread_id if chat_id == request.chat_id else None
+        try:
+            return await send(chat_id, thread_id)
+        except ChatMigrated as err:
+            new_chat_id = int(err.new_chat_id)
+            logger.info("Chat %s became supergroup %s: delivering there", chat_id, new_chat_id)
+            self._migrated[request.chat_id] = new_chat_id
+            # A basic group has no topics, so there is no thread to carry over.
+            return await send(new_chat_id, None)
 
     async def _remember_for_user(self, user_id: int, file_id: str | None, name: str) -> None:
         if file_id:
             await self._store.push_recent(user_id, StoredCutout(file_id, name, time.time()))
 
     async def _reply(self, request: ChatRequest, text: str) -> Message:
-        return await self._bot.send_message(
-            chat_id=request.chat_id, text=text, reply_parameters=_reply_to(request)
-        )
+        def send(chat_id: int, thread_id: int | None) -> Awaitable[Message]:
+            return self._bot.send_message(
+                chat_id=chat_id,
+                text=text,
+                reply_parameters=_reply_to(request),
+                message_thread_id=thread_id,
+            )
+
+        return await self._to_chat(request, send)
 
     async def _reply_text(self, request: ChatRequest, text: str) -> None:
         await quietly(self._reply(request, text), f"reply to chat {request.chat_id}")
 
-    async def _chat_action(self, chat_id: int) -> None:
-        await quietly(
-            self._bot.send_chat_action(chat_id=chat_id, action=ChatAction.UPLOAD_DOCUMENT),
-            f"chat action in {chat_id}",
-        )
+    async def _chat_action(self, request: ChatRequest) -> None:
+        def send(chat_id: int, thread_id: int | None) -> Awaitable[bool]:
+            return self._bot.send_chat_action(
+                chat_id=chat_id, action=ChatAction.UPLOAD_DOCUMENT, message_thread_id=thread_id
+            )
+
+        await quietly(self._to_chat(request, send), f"chat action in {request.chat_id}")
 
     async def _edit_quietly(self, status: Message, text: str) -> bool:
         return await quietly(

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import hashlib
 import itertools
 import logging
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -23,7 +25,7 @@ from telegram import (
     InputTextMessageContent,
 )
 from telegram.constants import ChatAction
-from telegram.error import BadRequest, Forbidden, TelegramError
+from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
 
 from bot import messages
 from bot.chat import CACHE_RESULT, Outcome, classify
@@ -210,9 +212,14 @@ class InlineRemoval:
         # Per user, the number of their newest query still being handled.
         self._latest: dict[int, int] = {}
 
-    async def answer(self, query: InlineQuery) -> None:
-        """Answer one inline query (exactly one answerInlineQuery call)."""
-        deadline = time.monotonic() + max(0.0, self._answer_timeout - ANSWER_MARGIN)
+    async def answer(self, query: InlineQuery, *, received: float | None = None) -> None:
+        """Answer one inline query (at most one successful answerInlineQuery).
+
+        `received` (monotonic) is when the update reached the bot: the deadline counts from it.
+        """
+        received = time.monotonic() if received is None else received
+        deadline = received + max(0.0, self._answer_timeout - ANSWER_MARGIN)
+        send_by = received + self._answer_timeout
         user_id = query.from_user.id
         number = next(self._sequence)
         self._latest[user_id] = number
@@ -229,7 +236,7 @@ class InlineRemoval:
             except Exception:
                 logger.exception("Unexpected error in an inline query")
                 reply = _article(Outcome.INTERNAL_ERROR, failed_title(), messages.internal_error())
-            answered = await self._send(query, reply)
+            answered = await self._send(query, reply, send_by)
             outcome = reply.outcome
             if reply.pending is not None:
                 # Answered "still working"; the job goes on so the next query finds it cached.
@@ -478,20 +485,47 @@ class InlineRemoval:
         )
         return sent.document.file_id if sent.document else None
 
-    async def _send(self, query: InlineQuery, reply: _Reply) -> bool:
-        """The one answerInlineQuery; a failure (query too old) is logged, never raised."""
-        try:
-            await self._bot.answer_inline_query(
-                query.id,
-                reply.results,
-                cache_time=reply.cache_time,
-                is_personal=True,
-                button=reply.button,
-            )
-        except TelegramError as err:
-            logger.warning("Could not answer inline query of user %s: %s", query.from_user.id, err)
-            return False
-        return True
+    async def _send(self, query: InlineQuery, reply: _Reply, send_by: float) -> bool:
+        """The one answerInlineQuery, never after `send_by`; failures are logged, not raised.
+
+        A flood wait is waited out only if it ends before `send_by`: an answer after the
+        deadline is useless to the user (Telegram refuses it as "query is too old").
+        """
+        while True:
+            try:
+                await self._bot.answer_inline_query(
+                    query.id,
+                    reply.results,
+                    cache_time=reply.cache_time,
+                    is_personal=True,
+                    button=reply.button,
+                )
+            except RetryAfter as err:
+                wait = _seconds(err)
+                if time.monotonic() + wait >= send_by:
+                    logger.warning(
+                        "Not answering inline query of user %s: a flood wait of %.0fs "
+                        "outlasts its deadline",
+                        query.from_user.id,
+                        wait,
+                    )
+                    return False
+                await asyncio.sleep(wait)
+                continue
+            except TelegramError as err:
+                logger.warning(
+                    "Could not answer inline query of user %s: %s", query.from_user.id, err
+                )
+                return False
+            return True
+
+
+def _seconds(err: RetryAfter) -> float:
+    """A flood wait in seconds (PTB gives an int or a timedelta, warning about the int)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        value = err.retry_after
+    return value.total_seconds() if isinstance(value, dt.timedelta) else float(value)
 
 
 def find_link(text: str) -> str | None:

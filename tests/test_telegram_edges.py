@@ -6,6 +6,7 @@ import asyncio
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,7 +15,7 @@ from bot.sources import ImageSource, SourceKind
 from bot.storage import StoredCutout
 from tests.conftest import BOT_TOKEN, FREEPIK_KEY, WEBHOOK_SECRET, StartBot, bot_env
 from tests.fakes import FakeFreepik, FakeTelegram, make_image
-from tests.fakes.updates import photo_message, private_user, update
+from tests.fakes.updates import group_chat, photo_message, private_user, update
 from tests.redis_server import free_port
 from tests.support import spawn_bot_process, visible_messages
 
@@ -191,3 +192,69 @@ async def test_two_bots_sharing_redis_never_mix_file_ids(
         await other.wait_for(lambda t: len(t.sent_documents(USER)) == 1, timeout=15)
         assert all(call.ok for call in other.calls_of("sendDocument"))
         assert len(freepik.calls) == 2
+
+
+# --- forum topics and groups upgraded mid-job ---------------------------------------------------
+
+
+def group_photo_command(
+    telegram: FakeTelegram, chat: dict[str, Any], **extra: Any
+) -> dict[str, Any]:
+    """A photo captioned /removebg in a group chat (extra fields merged into the message)."""
+    file_id, unique_id = telegram.add_file(make_image("JPEG", size=(40, 30)))
+    message = photo_message(private_user(USER), file_id, unique_id, caption="/removebg", chat=chat)
+    message.update(extra)
+    return message
+
+
+async def test_forum_topic_request_is_answered_in_its_topic(
+    start_bot: StartBot, telegram: FakeTelegram, freepik: FakeFreepik
+) -> None:
+    forum = dict(group_chat(-1005001, "Forum"), is_forum=True)
+    await start_bot()
+    freepik.latency = 0.3  # the status message and chat action go out before the PNG
+    message = group_photo_command(telegram, forum, message_thread_id=77, is_topic_message=True)
+    telegram.push_update(update(message=message))
+    await telegram.wait_for(lambda t: len(t.sent_documents(forum["id"])) == 1, timeout=15)
+    sent = [
+        call
+        for call in telegram.calls
+        if call.method in ("sendMessage", "sendChatAction", "sendDocument")
+    ]
+    assert {call.method for call in sent} == {"sendMessage", "sendChatAction", "sendDocument"}
+    for call in sent:
+        assert call.ok, telegram.summary()
+        assert call.params.get("message_thread_id") == 77
+    (document,) = telegram.sent_documents(forum["id"])
+    assert document.result["message_thread_id"] == 77
+
+
+async def test_thread_id_is_not_sent_outside_topics(
+    start_bot: StartBot, telegram: FakeTelegram
+) -> None:
+    plain = group_chat(-1005002, "Plain supergroup")
+    await start_bot()
+    telegram.push_update(update(message=group_photo_command(telegram, plain)))
+    await telegram.wait_for(lambda t: len(t.sent_documents(plain["id"])) == 1, timeout=15)
+    assert all("message_thread_id" not in call.params for call in telegram.calls)
+
+
+async def test_group_upgraded_mid_job_gets_the_cutout_in_the_new_supergroup(
+    start_bot: StartBot, telegram: FakeTelegram, freepik: FakeFreepik
+) -> None:
+    old = group_chat(-4001, "Family", chat_type="group")
+    new_id = -1004001
+    await start_bot()
+    freepik.latency = 1.0
+    telegram.push_update(update(message=group_photo_command(telegram, old)))
+    await telegram.wait_for_call(
+        "sendMessage", where=lambda c: c.chat_id == old["id"] and c.ok, timeout=15
+    )
+    telegram.migrate_chat(old["id"], new_id)
+    await telegram.wait_for(lambda t: len(t.sent_documents(new_id)) == 1, timeout=15)
+    # Telegram said so once (to whichever call came first), and the bot remembered it.
+    told = [c for c in telegram.calls if c.chat_id == old["id"] and not c.ok]
+    assert told
+    assert all("upgraded to a supergroup" in c.response["description"] for c in told)
+    assert telegram.sent_documents(old["id"]) == []
+    assert len(freepik.calls) == 1

@@ -65,5 +65,7 @@ async def cmd_removebg(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
         message.chat_id,
         message.message_id,
         group=message.chat.type != ChatType.PRIVATE,
+        # In a forum, answer in the topic the command came from (not in General).
+        thread_id=message.message_thread_id if message.is_topic_message else None,
     )
     await services.chat.process(request)

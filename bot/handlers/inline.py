@@ -5,10 +5,13 @@ from __future__ import annotations
 from telegram import Update
 from telegram.ext import ContextTypes
 
+from bot.arrivals import arrival_of
 from bot.services import get_services
 
 
 async def on_inline_query(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """`@bot <link>`, or an empty query for the user's recent cutouts."""
-    if update.inline_query is not None:
-        await get_services(context).inline.answer(update.inline_query)
+    query = update.inline_query
+    if query is not None:
+        received = arrival_of(context.application.update_queue, query.id)
+        await get_services(context).inline.answer(query, received=received)

@@ -432,6 +432,17 @@ class FakeTelegram:
         with self.state.lock:
             self.state.faults.setdefault(method, deque()).extend([error] * times)
 
+    def migrate_chat(self, old_chat_id: int, new_chat_id: int) -> None:
+        """Upgrade a basic group to a supergroup: its old id answers 400 migrate_to_chat_id."""
+        with self.state.lock:
+            self.state.migrated[old_chat_id] = new_chat_id
+            old = self.state.chats.get(old_chat_id, {})
+            self.state.chats[new_chat_id] = {
+                "id": new_chat_id,
+                "type": "supergroup",
+                "title": old.get("title", "Test group"),
+            }
+
     def block_chat(self, chat_id: int) -> None:
         """Every send*/edit* to this chat answers 403 bot was blocked by the user."""
         with self.state.lock:
@@ -484,8 +495,15 @@ class FakeTelegram:
             queue = self.state.faults.get(method)
             fault = queue.popleft() if queue else None
             blocked = params.get("chat_id") in self.state.blocked
+            migrated_to = self.state.migrated.get(params.get("chat_id"))  # type: ignore[arg-type]
         if fault is not None:
             raise fault
+        if migrated_to is not None:
+            raise ApiError(
+                400,
+                "Bad Request: group chat was upgraded to a supergroup chat",
+                {"migrate_to_chat_id": migrated_to},
+            )
         if blocked and _is_chat_send(method):
             raise ApiError(403, BLOCKED)
 

@@ -144,12 +144,28 @@ class BotApi(StudioMethods):
     def _common(self, params: JsonDict, chat: JsonDict) -> JsonDict:
         markup = params.get("reply_markup")
         check_inline_keyboard(markup)
+        thread_id = self._thread(params, chat)
         return {
             "reply_to_message": self._reply_to(params, chat),
             "reply_markup": markup
             if isinstance(markup, dict) and "inline_keyboard" in markup
             else None,
+            "message_thread_id": thread_id,
+            "is_topic_message": True if thread_id is not None else None,
         }
+
+    def _thread(self, params: JsonDict, chat: JsonDict) -> int | None:
+        """message_thread_id: only a known topic of a forum supergroup."""
+        thread_id = params.get("message_thread_id")
+        if thread_id is None:
+            return None
+        if not isinstance(thread_id, int) or isinstance(thread_id, bool):
+            raise bad_request("message thread not found")
+        with self.state.lock:
+            known = (chat["id"], thread_id) in self.state.topics
+        if not chat.get("is_forum") or not known:
+            raise bad_request("message thread not found")
+        return thread_id
 
     def _input_file(self, value: Any, files: Files, field: str, kind: str) -> StoredFile:
         upload: UploadedFile | None = files.get(field) if value is None else None
@@ -377,7 +393,7 @@ class BotApi(StudioMethods):
 
     async def m_send_chat_action(self, params: JsonDict, files: Files) -> bool:
         """sendChatAction."""
-        self._chat_of(params)
+        self._thread(params, self._chat_of(params))
         if not params.get("action"):
             raise bad_request("wrong parameter action in request")
         return True

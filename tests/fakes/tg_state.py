@@ -142,6 +142,10 @@ class TelegramState:
     started_users: set[int] = field(default_factory=set)
     # Sticker sets by lower-cased name.
     sticker_sets: dict[str, JsonDict] = field(default_factory=dict)
+    # Basic groups upgraded to supergroups: old chat id -> new chat id.
+    migrated: dict[int, int] = field(default_factory=dict)
+    # Forum topics seen in pushed messages: (chat id, message_thread_id).
+    topics: set[tuple[int, int]] = field(default_factory=set)
     _counter: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     @property
@@ -207,9 +211,12 @@ class TelegramState:
         chat_id, message_id = chat.get("id"), message.get("message_id")
         if not isinstance(chat_id, int) or not isinstance(message_id, int):
             return
+        thread_id = message.get("message_thread_id")
         with self.lock:
             self.chats.setdefault(chat_id, dict(chat))
             self.messages[(chat_id, message_id)] = message
+            if message.get("is_topic_message") and isinstance(thread_id, int):
+                self.topics.add((chat_id, thread_id))
             sender = message.get("from") or {}
             if chat.get("type") == "private" and sender.get("id") == chat_id:
                 self.started_users.add(chat_id)
