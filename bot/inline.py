@@ -181,6 +181,8 @@ class _Reply:
     via: str = "-"
     # The job still running when the answer had to go ("still working").
     pending: asyncio.Future[StoredCutout] | None = None
+    # Which limit refused the job (for the refusal metric): the user's, or the daily budget.
+    refused_by: str = "user"
 
 
 class InlineRemoval:
@@ -247,7 +249,7 @@ class InlineRemoval:
         if reply.via in (Role.CACHED, Role.LEADER, Role.FOLLOWER):
             self._metrics.cache_lookup(CACHE_RESULT[Role(reply.via)])
         if outcome == Outcome.RATE_LIMITED:
-            self._metrics.refused("user")
+            self._metrics.refused(reply.refused_by)
         working = reply.via in (Role.LEADER, Role.FOLLOWER)
         self._metrics.job_finished(
             "inline", outcome, reply.via, timings.stages() if working else None
@@ -301,7 +303,9 @@ class InlineRemoval:
             )
         except RateLimited as limited:
             if limited.refusal.scope == "budget":
-                return _article(Outcome.RATE_LIMITED, limit_title(), messages.budget_used_up())
+                reply = _article(Outcome.RATE_LIMITED, limit_title(), messages.budget_used_up())
+                reply.refused_by = limited.refusal.scope
+                return reply
             text = limit_text(limited.refusal.wait_text())
             return _article(Outcome.RATE_LIMITED, limit_title(), text)
         except JobAborted:

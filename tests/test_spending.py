@@ -15,9 +15,9 @@ from telegram import Update
 from bot import messages
 from bot.ratelimit import async_storage
 from bot.spending import DailyBudget, RateCap, rate_item
-from tests.conftest import BOT_TOKEN, StartBot
+from tests.conftest import BOT_TOKEN, ImageHost, StartBot
 from tests.fakes import FakeFreepik, FakeTelegram, make_image
-from tests.fakes.updates import photo_message, private_user, update
+from tests.fakes.updates import inline_query, photo_message, private_user, update
 from tests.redis_server import free_port
 from tests.support import visible_messages
 from tests.test_operator import run_cli
@@ -191,3 +191,22 @@ async def test_budget_is_shared_through_redis_and_shown_by_doctor(
     assert "2 of 5 calls used" in output
     same_store = DailyBudget(5, async_storage(redis_url, prefix=prefix))
     assert await same_store.remaining() == 3
+
+
+async def test_inline_query_over_the_budget_gets_the_plain_explanation(
+    start_bot: StartBot, telegram: FakeTelegram, freepik: FakeFreepik, image_host: ImageHost
+) -> None:
+    bot = await start_bot(freepik_daily_budget=1)
+    await bot.services.gate.budget.spend()  # today's one call is used
+    link = image_host.add("over-budget.jpg", make_image("JPEG"))
+    telegram.push_update(inline_query(private_user(USER), link))
+    (call,) = await telegram.wait_for_call("answerInlineQuery", timeout=10)
+    (article,) = call.params["results"]
+    assert article["input_message_content"]["message_text"] == messages.budget_used_up()
+    assert freepik.calls == []
+    registry = bot.services.metrics.registry
+    await telegram.wait_for(  # counted once the answer is out
+        lambda t: (
+            registry.get_sample_value("nobg_rate_limit_refusals_total", {"scope": "budget"}) == 1
+        )
+    )
