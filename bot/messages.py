@@ -246,6 +246,11 @@ def help_text(rate_limit: str, username: str) -> str:
         ),
         _("I'll reply with a transparent PNG as a file, so the transparency is kept."),
         _(
+            "Under each cutout, buttons make it a <b>sticker</b>, add it to <b>your own "
+            "sticker pack</b>, put it on a <b>white or coloured background</b> or "
+            "<b>crop</b> it to the subject, at no extra cost."
+        ),
+        _(
             "<b>In groups:</b> reply to a photo or image file with /removebg (or /nobg), "
             "write <code>/removebg &lt;link&gt;</code>, or send a photo with /removebg as "
             "its caption.\n"

@@ -411,12 +411,22 @@ class Studio:
         return action, len(record.items), "ok"
 
     async def _record(self, token: str, query: CallbackQuery) -> Record | None:
-        raw = await self._store.get_studio(token)
+        try:
+            raw = await self._store.get_studio(token)
+        except StorageUnavailable:
+            # A single cutout's message is enough to go on; an album's buttons need the store.
+            if (fallback := self._from_message(query)) is not None:
+                return fallback
+            raise
         record = Record.loads(raw) if raw else None
-        if record is not None:
-            return record
-        # The record is gone (memory store restarted, expired): a cutout's own message holds
-        # its document, and who asked for it (the chat, or the message the cutout replies to).
+        return record if record is not None else self._from_message(query)
+
+    @staticmethod
+    def _from_message(query: CallbackQuery) -> Record | None:
+        """A single cutout's record from its own message: its document and who asked for it."""
+        # The stored record is gone (memory store restarted, expired, storage down): the
+        # cutout's message holds its document and its owner (the private chat, or the sender
+        # of the message the cutout replies to).
         message = query.message
         if not isinstance(message, Message) or message.document is None:
             return None

@@ -622,3 +622,30 @@ async def test_a_fully_transparent_cutout_has_nothing_to_trim(
     await press(telegram, ANN, empty, "White")
     [flat] = await finished(telegram, "sendDocument")
     assert opened(flat.files["document"].data).size == (200, 100)
+
+
+async def test_busy_image_workers_get_a_plain_reply(
+    start_bot: StartBot, telegram: FakeTelegram
+) -> None:
+    await start_bot(image_workers=1, image_queue=0)
+    big = png_bytes(Image.new("RGB", (5000, 4000), (90, 160, 30)))
+    first, second = plant_cutout(telegram, big), plant_cutout(telegram, big)
+    for message in (first, second):
+        telegram.press(ANN, message, data_of(telegram, message, "Crop"))
+    await telegram.wait_for(lambda t: messages.studio_busy() in t.texts_to(USER), timeout=30)
+    [crop] = await finished(telegram, "sendDocument", timeout=30)
+    assert crop.ok
+    await settle()
+    assert len(ok(telegram, "sendMessage")) == 1
+
+
+async def test_a_single_cutout_is_edited_while_redis_is_down(
+    start_bot: StartBot, telegram: FakeTelegram, own_redis: Any
+) -> None:
+    await start_bot(storage_url=own_redis.url)
+    cutout = await cutout_for(telegram, send_photo(telegram))
+    own_redis.stop()
+    await press(telegram, ANN, cutout, "Crop")
+    [_cutout, crop] = await finished(telegram, "sendDocument", count=2, timeout=20)
+    assert crop.ok
+    assert (crop.files["document"].filename or "").endswith("-crop.png")
