@@ -284,6 +284,7 @@ class _Press:
     reply_to: int | None = None
     thread_id: int | None = None
     answered: bool = False
+    action: str = "-"
 
 
 # --- the studio -------------------------------------------------------------------------------
@@ -356,10 +357,9 @@ class Studio:
         started = time.monotonic()
         press = _Press(query)
         outcome = "internal_error"
-        action = "-"
         items = 0
         try:
-            action, items, outcome = await self._handle(press)
+            items, outcome = await self._handle(press)
         except Forbidden as err:
             logger.warning("Cannot answer a button press in chat %s: %s", press.chat_id, err)
             outcome = "undeliverable"
@@ -367,48 +367,50 @@ class Studio:
             logger.exception("Unexpected error in a studio button press")
             await self._explain(press, messages.studio_failed)
         finally:
-            self._metrics.studio_press(action_name(action), outcome)
+            self._metrics.studio_press(action_name(press.action), outcome)
             (logger.info if outcome in ("ok", "keyboard") else logger.warning)(
                 "studio user=%s action=%s items=%d outcome=%s total=%.3fs",
                 query.from_user.id,
-                action_name(action),
+                action_name(press.action),
                 items,
                 outcome,
                 time.monotonic() - started,
             )
 
-    async def _handle(self, press: _Press) -> tuple[str, int, str]:
+    async def _handle(self, press: _Press) -> tuple[int, str]:
+        """(cutouts acted on, outcome) of one press."""
         query = press.query
         parsed = parse_callback(query.data)
         if parsed is None:
             await self._toast(press, messages.studio_invalid())
-            return "-", 0, "invalid"
+            return 0, "invalid"
         action, token = parsed
+        press.action = action
         try:
             record = await self._record(token, query)
         except StorageUnavailable as err:
             logger.error("Storage unavailable: %s", err)
             await self._toast(press, messages.studio_storage_down())
-            return action, 0, "storage_down"
+            return 0, "storage_down"
         if record is None:
             await self._toast(press, messages.studio_expired())
-            return action, 0, "expired"
+            return 0, "expired"
         if query.from_user.id != record.owner:
             await self._toast(press, messages.studio_not_yours())
-            return action, len(record.items), "not_owner"
+            return len(record.items), "not_owner"
         self._where(press, record)
         if action in (Action.PALETTE, Action.BACK):
             await self._toast(press, None)
             markup = palette_keyboard(token) if action == Action.PALETTE else main_keyboard(token)
             await self._switch_keyboard(press, markup)
-            return action, len(record.items), "keyboard"
+            return len(record.items), "keyboard"
         await self._toast(press, messages.studio_working())
         try:
             await self._work(press, action, record)
         except Refusal as refusal:
             await self._explain(press, refusal.text)
-            return action, len(record.items), refusal.outcome
-        return action, len(record.items), "ok"
+            return len(record.items), refusal.outcome
+        return len(record.items), "ok"
 
     async def _record(self, token: str, query: CallbackQuery) -> Record | None:
         try:

@@ -285,3 +285,37 @@ def test_a_25_megapixel_conversion_stays_within_two_rgba_copies(
     limit = 4 * 25_000_000 * 2
     # Two RGBA copies, plus room for the interpreter's and the encoders' buffers.
     assert 20_000_000 < grown <= limit * 1.15, f"{function} grew by {grown / 1e6:.0f} MB"
+
+
+# --- the helpers ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("size", "expected"),
+    [((1000, 10), (512, 5)), ((10, 1000), (5, 512)), ((1, 1), (512, 512)), ((5000, 1), (512, 1))],
+)
+def test_fit_size_makes_the_longer_side_512(
+    size: tuple[int, int], expected: tuple[int, int]
+) -> None:
+    assert imaging.fit_size(size) == expected
+
+
+def test_with_margin_is_clamped_to_the_frame() -> None:
+    assert imaging.with_margin((10, 10, 110, 60), (200, 200)) == (7, 7, 113, 63)
+    assert imaging.with_margin((0, 0, 200, 200), (200, 200)) == (0, 0, 200, 200)
+    assert imaging.with_margin((5, 5, 6, 6), (10, 10), ratio=0) == (3, 3, 8, 8)
+
+
+def test_image_size_reads_the_header_only() -> None:
+    assert imaging.image_size(png(Image.new("L", (5001, 5000)), compress_level=9)) == (5001, 5000)
+    with pytest.raises(imaging.ImageUnreadable):
+        imaging.image_size(b"nope")
+
+
+def test_encoders() -> None:
+    image = soft_subject()
+    assert opened(imaging.encode_png(image)).mode == "RGBA"
+    assert opened(imaging.encode_jpeg(image.convert("RGB"))).format == "JPEG"
+    assert opened(imaging.encode_webp(image)).format == "WEBP"
+    with pytest.raises(imaging.ImagingError):
+        imaging.encode_webp(Image.frombytes("RGB", (256, 256), os.urandom(256 * 256 * 3)), 100)
