@@ -9,7 +9,12 @@ WORKDIR /app
 COPY pyproject.toml README.md LICENSE ./
 COPY bot ./bot
 RUN pip install '.[heic]' \
-    && useradd --create-home --uid 10001 --shell /usr/sbin/nologin nobg
+    && useradd --create-home --uid 10001 --shell /usr/sbin/nologin nobg \
+    && mkdir /data && chown nobg:nobg /data
+
+# The SQLite database (default STORAGE_URL): cache, rate-limit counters, requests in flight.
+ENV DATA_DIR=/data
+VOLUME /data
 
 USER nobg
 EXPOSE 8080

@@ -7,6 +7,7 @@ import contextlib
 import math
 import os
 import signal
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -29,6 +30,8 @@ def bot_env(telegram_url: str, freepik_url: str, **settings: str) -> dict[str, s
         TELEGRAM_API_URL=telegram_url,
         FREEPIK_API_URL=freepik_url,
         RATE_LIMIT="",
+        # A fresh database per run: never the checkout's ./data, never a warm cache.
+        DATA_DIR=tempfile.mkdtemp(prefix="nobg-bench-data-"),
     )
     env.update(settings)
     return env

@@ -16,6 +16,7 @@ from bot.config import ConfigError, load_settings
 from bot.doctor import run_doctor
 from bot.logs import configure_logging
 from bot.runner import install_stop_signals, run_bot
+from bot.sqlite_store import DataDirError
 
 logger = logging.getLogger("bot")
 
@@ -79,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(_serve())
     except ConfigError as err:
         print(f"Configuration error: {err}", file=sys.stderr)
+        return 2
+    except DataDirError as err:
+        print(f"Storage error: {err}", file=sys.stderr)
         return 2
     except InvalidToken:
         print("Telegram rejected TELEGRAM_BOT_TOKEN: check it with @BotFather.", file=sys.stderr)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -13,7 +14,8 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 _TOKEN_RE = re.compile(r"^\d{1,20}:[A-Za-z0-9_-]{20,}$")
-_SUPPORTED_STORAGE = ("memory", "redis", "rediss")
+_SUPPORTED_STORAGE = ("sqlite", "memory", "redis", "rediss")
+SQLITE_FILE = "nobg.sqlite3"
 _SECRET_TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 _HEADER_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 
@@ -40,7 +42,10 @@ class Settings(BaseSettings):
     # The key's header follows the host: x-magnific-api-key with https://api.magnific.com.
     freepik_api_key_header: str = "x-freepik-api-key"
     rate_limit: str = "5/minute;50/day"
-    storage_url: str = "memory://"
+    # Empty: the SQLite database DATA_DIR/nobg.sqlite3 (filled in by `_default_storage`).
+    storage_url: str = ""
+    data_dir: Path = Path("data")
+    sqlite_synchronous: Literal["normal", "full"] = "full"
     admin_ids: Annotated[frozenset[int], NoDecode] = frozenset()
     max_concurrent_jobs: int = Field(default=8, ge=1, le=1000)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
@@ -127,14 +132,24 @@ class Settings(BaseSettings):
     @classmethod
     def _check_storage(cls, value: str) -> str:
         value = value.strip()
+        if not value:
+            return value
         scheme = urlsplit(value).scheme.removeprefix("async+")
         if scheme not in _SUPPORTED_STORAGE:
             raise ValueError(
-                f"unsupported scheme {scheme!r}; use memory:// or redis://host:port/db"
+                f"unsupported scheme {scheme!r}; use sqlite://PATH, memory:// "
+                "or redis://host:port/db"
             )
         return value
 
-    @field_validator("mode", "photo_url_mode", "log_format", mode="before")
+    @model_validator(mode="after")
+    def _default_storage(self) -> Settings:
+        # `sqlite://` alone, or no STORAGE_URL at all, means the database in DATA_DIR.
+        if self.storage_url.removeprefix("async+") in ("", "sqlite://"):
+            self.storage_url = f"sqlite://{self.data_dir.absolute() / SQLITE_FILE}"
+        return self
+
+    @field_validator("mode", "photo_url_mode", "log_format", "sqlite_synchronous", mode="before")
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value

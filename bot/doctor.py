@@ -12,8 +12,9 @@ from telegram.error import TelegramError
 
 from bot.config import Settings
 from bot.logs import redact
-from bot.ratelimit import async_storage
+from bot.ratelimit import async_storage, close_counters
 from bot.spending import DailyBudget, utc_day
+from bot.sqlite_store import DataDirError
 from bot.storage import StorageUnavailable, create_store
 
 Printer = Callable[[str], None]
@@ -60,19 +61,38 @@ async def run_doctor(settings: Settings, printer: Printer = print) -> int:
         out(f"  getMe                    FAILED: {err}")
 
     out("Storage")
-    store = create_store(settings.storage_url, prefix=settings.redis_prefix)
     try:
-        reachable = await store.ping()
-    finally:
-        await store.aclose()
-    counters = async_storage(settings.storage_url, prefix=settings.redis_prefix)
-    try:
-        counters_ok = bool(await counters.check())
-    except Exception:
-        counters_ok = False
+        store = create_store(
+            settings.storage_url,
+            prefix=settings.redis_prefix,
+            sqlite_synchronous=settings.sqlite_synchronous,
+            exclusive=False,
+        )
+        try:
+            reachable = await store.ping()
+        finally:
+            await store.aclose()
+        counters = async_storage(
+            settings.storage_url,
+            prefix=settings.redis_prefix,
+            sqlite_synchronous=settings.sqlite_synchronous,
+        )
+        try:
+            counters_ok = bool(await counters.check())
+        except Exception:
+            counters_ok = False
+        try:
+            budget_line = await _budget_line(settings, counters)
+        finally:
+            await close_counters(counters)
+    except DataDirError as err:
+        out(f"  data directory           FAILED: {err}")
+        problems.append(str(err))
+        reachable = counters_ok = True  # already reported
+        budget_line = "unknown (no storage)"
     out(f"  state                    {'reachable' if reachable else 'UNREACHABLE'}")
     out(f"  rate-limit counters      {'reachable' if counters_ok else 'UNREACHABLE'}")
-    out(f"  Freepik budget today     {await _budget_line(settings, counters)}")
+    out(f"  Freepik budget today     {budget_line}")
     if not reachable or not counters_ok:
         problems.append(f"storage {hide_password(settings.storage_url)} is unreachable")
 

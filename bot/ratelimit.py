@@ -17,9 +17,18 @@ from bot.spending import DailyBudget, seconds_to_utc_midnight
 from bot.storage import StorageUnavailable
 
 
-def async_storage(storage_url: str, *, prefix: str = "nobg:") -> Storage:
+def async_storage(
+    storage_url: str, *, prefix: str = "nobg:", sqlite_synchronous: str = "full"
+) -> Storage:
     """Build the async `limits` storage for a `STORAGE_URL` such as `memory://`."""
     uri = storage_url if storage_url.startswith("async+") else f"async+{storage_url}"
+    if uri.startswith("async+sqlite://"):
+        # `limits` has no SQLite storage: ours implements its async interface.
+        from bot.sqlite_store import SqliteLimitsStorage, sqlite_path, synchronous_mode
+
+        return SqliteLimitsStorage(
+            path=sqlite_path(uri), synchronous=synchronous_mode(sqlite_synchronous)
+        )
     options: dict[str, Any] = {}
     if uri.startswith(("async+redis://", "async+rediss://")):
         # redis-py (already a dependency) rather than coredis; counters under our prefix.
@@ -28,6 +37,13 @@ def async_storage(storage_url: str, *, prefix: str = "nobg:") -> Storage:
     if not isinstance(storage, Storage):  # pragma: no cover - guarded by the async+ scheme
         raise TypeError(f"{uri} is not an async storage")
     return storage
+
+
+async def close_counters(storage: Storage) -> None:
+    """Release what a counters storage holds (SQLite's connection thread)."""
+    close = getattr(storage, "aclose", None)
+    if close is not None:
+        await close()
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +105,11 @@ class RateLimiter:
             return await self._refusal(refusals, key) if refusals else None
         except Exception as err:
             raise StorageUnavailable(f"rate-limit storage failed: {type(err).__name__}") from err
+
+    @property
+    def storage(self) -> Storage:
+        """The counters' storage."""
+        return self._storage
 
     async def ping(self) -> bool:
         """Whether the counters' storage answers."""

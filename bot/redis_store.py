@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import redis.asyncio as redis
 from redis.exceptions import RedisError
 
-from bot.storage import RECENT_LIMIT, StorageUnavailable, StoredCutout
+from bot.storage import RECENT_LIMIT, PendingUpdate, StorageUnavailable, StoredCutout
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +29,15 @@ end
 return 0
 """
 
+# Mark the update id as seen and record the update, both or neither.
+_ACCEPT = """
+if redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then
+  redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+  return 1
+end
+return 0
+"""
+
 
 class RedisStore:
     """State in Redis under one key prefix, every key with a TTL."""
@@ -41,6 +51,7 @@ class RedisStore:
             health_check_interval=15,
             decode_responses=True,
         )
+        self._accept = self._redis.register_script(_ACCEPT)
 
     def _key(self, *parts: str | int) -> str:
         return self._prefix + ":".join(str(p) for p in parts)
@@ -148,6 +159,62 @@ class RedisStore:
         """The record behind a studio keyboard's token, if it has not expired."""
         value = await self._call("get", lambda: self._redis.get(self._key("studio", token)))
         return str(value) if value else None
+
+    async def accept_update(self, update_id: int, payload: str, ttl: float) -> bool:
+        """Record an update before any work on it; False if it was seen before (redelivery)."""
+        record = json.dumps({"payload": payload, "accepted": time.time()})
+        keys = [self._key("seen", update_id), self._key("inbox")]
+        args: list[str | int] = [int(ttl * 1000), update_id, record]
+        done = await self._call("accept", lambda: self._accept(keys=keys, args=args))
+        return bool(done)
+
+    async def finish_update(self, update_id: int) -> None:
+        """The update got its reply: drop its record, remember its id until `ttl` ends."""
+
+        async def finish() -> Any:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.hdel(self._key("inbox"), str(update_id))
+                pipe.hdel(self._key("inbox", "attempts"), str(update_id))
+                return await pipe.execute()
+
+        await self._call("hdel", finish)
+
+    async def pending_updates(self) -> list[PendingUpdate]:
+        """Updates accepted but not finished, oldest first."""
+        records: dict[Any, Any] = await self._call(
+            "hgetall", lambda: self._hgetall(self._key("inbox"))
+        )
+        attempts: dict[Any, Any] = await self._call(
+            "hgetall", lambda: self._hgetall(self._key("inbox", "attempts"))
+        )
+        found = []
+        for update_id, raw in records.items():
+            record = json.loads(raw)
+            found.append(
+                PendingUpdate(
+                    int(update_id),
+                    str(record["payload"]),
+                    float(record["accepted"]),
+                    int(attempts.get(update_id, 0)),
+                )
+            )
+        return sorted(found, key=lambda p: p.update_id)
+
+    async def _hgetall(self, key: str) -> dict[Any, Any]:
+        return dict(await self._redis.hgetall(key))
+
+    async def count_attempt(self, update_id: int) -> int:
+        """Count one more attempt at an unfinished update; return the attempts so far."""
+        count = await self._call(
+            "hincrby",
+            lambda: self._redis.hincrby(self._key("inbox", "attempts"), str(update_id), 1),
+        )
+        return int(count)
+
+    @property
+    def durable(self) -> bool:
+        """Records live in Redis (as durable as its persistence settings)."""
+        return True
 
     async def ping(self) -> bool:
         """Whether Redis answers."""

@@ -19,7 +19,7 @@ from bot.freepik import FreepikClient, RetryPolicy
 from bot.inline import InlineRemoval
 from bot.metrics import Metrics
 from bot.pipeline import RemovalPipeline
-from bot.ratelimit import Admission, RateLimiter, async_storage
+from bot.ratelimit import Admission, RateLimiter, async_storage, close_counters
 from bot.relay import RelayLinks
 from bot.sources import PublicUrlProvider, TelegramFileLinks, accepted_mime_types
 from bot.spending import DailyBudget, FreepikGate, RateCap
@@ -61,6 +61,7 @@ class Services:
         if self.relay is not None:
             await self.relay.aclose()
         await self.store.aclose()
+        await close_counters(self.admission.users.storage)
         await self.cpu.aclose()
 
 
@@ -75,8 +76,16 @@ class ServiceOptions:
 def create_services(settings: Settings, bot: Bot, options: ServiceOptions) -> Services:
     """Build the services for one Application."""
     metrics = Metrics()
-    store = create_store(settings.storage_url, prefix=settings.redis_prefix)
-    counters = async_storage(settings.storage_url, prefix=settings.redis_prefix)
+    store = create_store(
+        settings.storage_url,
+        prefix=settings.redis_prefix,
+        sqlite_synchronous=settings.sqlite_synchronous,
+    )
+    counters = async_storage(
+        settings.storage_url,
+        prefix=settings.redis_prefix,
+        sqlite_synchronous=settings.sqlite_synchronous,
+    )
     gate = FreepikGate(
         RateCap(settings.freepik_max_rate, counters),
         DailyBudget(

@@ -1,4 +1,4 @@
-"""Shared state behind one small interface: result cache, recent cutouts, in-flight claims."""
+"""Shared state behind one small interface: result cache, recent cutouts, claims, requests."""
 
 from __future__ import annotations
 
@@ -27,6 +27,16 @@ class StoredCutout:
     def from_dict(cls, data: dict[str, Any]) -> StoredCutout:
         """Inverse of `to_dict`."""
         return cls(str(data["file_id"]), str(data["file_name"]), float(data["created"]))
+
+
+@dataclass(frozen=True, slots=True)
+class PendingUpdate:
+    """An update accepted but not yet answered: the request record resumed after a crash."""
+
+    update_id: int
+    payload: str
+    accepted: float
+    attempts: int
 
 
 class StateStore(Protocol):
@@ -84,6 +94,27 @@ class StateStore(Protocol):
         """The record behind a studio keyboard's token, if it has not expired."""
         ...
 
+    async def accept_update(self, update_id: int, payload: str, ttl: float) -> bool:
+        """Record an update before any work on it; False if it was seen before (redelivery)."""
+        ...
+
+    async def finish_update(self, update_id: int) -> None:
+        """The update got its reply: drop its record, remember its id until `ttl` ends."""
+        ...
+
+    async def pending_updates(self) -> list[PendingUpdate]:
+        """Updates accepted but not finished, oldest first."""
+        ...
+
+    async def count_attempt(self, update_id: int) -> int:
+        """Count one more attempt at an unfinished update; return the attempts so far."""
+        ...
+
+    @property
+    def durable(self) -> bool:
+        """Whether records outlive this process (a restart resumes them)."""
+        ...
+
     async def ping(self) -> bool:
         """Whether the backend is reachable."""
         ...
@@ -108,6 +139,8 @@ class MemoryStore:
         self._languages: dict[int, str] = {}
         self._studio: dict[str, tuple[float, str]] = {}
         self._max_cached = max_cached
+        self._inbox: dict[int, PendingUpdate | None] = {}
+        self._seen_expiry: dict[int, float] = {}
 
     async def get_cutout(self, key: str) -> StoredCutout | None:
         """The cached cutout for a source key, if any and not expired."""
@@ -195,6 +228,45 @@ class MemoryStore:
             return None
         return entry[1]
 
+    async def accept_update(self, update_id: int, payload: str, ttl: float) -> bool:
+        """Record an update before any work on it; False if it was seen before (redelivery)."""
+        now = time.monotonic()
+        if len(self._seen_expiry) > 10_000:  # forget finished ids whose time is up
+            for old in [u for u, t in self._seen_expiry.items() if t <= now]:
+                if self._inbox.get(old) is None:
+                    self._inbox.pop(old, None)
+                    del self._seen_expiry[old]
+        if update_id in self._inbox and self._seen_expiry.get(update_id, 0) > now:
+            return False
+        self._inbox[update_id] = PendingUpdate(update_id, payload, time.time(), 0)
+        self._seen_expiry[update_id] = now + ttl
+        return True
+
+    async def finish_update(self, update_id: int) -> None:
+        """The update got its reply: drop its record, remember its id until `ttl` ends."""
+        if update_id in self._inbox:
+            self._inbox[update_id] = None
+
+    async def pending_updates(self) -> list[PendingUpdate]:
+        """Updates accepted but not finished, oldest first."""
+        return sorted((p for p in self._inbox.values() if p), key=lambda p: p.update_id)
+
+    async def count_attempt(self, update_id: int) -> int:
+        """Count one more attempt at an unfinished update; return the attempts so far."""
+        pending = self._inbox.get(update_id)
+        if pending is None:
+            return 0
+        attempts = pending.attempts + 1
+        self._inbox[update_id] = PendingUpdate(
+            update_id, pending.payload, pending.accepted, attempts
+        )
+        return attempts
+
+    @property
+    def durable(self) -> bool:
+        """Records die with the process."""
+        return False
+
     async def ping(self) -> bool:
         """Always reachable."""
         return True
@@ -203,12 +275,24 @@ class MemoryStore:
         """Nothing to release."""
 
 
-def create_store(storage_url: str, *, prefix: str = "nobg:") -> StateStore:
-    """The store for a `STORAGE_URL`: `memory://` or `redis://host:port/db`."""
+def create_store(
+    storage_url: str,
+    *,
+    prefix: str = "nobg:",
+    sqlite_synchronous: str = "full",
+    exclusive: bool = True,
+) -> StateStore:
+    """The store for a `STORAGE_URL`: `sqlite://PATH`, `memory://` or `redis://host:port/db`."""
     url = storage_url.removeprefix("async+")
     scheme = urlsplit(url).scheme
     if scheme == "memory":
         return MemoryStore()
+    if scheme == "sqlite":
+        from bot.sqlite_store import SqliteStore, sqlite_path, synchronous_mode
+
+        return SqliteStore(
+            sqlite_path(url), synchronous=synchronous_mode(sqlite_synchronous), exclusive=exclusive
+        )
     if scheme in ("redis", "rediss"):
         from bot.redis_store import RedisStore  # only deployments with Redis need redis-py
 

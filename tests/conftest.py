@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import dataclasses
 import os
+import shutil
 import socket
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -71,6 +75,15 @@ def telegram() -> Iterator[FakeTelegram]:
         yield fake
 
 
+_DATA_ROOT = Path(tempfile.mkdtemp(prefix="nobg-test-data-"))
+atexit.register(shutil.rmtree, _DATA_ROOT, ignore_errors=True)
+
+
+def scratch_data_dir() -> Path:
+    """A fresh DATA_DIR outside the checkout (the default ./data must never be written)."""
+    return Path(tempfile.mkdtemp(prefix="data-", dir=_DATA_ROOT))
+
+
 def bot_env(telegram: FakeTelegram, freepik: FakeFreepik, **extra: str) -> dict[str, str]:
     """Environment for a `python -m bot` subprocess pointed at the fakes."""
     env = {
@@ -84,6 +97,7 @@ def bot_env(telegram: FakeTelegram, freepik: FakeFreepik, **extra: str) -> dict[
         TELEGRAM_API_URL=telegram.url,
         FREEPIK_API_URL=freepik.url,
         RATE_LIMIT="",
+        DATA_DIR=str(scratch_data_dir()),
     )
     env.update(extra)
     return env
@@ -160,6 +174,7 @@ async def start_bot(telegram: FakeTelegram, freepik: FakeFreepik) -> AsyncIterat
             "rate_limit": "",
             "freepik_timeout": 5.0,
             "shutdown_grace": grace,
+            "data_dir": scratch_data_dir(),
         }
         values.update(overrides)
         sockets: list[socket.socket] | None = None

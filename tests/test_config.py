@@ -28,11 +28,25 @@ def test_defaults_with_required_secrets(monkeypatch: pytest.MonkeyPatch) -> None
     assert settings.telegram_bot_token.get_secret_value() == TOKEN
     assert settings.telegram_api_url == "https://api.telegram.org"
     assert settings.freepik_api_url == "https://api.freepik.com"
-    assert settings.storage_url == "memory://"
+    # Durable by default: SQLite in ./data (relative to the working directory).
+    assert settings.storage_url == f"sqlite://{Path.cwd() / 'data' / 'nobg.sqlite3'}"
     assert settings.max_concurrent_jobs == 8
     assert settings.admin_ids == frozenset()
     assert settings.log_level == "INFO"
     assert [str(item) for item in settings.rate_limits] == ["5 per 1 minute", "50 per 1 day"]
+
+
+def test_data_dir_and_sqlite_urls(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", TOKEN)
+    monkeypatch.setenv("FREEPIK_API_KEY", KEY)
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "state"))
+    assert load_settings().storage_url == f"sqlite://{tmp_path / 'state' / 'nobg.sqlite3'}"
+    monkeypatch.setenv("STORAGE_URL", "sqlite://")
+    assert load_settings().storage_url == f"sqlite://{tmp_path / 'state' / 'nobg.sqlite3'}"
+    monkeypatch.setenv("STORAGE_URL", "sqlite:///srv/bot.db")
+    assert load_settings().storage_url == "sqlite:///srv/bot.db"
+    monkeypatch.setenv("STORAGE_URL", "memory://")
+    assert load_settings().storage_url == "memory://"
 
 
 def test_reads_every_setting_from_env(monkeypatch: pytest.MonkeyPatch) -> None:

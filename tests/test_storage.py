@@ -1,13 +1,17 @@
-"""Both state stores, memory and Redis, against the same expectations."""
+"""The state stores, memory, SQLite and Redis, against the same expectations."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import sqlite3
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
 from bot.redis_store import RedisStore
+from bot.sqlite_store import DataDirError, SqliteStore
 from bot.storage import (
     RECENT_LIMIT,
     MemoryStore,
@@ -23,10 +27,16 @@ def cutout(n: int) -> StoredCutout:
     return StoredCutout(f"file-{n}", f"name-{n}.png", float(n))
 
 
-@pytest.fixture(params=["memory", "redis"])
-async def store(request: pytest.FixtureRequest) -> AsyncIterator[StateStore]:
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StateStore]:
     if request.param == "memory":
         yield MemoryStore()
+        return
+    if request.param == "sqlite":
+        sqlite_store = create_store(f"sqlite://{tmp_path / 'db' / 'state.sqlite3'}")
+        assert isinstance(sqlite_store, SqliteStore)
+        yield sqlite_store
+        await sqlite_store.aclose()
         return
     url = request.getfixturevalue("redis_url")
     redis_store = create_store(url, prefix="test:")
@@ -108,6 +118,30 @@ async def test_ping(store: StateStore) -> None:
     assert await store.ping()
 
 
+async def test_request_records(store: StateStore) -> None:
+    update = json.dumps({"update_id": 7, "message": {"text": "hi"}})
+    assert await store.accept_update(7, update, ttl=60)
+    assert not await store.accept_update(7, update, ttl=60), "a redelivery is not new"
+    assert await store.accept_update(5, "{}", ttl=60)
+    pending = await store.pending_updates()
+    assert [p.update_id for p in pending] == [5, 7]
+    assert pending[1].payload == update
+    assert pending[1].attempts == 0
+    assert await store.count_attempt(7) == 1
+    assert await store.count_attempt(7) == 2
+    assert [p.attempts for p in await store.pending_updates()] == [0, 2]
+    await store.finish_update(7)
+    assert [p.update_id for p in await store.pending_updates()] == [5]
+    assert not await store.accept_update(7, update, ttl=60), "finished ids are remembered"
+
+
+async def test_request_ids_are_forgotten_after_their_ttl(store: StateStore) -> None:
+    assert await store.accept_update(1, "{}", ttl=0.2)
+    await store.finish_update(1)
+    await asyncio.sleep(0.3)
+    assert await store.accept_update(1, "{}", ttl=60)
+
+
 async def test_memory_cache_is_bounded() -> None:
     store = MemoryStore(max_cached=2)
     for n in range(3):
@@ -156,6 +190,67 @@ async def test_redis_down_raises_storage_unavailable(own_redis: RedisServer) -> 
     assert await store.ping()
     assert await store.get_cutout("k") is None
     await store.aclose()
+
+
+async def test_sqlite_keeps_everything_across_reopening(tmp_path: Path) -> None:
+    url = f"sqlite://{tmp_path / 'state.sqlite3'}"
+    first = create_store(url)
+    await first.put_cutout("k", cutout(1), ttl=60)
+    await first.push_recent(3, cutout(2))
+    await first.put_relay("tok", "f", ttl=60)
+    await first.accept_update(9, "{}", ttl=60)
+    assert await first.claim("job", ttl=60)
+    await first.aclose()
+    second = create_store(url)
+    try:
+        assert await second.get_cutout("k") == cutout(1)
+        assert await second.recent(3) == [cutout(2)]
+        assert await second.get_relay("tok") == "f"
+        assert [p.update_id for p in await second.pending_updates()] == [9]
+        assert await second.claim("job", ttl=60), "a dead process's claim does not block"
+    finally:
+        await second.aclose()
+
+
+async def test_sqlite_file_belongs_to_one_process(tmp_path: Path) -> None:
+    url = f"sqlite://{tmp_path / 'state.sqlite3'}"
+    first = create_store(url)
+    try:
+        with pytest.raises(DataDirError, match="another bot process"):
+            create_store(url)
+        doctor = create_store(url, exclusive=False)  # looking is fine
+        assert await doctor.ping()
+        await doctor.aclose()
+    finally:
+        await first.aclose()
+
+
+async def test_sqlite_unwritable_data_dir_is_a_clear_error(tmp_path: Path) -> None:
+    # A file where the directory should be: refused even for root, unlike permissions.
+    blocker = tmp_path / "data"
+    blocker.write_text("not a directory")
+    with pytest.raises(DataDirError, match=r"data directory .*data/sub is not writable"):
+        create_store(f"sqlite://{blocker / 'sub' / 'state.sqlite3'}")
+
+
+async def test_sqlite_sweeps_expired_rows_and_stays_bounded(tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite3"
+    store = SqliteStore(path)
+    try:
+        sizes = []
+        for round_ in range(4):
+            for n in range(2000):
+                await store.put_cutout(f"{round_}-{n}", cutout(n), ttl=0.05)
+                await store.put_relay(f"{round_}-{n}", "f" * 50, ttl=0.05)
+            await asyncio.sleep(0.1)
+            await store.db.sweep()
+            sizes.append(path.stat().st_size + path.with_name(path.name + "-wal").stat().st_size)
+        with sqlite3.connect(path) as conn:
+            assert conn.execute("SELECT count(*) FROM kv").fetchone()[0] == 0
+        # The first round sets the high-water mark; later rounds reuse the freed pages.
+        assert max(sizes[1:]) <= sizes[0] * 1.2, sizes
+    finally:
+        await store.aclose()
 
 
 def test_round_trip_and_factory() -> None:
