@@ -74,6 +74,7 @@ class Options:
     cache_users: int = 1
     baseline_jobs: int = 10
     capped_rate: float = 30.0
+    storage_users: int = 10
     max_concurrent_jobs: int = 200
     plain_fakes: bool = False
     job_timeout: float = 60.0
@@ -148,6 +149,13 @@ def parse_args(argv: list[str] | None = None) -> Options:
         help="TELEGRAM_MAX_RATE for the extra capped burst; 0 skips it (%(default)s)",
     )
     parser.add_argument(
+        "--storage-users",
+        type=int,
+        default=10,
+        help="concurrent users for the SQLite-vs-memory overhead comparison; 0 skips it "
+        "(%(default)s)",
+    )
+    parser.add_argument(
         "--max-concurrent-jobs",
         type=int,
         default=None,
@@ -196,6 +204,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
         cache_users=max(1, args.cache_users),
         baseline_jobs=max(1, args.baseline_jobs),
         capped_rate=max(0.0, args.capped_rate),
+        storage_users=max(0, args.storage_users),
         max_concurrent_jobs=args.max_concurrent_jobs or max(args.burst, *levels),
         plain_fakes=args.plain_fakes,
         job_timeout=args.job_timeout,
@@ -433,6 +442,8 @@ class Bench:
             # The fake Freepik has no rate limit; the bot's own cap would measure itself.
             "FREEPIK_MAX_RATE": "0",
             "SHUTDOWN_GRACE": "10",
+            # The phases before the storage comparison measure the bot, not its storage.
+            "STORAGE_URL": "memory://",
         }
         env = bot_env(self.telegram.url, self.freepik.url, **(defaults | settings))
         process = BotProcess(env, self.workdir, module=module, name=name)
@@ -626,6 +637,8 @@ async def run(options: Options) -> dict[str, Any]:
             await _main_bot(bench, results)
             if options.capped_rate > 0:
                 await _capped_bot(bench, results)
+            if options.storage_users > 0:
+                await _storage_bots(bench, results)
             bench.set_result_kb(options.result_kb)
             results["baseline"] = await bench.baseline(options.burst)
             burst_wall = results["burst"]["wall_s"]
@@ -716,6 +729,25 @@ async def _capped_bot(bench: Bench, results: dict[str, Any]) -> None:
         results["capped_problems"] = problems(process)
 
 
+async def _storage_bots(bench: Bench, results: dict[str, Any]) -> None:
+    """The same closed-loop level against a memory bot, then a default (SQLite) bot."""
+    bench.set_result_kb(bench.options.overhead_kb)
+    compare: dict[str, Any] = {"users": bench.options.storage_users}
+    # Empty STORAGE_URL = the default: SQLite in a fresh DATA_DIR.
+    for name, url in (("memory", "memory://"), ("sqlite", "")):
+        process = await bench.start_bot(f"storage-{name}", STORAGE_URL=url)
+        try:
+            await bench.solo(1)  # warm-up
+            compare[name] = await bench.level(bench.options.storage_users)
+        finally:
+            await process.stop()
+            results[f"storage_{name}_problems"] = problems(process)
+    compare["sqlite_minus_memory_p50_ms"] = round(
+        compare["sqlite"]["p50_ms"] - compare["memory"]["p50_ms"], 1
+    )
+    results["storage"] = compare
+
+
 def targets(results: dict[str, Any], options: Options) -> list[dict[str, Any]]:
     """The issue's targets, met or not."""
     rows: list[dict[str, Any]] = []
@@ -736,6 +768,10 @@ def targets(results: dict[str, Any], options: Options) -> list[dict[str, Any]]:
         studio = results["studio"]
         name = f"studio loop lag p99 (8 x {studio['megapixels']:g} MP)"
         add(name, studio["loop_lag"]["p99_ms"], 50, "ms")
+    if "storage" in results:
+        users = results["storage"]["users"]
+        delta = results["storage"]["sqlite_minus_memory_p50_ms"]
+        add(f"SQLite - memory overhead p50 @{users} users", delta, 5, "ms")
     return rows
 
 
@@ -846,6 +882,17 @@ def render(results: dict[str, Any]) -> str:
         )
     if "studio" in results:
         out.extend(render_studio(results["studio"]))
+    if "storage" in results:
+        storage = results["storage"]
+        out.append(
+            f"7. Storage, {storage['users']} users: overhead p50 memory "
+            f"{storage['memory']['p50_ms']:g} ms, SQLite {storage['sqlite']['p50_ms']:g} ms "
+            f"(+{storage['sqlite_minus_memory_p50_ms']:g} ms); p99 memory "
+            f"{storage['memory']['p99_ms']:g} ms, SQLite {storage['sqlite']['p99_ms']:g} ms; "
+            f"bot CPU/job {storage['memory']['bot_cpu_ms_per_job']:g} vs "
+            f"{storage['sqlite']['bot_cpu_ms_per_job']:g} ms; failed "
+            f"{storage['memory']['failed']} / {storage['sqlite']['failed']}"
+        )
     out.append("")
     out.append("Targets:")
     out.append(
@@ -857,7 +904,7 @@ def render(results: dict[str, Any]) -> str:
             ],
         )
     )
-    for name in ("main", "capped"):
+    for name in ("main", "capped", "storage_memory", "storage_sqlite"):
         lines = results.get(f"{name}_problems") or []
         if lines:
             out.append(f"\nWarnings and errors in the {name} bot's log (first {len(lines)}):")

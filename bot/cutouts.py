@@ -92,6 +92,7 @@ class CutoutService:
         self._remote_poll = remote_poll
         self._inflight: dict[str, asyncio.Future[Produced]] = {}
         self._releases: set[asyncio.Task[None]] = set()
+        self._admitting: dict[str, asyncio.Lock] = {}
 
     @property
     def pipeline(self) -> RemovalPipeline:
@@ -132,14 +133,25 @@ class CutoutService:
         if key in self._inflight:
             return self._follower_ticket(self._inflight[key])
         if admit is not None:
-            refusal = await admit()
-            if refusal is not None:
-                raise RateLimited(refusal)
-            if key in self._inflight:  # someone started it while we were counting
-                return self._follower_ticket(self._inflight[key])
-        shared: asyncio.Future[Produced] = asyncio.get_running_loop().create_future()
-        shared.add_done_callback(_consume)
-        self._inflight[key] = shared
+            # One admission per image at a time: a second request for the same image waits
+            # for the first one's verdict and then joins its job for free, however the
+            # storage round trips of the two interleave.
+            lock = self._admitting.setdefault(key, asyncio.Lock())
+            try:
+                async with lock:
+                    if key in self._inflight:
+                        return self._follower_ticket(self._inflight[key])
+                    refusal = await admit()
+                    if refusal is not None:
+                        raise RateLimited(refusal)
+                    if key in self._inflight:  # someone started it while we were counting
+                        return self._follower_ticket(self._inflight[key])
+                    shared = self._register(key)
+            finally:
+                if not lock.locked() and self._admitting.get(key) is lock:
+                    del self._admitting[key]
+        else:
+            shared = self._register(key)
         try:
             claimed = await self._store.claim(key, self._claim_ttl)
         except BaseException as err:
@@ -159,6 +171,12 @@ class CutoutService:
             self._settle(key, shared, error=err)
             raise
         return Ticket(Role.LEADER, job.result, position=job.position, task=job.task)
+
+    def _register(self, key: str) -> asyncio.Future[Produced]:
+        shared: asyncio.Future[Produced] = asyncio.get_running_loop().create_future()
+        shared.add_done_callback(_consume)
+        self._inflight[key] = shared
+        return shared
 
     def _lead(
         self,

@@ -19,6 +19,7 @@ EXPECTED_KEYS = {
     "cache",
     "capped_burst",
     "baseline",
+    "storage",
     "targets",
     "duration_s",
     "studio",
@@ -40,6 +41,7 @@ def test_a_tiny_benchmark_runs_and_writes_its_results(tmp_path: Path) -> None:
             "--cache-hits=6",
             "--cache-users=2",
             "--baseline-jobs=2",
+            "--storage-users=2",
             "--job-timeout=15",
             "--studio-presses=1",
             "--studio-megapixels=0.5",
@@ -64,7 +66,6 @@ def test_a_tiny_benchmark_runs_and_writes_its_results(tmp_path: Path) -> None:
     assert data["cache"]["hits"] == 6
     assert data["baseline"]["measured_jobs"] == 2
     assert {"main", "capped"} <= data["startup_s"].keys()
-    assert {row["target"] for row in data["targets"]} >= {"cache hit median"}
     studio = data["studio"]
     for row in studio["press_to_result"].values():
         assert row["failed"] == 0, studio
@@ -72,3 +73,9 @@ def test_a_tiny_benchmark_runs_and_writes_its_results(tmp_path: Path) -> None:
     assert studio["under_load"]["failed"] == 0
     assert studio["loop_lag"]["ticks"] > 0
     assert "Studio: button press -> result" in completed.stdout
+    assert {row["target"] for row in data["targets"]} >= {
+        "cache hit median",
+        "SQLite - memory overhead p50 @2 users",
+    }
+    assert data["storage"]["sqlite"]["failed"] == 0
+    assert data["storage"]["memory"]["jobs"] == data["storage"]["sqlite"]["jobs"] >= 2
