@@ -19,6 +19,7 @@ from bot.chat import Outcome, classify, quietly
 from bot.cutouts import CutoutService, Produced, RateLimited, Role, Ticket
 from bot.i18n import gettext as _
 from bot.i18n import ngettext
+from bot.journal import note_status_message
 from bot.metrics import Metrics
 from bot.pipeline import Cutout
 from bot.ratelimit import Admission, Refusal, format_wait
@@ -136,6 +137,9 @@ class AlbumItem:
 class _Collecting:
     items: dict[int, AlbumItem]
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    # Set once the album's summary is delivered: every item's request ends there, so none
+    # is recorded as answered (bot.journal) before the whole album is.
+    answered: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class AlbumCollector:
@@ -169,11 +173,15 @@ class AlbumCollector:
             # A repeated update must not turn one image into two.
             collecting.items.setdefault(item.message_id, item)
             collecting.arrived.set()
+            await collecting.answered.wait()
             return
         collecting = _Collecting({item.message_id: item})
         self._collecting[key] = collecting
         try:
             await self._quiet_period(collecting)
+        except BaseException:
+            collecting.answered.set()
+            raise
         finally:
             # A straggler arriving after this point starts an album of its own.
             del self._collecting[key]
@@ -191,6 +199,7 @@ class AlbumCollector:
         try:
             await run.process()
         finally:
+            collecting.answered.set()
             run.count(self._metrics)
 
     async def _quiet_period(self, collecting: _Collecting) -> None:
@@ -362,6 +371,7 @@ class _AlbumRun:
             self._status = await self._bot.send_message(
                 chat_id=self._chat_id, text=working(count), reply_parameters=self._reply()
             )
+            await note_status_message(self._status)
         except Forbidden as err:
             logger.warning("Cannot write to chat %s: %s", self._chat_id, err.message)
             for entry in self._entries:

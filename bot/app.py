@@ -42,6 +42,18 @@ COMMANDS = [
 ]
 
 
+class JournaledApplication(Application[Any, Any, Any, Any, Any, Any]):
+    """The Application with the request lifecycle hook around every update."""
+
+    async def process_update(self, update: object) -> None:
+        """Process `update` under its durable record (see `bot.journal`)."""
+        if "nobg.services" not in self.bot_data:  # not started through post_init
+            await super().process_update(update)
+            return
+        journal = services_of(self).journal
+        await journal.run(update, lambda: super(JournaledApplication, self).process_update(update))
+
+
 def build_application(settings: Settings, options: ServiceOptions | None = None) -> AnyApplication:
     """Create the Application with its services and handlers (not yet started)."""
     options = options or ServiceOptions()
@@ -59,7 +71,7 @@ def build_application(settings: Settings, options: ServiceOptions | None = None)
         if "nobg.services" in application.bot_data:
             await services_of(application).aclose()
 
-    builder = ApplicationBuilder()
+    builder = ApplicationBuilder().application_class(JournaledApplication)
     if settings.mode == "webhook":
         builder = builder.updater(None)  # updates arrive through our own HTTP server
     else:

@@ -16,6 +16,7 @@ from telegram.error import BadRequest, ChatMigrated, Forbidden, TelegramError
 
 from bot import freepik, i18n, messages
 from bot.cutouts import CutoutService, Produced, RateLimited, Role
+from bot.journal import note_status_message
 from bot.metrics import Metrics
 from bot.pipeline import Cutout, JobAborted, JobTimedOut, JobTimings
 from bot.ratelimit import Admission, Refusal
@@ -205,6 +206,8 @@ class ChatRemoval:
         except TelegramError as err:
             # The status is best effort: the job goes on and its result is the one reply.
             logger.warning("Could not post the status in chat %s: %s", request.chat_id, err)
+        if status is not None:
+            await note_status_message(status)
         if ticket.position and status is not None:
             if progress.started:
                 await self._edit_quietly(status, messages.working())

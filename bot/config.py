@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     storage_url: str = ""
     data_dir: Path = Path("data")
     sqlite_synchronous: Literal["normal", "full"] = "full"
+    # Starts that may try an unfinished request before its user is told it failed.
+    request_attempts: int = Field(default=3, ge=1, le=100)
     admin_ids: Annotated[frozenset[int], NoDecode] = frozenset()
     max_concurrent_jobs: int = Field(default=8, ge=1, le=1000)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"

@@ -120,6 +120,14 @@ def aborted() -> str:
     )
 
 
+def gave_up() -> str:
+    """A request was resumed after crashes too many times and is given up."""
+    return _(
+        "Sorry, I tried several times but couldn't finish this request (the bot kept failing "
+        "while working on it). Please send it again."
+    )
+
+
 def internal_error() -> str:
     """Something unexpected broke."""
     return _("Something went wrong on my side. Please try again.")

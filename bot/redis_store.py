@@ -175,6 +175,7 @@ class RedisStore:
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.hdel(self._key("inbox"), str(update_id))
                 pipe.hdel(self._key("inbox", "attempts"), str(update_id))
+                pipe.hdel(self._key("inbox", "notes"), str(update_id))
                 return await pipe.execute()
 
         await self._call("hdel", finish)
@@ -187,6 +188,9 @@ class RedisStore:
         attempts: dict[Any, Any] = await self._call(
             "hgetall", lambda: self._hgetall(self._key("inbox", "attempts"))
         )
+        notes: dict[Any, Any] = await self._call(
+            "hgetall", lambda: self._hgetall(self._key("inbox", "notes"))
+        )
         found = []
         for update_id, raw in records.items():
             record = json.loads(raw)
@@ -196,9 +200,16 @@ class RedisStore:
                     str(record["payload"]),
                     float(record["accepted"]),
                     int(attempts.get(update_id, 0)),
+                    notes.get(update_id),
                 )
             )
         return sorted(found, key=lambda p: p.update_id)
+
+    async def note_update(self, update_id: int, note: str) -> None:
+        """Attach `note` to an unfinished update's record (replacing any earlier note)."""
+        await self._call(
+            "hset", lambda: self._redis.hset(self._key("inbox", "notes"), str(update_id), note)
+        )
 
     async def _hgetall(self, key: str) -> dict[Any, Any]:
         return dict(await self._redis.hgetall(key))

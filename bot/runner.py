@@ -91,6 +91,9 @@ async def run_bot(
                 error_callback=log_polling_error,
             )
         await application.start()
+        services = services_of(application)
+        # Requests a dead process left unanswered: after start, so handlers take them at once.
+        await services.journal.resume(application.update_queue.put)
         state.ready = True
         logger.info("Bot @%s is running (%s mode)", application.bot.username, settings.mode)
         await stop.wait()
@@ -101,7 +104,13 @@ async def run_bot(
         if application.updater is not None and application.updater.running:
             await application.updater.stop()
         # Relay links stay served while jobs drain: Freepik may still be fetching them.
-        aborted = await services_of(application).pipeline.drain(grace)
+        if services.journal.durable:
+            # Requests still running at the end of the grace are left recorded for the next
+            # start rather than answered "please resend".
+            aborted = await services.journal.abandon(grace)
+            aborted += await services.pipeline.drain(0)
+        else:
+            aborted = await services.pipeline.drain(grace)
         await application.stop()
         logger.info("Stopped cleanly (%d job(s) aborted)", aborted)
     finally:

@@ -17,6 +17,7 @@ from bot.cpu import CpuPool
 from bot.cutouts import CutoutService
 from bot.freepik import FreepikClient, RetryPolicy
 from bot.inline import InlineRemoval
+from bot.journal import RequestJournal
 from bot.metrics import Metrics
 from bot.pipeline import RemovalPipeline
 from bot.ratelimit import Admission, RateLimiter, async_storage, close_counters
@@ -49,6 +50,7 @@ class Services:
     cpu: CpuPool
     studio: Studio
     gate: FreepikGate
+    journal: RequestJournal
 
     @property
     def accepted_mime_types(self) -> frozenset[str]:
@@ -156,6 +158,7 @@ def create_services(settings: Settings, bot: Bot, options: ServiceOptions) -> Se
         cpu=cpu,
         studio=studio,
         gate=gate,
+        journal=RequestJournal(store, bot, max_attempts=settings.request_attempts),
     )
 
 

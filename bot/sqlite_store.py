@@ -57,7 +57,7 @@ CREATE TABLE IF NOT EXISTS recent (
 CREATE INDEX IF NOT EXISTS recent_expires ON recent (expires);
 CREATE TABLE IF NOT EXISTS inbox (
     update_id INTEGER PRIMARY KEY, payload TEXT, accepted REAL NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0, expires REAL NOT NULL
+    attempts INTEGER NOT NULL DEFAULT 0, expires REAL NOT NULL, note TEXT
 );
 CREATE INDEX IF NOT EXISTS inbox_expires ON inbox (expires);
 CREATE TABLE IF NOT EXISTS limit_counters (
@@ -314,6 +314,7 @@ class SqliteStore:
                 "INSERT INTO inbox (update_id, payload, accepted, attempts, expires) "
                 "VALUES (?, ?, ?, 0, ?) ON CONFLICT (update_id) DO UPDATE SET "
                 "payload = excluded.payload, accepted = excluded.accepted, attempts = 0, "
+                "note = NULL, "
                 "expires = excluded.expires WHERE inbox.payload IS NULL AND inbox.expires <= ?",
                 (update_id, payload, now, now + ttl, now),
             )
@@ -334,12 +335,24 @@ class SqliteStore:
 
         def op(conn: sqlite3.Connection) -> list[PendingUpdate]:
             rows = conn.execute(
-                "SELECT update_id, payload, accepted, attempts FROM inbox "
+                "SELECT update_id, payload, accepted, attempts, note FROM inbox "
                 "WHERE payload IS NOT NULL ORDER BY update_id"
             ).fetchall()
-            return [PendingUpdate(int(u), str(p), float(a), int(n)) for u, p, a, n in rows]
+            return [
+                PendingUpdate(int(u), str(p), float(a), int(n), None if t is None else str(t))
+                for u, p, a, n, t in rows
+            ]
 
         return await self._run(op, write=False)
+
+    async def note_update(self, update_id: int, note: str) -> None:
+        """Attach `note` to an unfinished update's record (replacing any earlier note)."""
+        await self._run(
+            lambda c: c.execute(
+                "UPDATE inbox SET note = ? WHERE update_id = ? AND payload IS NOT NULL",
+                (note, update_id),
+            )
+        )
 
     async def count_attempt(self, update_id: int) -> int:
         """Count one more attempt at an unfinished update; return the attempts so far."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -37,6 +37,8 @@ class PendingUpdate:
     payload: str
     accepted: float
     attempts: int
+    # What the request left in the chat (status messages), for the resumed run to clean up.
+    note: str | None = None
 
 
 class StateStore(Protocol):
@@ -104,6 +106,10 @@ class StateStore(Protocol):
 
     async def pending_updates(self) -> list[PendingUpdate]:
         """Updates accepted but not finished, oldest first."""
+        ...
+
+    async def note_update(self, update_id: int, note: str) -> None:
+        """Attach `note` to an unfinished update's record (replacing any earlier note)."""
         ...
 
     async def count_attempt(self, update_id: int) -> int:
@@ -256,11 +262,14 @@ class MemoryStore:
         pending = self._inbox.get(update_id)
         if pending is None:
             return 0
-        attempts = pending.attempts + 1
-        self._inbox[update_id] = PendingUpdate(
-            update_id, pending.payload, pending.accepted, attempts
-        )
-        return attempts
+        self._inbox[update_id] = replace(pending, attempts=pending.attempts + 1)
+        return pending.attempts + 1
+
+    async def note_update(self, update_id: int, note: str) -> None:
+        """Attach `note` to an unfinished update's record (replacing any earlier note)."""
+        pending = self._inbox.get(update_id)
+        if pending is not None:
+            self._inbox[update_id] = replace(pending, note=note)
 
     @property
     def durable(self) -> bool:

@@ -135,6 +135,15 @@ def create_web_app(state: WebState) -> Starlette:
         except MalformedUpdate as err:
             logger.warning("Rejected a malformed webhook body: %s", err)
             return PlainTextResponse("malformed update", status_code=400)
+        # Recorded before the 200: once Telegram has its answer it will not send it again.
+        journal = services_of(state.application).journal
+        try:
+            if not await journal.accept(update):
+                return PlainTextResponse("ok")  # a repeat of an update already taken
+        except StorageUnavailable as err:
+            logger.error("Could not record webhook update: %s", err)
+            return PlainTextResponse("storage unavailable", status_code=503)
+        journal.queued(update)
         # Answer at once; the Application processes it (Telegram must not time out and retry).
         await state.application.update_queue.put(update)
         return PlainTextResponse("ok")

@@ -57,8 +57,12 @@ async def test_sigterm_lets_the_job_in_flight_finish(
 async def test_sigint_past_the_grace_period_aborts_with_a_reply(
     telegram: FakeTelegram, freepik: FakeFreepik, tmp_path: Path
 ) -> None:
+    # With memory storage nothing outlives the process, so the user is told to resend (the
+    # durable default keeps the request instead: tests/test_durability.py).
     freepik.latency = 30.0
-    process = await spawn_bot(telegram, freepik, tmp_path, SHUTDOWN_GRACE="0.5")
+    process = await spawn_bot(
+        telegram, freepik, tmp_path, SHUTDOWN_GRACE="0.5", STORAGE_URL="memory://"
+    )
     push_photo(telegram, 502)
     await telegram.wait_for_call("getFile")
     await asyncio.sleep(0.3)

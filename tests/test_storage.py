@@ -130,6 +130,9 @@ async def test_request_records(store: StateStore) -> None:
     assert await store.count_attempt(7) == 1
     assert await store.count_attempt(7) == 2
     assert [p.attempts for p in await store.pending_updates()] == [0, 2]
+    await store.note_update(7, "status 1")
+    await store.note_update(7, "status 2")
+    assert [p.note for p in await store.pending_updates()] == [None, "status 2"]
     await store.finish_update(7)
     assert [p.update_id for p in await store.pending_updates()] == [5]
     assert not await store.accept_update(7, update, ttl=60), "finished ids are remembered"
