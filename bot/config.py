@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     sqlite_synchronous: Literal["normal", "full"] = "full"
     # Starts that may try an unfinished request before its user is told it failed.
     request_attempts: int = Field(default=3, ge=1, le=100)
+    # Webhook mode with Redis: seconds a replica may hold an update without renewing its hold
+    # before another replica takes it over.
+    stream_lease: float = Field(default=30.0, gt=0, le=3600)
     admin_ids: Annotated[frozenset[int], NoDecode] = frozenset()
     max_concurrent_jobs: int = Field(default=8, ge=1, le=1000)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
@@ -198,6 +201,12 @@ class Settings(BaseSettings):
         if self.photo_url_mode == "relay" and not self.public_base_url:
             raise ValueError("PUBLIC_BASE_URL is required when PHOTO_URL_MODE=relay")
         return self
+
+    @property
+    def uses_stream(self) -> bool:
+        """Webhook mode on Redis: updates go through the shared Redis Stream."""
+        scheme = urlsplit(self.storage_url.removeprefix("async+")).scheme
+        return self.mode == "webhook" and scheme in ("redis", "rediss")
 
     @property
     def serves_http(self) -> bool:

@@ -83,12 +83,16 @@ class CutoutService:
         *,
         cache_ttl: float,
         claim_ttl: float = 300.0,
+        claim_lease: float = 30.0,
         remote_poll: float = 0.2,
     ) -> None:
         self._pipeline = pipeline
         self._store = store
         self._cache_ttl = cache_ttl
         self._claim_ttl = claim_ttl
+        # A claim lives `claim_lease` seconds and its job renews it every third of that, so
+        # a replica that died holds up the same image elsewhere for one lease at most.
+        self._claim_lease = min(claim_lease, claim_ttl)
         self._remote_poll = remote_poll
         self._inflight: dict[str, asyncio.Future[Produced]] = {}
         self._releases: set[asyncio.Task[None]] = set()
@@ -153,7 +157,7 @@ class CutoutService:
         else:
             shared = self._register(key)
         try:
-            claimed = await self._store.claim(key, self._claim_ttl)
+            claimed = await self._store.claim(key, self._claim_lease)
         except BaseException as err:
             self._settle(key, shared, error=err)
             raise
@@ -202,6 +206,9 @@ class CutoutService:
             return produced
 
         job = self._pipeline.submit(source, deliver_and_share, timings=timings, on_start=on_start)
+        renewal = asyncio.get_running_loop().create_task(self._renew(key, job.task))
+        self._releases.add(renewal)
+        renewal.add_done_callback(self._releases.discard)
 
         def finished(task: asyncio.Task[Produced]) -> None:
             self._settle_from(key, shared, task)
@@ -211,6 +218,17 @@ class CutoutService:
 
         job.task.add_done_callback(finished)
         return job
+
+    async def _renew(self, key: str, job: asyncio.Task[Produced]) -> None:
+        """Renew the claim on `key` while its job runs."""
+        while True:
+            await asyncio.wait([job], timeout=self._claim_lease / 3)
+            if job.done():
+                return
+            try:
+                await self._store.renew_claim(key, self._claim_lease)
+            except StorageUnavailable as err:
+                logger.warning("Could not renew the claim on a job: %s", err)
 
     async def _release(self, key: str) -> None:
         try:
@@ -251,7 +269,7 @@ class CutoutService:
             stored = await self._store.get_cutout(source.key)
             if stored is not None:
                 return Produced(None, stored.file_id, stored.file_name)
-            if await self._store.claim(source.key, self._claim_ttl):
+            if await self._store.claim(source.key, self._claim_lease):
                 # The other replica gave up (its job failed, or it died): do it here.
                 return await self._lead(source, deliver, shared, timings, on_start).result()
         raise JobAborted("the job on another replica did not finish")

@@ -33,6 +33,8 @@ _current: ContextVar[tuple[RequestJournal, int, list[list[int]]] | None] = Conte
     "nobg_request", default=None
 )
 
+Done = Callable[[], Awaitable[None]]
+
 # How long an answered update id is remembered, so a late redelivery is recognised. Telegram
 # keeps unconfirmed updates for 24 hours.
 SEEN_TTL = 24 * 3600.0
@@ -57,7 +59,7 @@ class RequestJournal:
         self._max_attempts = max_attempts
         # Updates recorded (or resumed) and queued by this process: `run` takes these very
         # objects without asking the store again; any other copy of their id is a repeat.
-        self._queued: dict[int, Update] = {}
+        self._queued: dict[int, tuple[Update, Done | None]] = {}
         self._running: dict[asyncio.Task[Any], int] = {}
         self._abandoning = False
 
@@ -81,20 +83,29 @@ class RequestJournal:
         payload = json.dumps(update.to_dict(), separators=(",", ":"))
         return await self._store.accept_update(update.update_id, payload, SEEN_TTL)
 
-    def queued(self, update: Update) -> None:
-        """`update` was recorded by `accept` and is about to be queued for processing."""
-        if recordable(update):
-            self._queued[update.update_id] = update
+    def queued(self, update: Update, on_done: Done | None = None) -> None:
+        """`update` was recorded (by `accept`, or as a stream entry) and is about to be queued.
+
+        `on_done` runs once its reply was delivered (the stream acknowledges its entry there).
+        """
+        if recordable(update) or on_done is not None:
+            self._queued[update.update_id] = (update, on_done)
 
     async def run(self, update: object, process: Callable[[], Awaitable[None]]) -> None:
         """Process `update` under its record: skip repeats, finish the record when answered."""
-        if not isinstance(update, Update) or not recordable(update):
+        if not isinstance(update, Update):
             await process()
             return
         update_id = update.update_id
         recorded = True
-        if self._queued.get(update_id) is update:
+        on_done: Done | None = None
+        queued = self._queued.get(update_id)
+        if queued is not None and queued[0] is update:
             del self._queued[update_id]
+            on_done = queued[1]
+        elif not recordable(update):
+            await process()
+            return
         else:
             try:
                 if not await self.accept(update):
@@ -120,6 +131,8 @@ class RequestJournal:
                 self._running.pop(task, None)
         if recorded:
             await self._finish(update_id)
+        if on_done is not None:
+            await on_done()
 
     async def _finish(self, update_id: int) -> None:
         try:

@@ -124,6 +124,12 @@ class RedisStore:
         """Give up a claim."""
         await self._call("release", lambda: self._redis.delete(self._key("claim", key)))
 
+    async def renew_claim(self, key: str, ttl: float) -> None:
+        """Extend a claim we hold to `ttl` seconds from now (a live holder's heartbeat)."""
+        await self._call(
+            "pexpire", lambda: self._redis.pexpire(self._key("claim", key), int(ttl * 1000))
+        )
+
     async def put_relay(self, token: str, file_id: str, ttl: float) -> None:
         """Map a relay link token to a Telegram file id for `ttl` seconds."""
         await self._call(

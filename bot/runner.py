@@ -94,6 +94,8 @@ async def run_bot(
         services = services_of(application)
         # Requests a dead process left unanswered: after start, so handlers take them at once.
         await services.journal.resume(application.update_queue.put)
+        if services.stream is not None:
+            await services.stream.start(application.update_queue.put)
         state.ready = True
         logger.info("Bot @%s is running (%s mode)", application.bot.username, settings.mode)
         await stop.wait()
@@ -103,6 +105,8 @@ async def run_bot(
         state.accepting = False
         if application.updater is not None and application.updater.running:
             await application.updater.stop()
+        if services.stream is not None:
+            await services.stream.stop()  # entries not taken yet stay for the other replicas
         # Relay links stay served while jobs drain: Freepik may still be fetching them.
         if services.journal.durable:
             # Requests still running at the end of the grace are left recorded for the next

@@ -25,6 +25,7 @@ from bot.relay import RelayLinks
 from bot.sources import PublicUrlProvider, TelegramFileLinks, accepted_mime_types
 from bot.spending import DailyBudget, FreepikGate, RateCap
 from bot.storage import StateStore, create_store
+from bot.stream import UpdateStream
 from bot.studio import Studio
 
 logger = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ class Services:
     studio: Studio
     gate: FreepikGate
     journal: RequestJournal
+    stream: UpdateStream | None = None
 
     @property
     def accepted_mime_types(self) -> frozenset[str]:
@@ -64,6 +66,8 @@ class Services:
             await self.relay.aclose()
         await self.store.aclose()
         await close_counters(self.admission.users.storage)
+        if self.stream is not None:
+            await self.stream.aclose()
         await self.cpu.aclose()
 
 
@@ -126,7 +130,9 @@ def create_services(settings: Settings, bot: Bot, options: ServiceOptions) -> Se
         settings.admin_ids,
         gate.budget if settings.freepik_daily_budget is not None else None,
     )
-    cutouts = CutoutService(pipeline, store, cache_ttl=settings.cache_ttl)
+    cutouts = CutoutService(
+        pipeline, store, cache_ttl=settings.cache_ttl, claim_lease=settings.stream_lease
+    )
     cpu = CpuPool(settings.image_workers, settings.image_queue)
     studio = Studio(bot, store, cpu, cache_ttl=settings.cache_ttl, metrics=metrics)
     chat = ChatRemoval(bot, cutouts, store, admission, metrics=metrics, studio=studio)
@@ -143,6 +149,17 @@ def create_services(settings: Settings, bot: Bot, options: ServiceOptions) -> Se
         metrics=metrics,
         studio=studio,
     )
+    journal = RequestJournal(store, bot, max_attempts=settings.request_attempts)
+    stream: UpdateStream | None = None
+    if settings.uses_stream:
+        stream = UpdateStream(
+            settings.storage_url,
+            prefix=settings.redis_prefix,
+            lease=settings.stream_lease,
+            journal=journal,
+            bot=bot,
+            max_attempts=settings.request_attempts,
+        )
     return Services(
         settings=settings,
         freepik=freepik,
@@ -158,7 +175,8 @@ def create_services(settings: Settings, bot: Bot, options: ServiceOptions) -> Se
         cpu=cpu,
         studio=studio,
         gate=gate,
-        journal=RequestJournal(store, bot, max_attempts=settings.request_attempts),
+        journal=journal,
+        stream=stream,
     )
 
 

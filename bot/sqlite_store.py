@@ -281,6 +281,15 @@ class SqliteStore:
         """Give up a claim."""
         await self._run(lambda c: c.execute("DELETE FROM kv WHERE ns='claim' AND key=?", (key,)))
 
+    async def renew_claim(self, key: str, ttl: float) -> None:
+        """Extend a claim we hold to `ttl` seconds from now (a live holder's heartbeat)."""
+        await self._run(
+            lambda c: c.execute(
+                "UPDATE kv SET expires = ? WHERE ns = 'claim' AND key = ?",
+                (time.time() + ttl, key),
+            )
+        )
+
     async def put_relay(self, token: str, file_id: str, ttl: float) -> None:
         """Map a relay link token to a Telegram file id for `ttl` seconds."""
         await self._put("relay", token, file_id, ttl)

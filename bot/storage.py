@@ -72,6 +72,10 @@ class StateStore(Protocol):
         """Give up a claim."""
         ...
 
+    async def renew_claim(self, key: str, ttl: float) -> None:
+        """Extend a claim we hold to `ttl` seconds from now (a live holder's heartbeat)."""
+        ...
+
     async def put_relay(self, token: str, file_id: str, ttl: float) -> None:
         """Map a relay link token to a Telegram file id for `ttl` seconds."""
         ...
@@ -196,6 +200,11 @@ class MemoryStore:
     async def release(self, key: str) -> None:
         """Give up a claim."""
         self._claims.pop(key, None)
+
+    async def renew_claim(self, key: str, ttl: float) -> None:
+        """Extend a claim we hold to `ttl` seconds from now (a live holder's heartbeat)."""
+        if key in self._claims:
+            self._claims[key] = time.monotonic() + ttl
 
     async def put_relay(self, token: str, file_id: str, ttl: float) -> None:
         """Map a relay link token to a Telegram file id for `ttl` seconds."""

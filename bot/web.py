@@ -136,7 +136,18 @@ def create_web_app(state: WebState) -> Starlette:
             logger.warning("Rejected a malformed webhook body: %s", err)
             return PlainTextResponse("malformed update", status_code=400)
         # Recorded before the 200: once Telegram has its answer it will not send it again.
-        journal = services_of(state.application).journal
+        services = services_of(state.application)
+        if services.stream is not None:
+            # Several replicas: into the shared stream; whichever replica is free takes it.
+            try:
+                await services.stream.append(
+                    update, json.dumps(update.to_dict(), separators=(",", ":"))
+                )
+            except StorageUnavailable as err:
+                logger.error("Could not add the webhook update to the stream: %s", err)
+                return PlainTextResponse("storage unavailable", status_code=503)
+            return PlainTextResponse("ok")
+        journal = services.journal
         try:
             if not await journal.accept(update):
                 return PlainTextResponse("ok")  # a repeat of an update already taken

@@ -96,6 +96,18 @@ async def test_claims(store: StateStore) -> None:
     assert await store.claim("k", ttl=60), "an expired claim can be taken over"
 
 
+async def test_a_renewed_claim_outlives_its_first_ttl(store: StateStore) -> None:
+    assert await store.claim("k", ttl=0.3)
+    for _ in range(3):
+        await asyncio.sleep(0.15)
+        await store.renew_claim("k", ttl=0.3)
+    assert not await store.claim("k", ttl=60), "renewed: still held"
+    await asyncio.sleep(0.4)
+    assert await store.claim("k", ttl=60), "no longer renewed: expired"
+    await store.renew_claim("gone", ttl=60)
+    assert await store.claim("gone", ttl=60), "renewing nothing claims nothing"
+
+
 async def test_relay_links_expire(store: StateStore) -> None:
     await store.put_relay("tok", "file-id-1", ttl=0.2)
     assert await store.get_relay("tok") == "file-id-1"
