@@ -148,9 +148,12 @@ class RequestJournal:
             logger.warning("Could not note a status message of update %s: %s", update_id, err)
 
     async def _clean_up(self, record: PendingUpdate) -> None:
-        """Delete the status messages the dead run left: the resumed run posts its own."""
+        await self.delete_status_messages(record.note)
+
+    async def delete_status_messages(self, note: str | None) -> None:
+        """Delete the status messages a dead run left (its note): the new run posts its own."""
         try:
-            shown = json.loads(record.note) if record.note else []
+            shown = json.loads(note) if note else []
         except ValueError:
             shown = []
         for chat_id, message_id in shown:

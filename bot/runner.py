@@ -91,12 +91,12 @@ async def run_bot(
                 error_callback=log_polling_error,
             )
         await application.start()
+        state.ready = True
         services = services_of(application)
         # Requests a dead process left unanswered: after start, so handlers take them at once.
         await services.journal.resume(application.update_queue.put)
         if services.stream is not None:
             await services.stream.start(application.update_queue.put)
-        state.ready = True
         logger.info("Bot @%s is running (%s mode)", application.bot.username, settings.mode)
         await stop.wait()
         grace = settings.shutdown_grace

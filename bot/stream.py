@@ -66,6 +66,7 @@ class UpdateStream:
         )
         self._stream = f"{prefix}updates"
         self._seen = f"{prefix}seen:"
+        self._notes = f"{prefix}inbox:notes"  # RedisStore.note_update's hash
         self._append = self._redis.register_script(_APPEND)
         self._lease_ms = max(1, int(lease * 1000))
         self._lease = lease
@@ -220,6 +221,10 @@ class UpdateStream:
             await self._ack(entry_id)
             return
         self._held[entry_id] = update.update_id
+        if deliveries > 1:
+            # The status message the dead replica posted (bot.journal notes it in the store).
+            note = await self._redis.hget(self._notes, str(update.update_id))
+            await self._journal.delete_status_messages(None if note is None else str(note))
 
         async def done() -> None:
             await self._ack(entry_id)

@@ -20,6 +20,7 @@ from tests.conftest import WEBHOOK_PATH, WEBHOOK_SECRET, StartBot
 from tests.fakes import FakeFreepik, FakeTelegram, make_image
 from tests.fakes.updates import photo_message, private_user, update
 from tests.redis_server import RedisServer, free_port
+from tests.support import visible_messages
 from tests.test_replicas import Replica, _start_replica
 
 LEASE = 2.0
@@ -101,6 +102,8 @@ async def test_a_replica_killed_mid_job_is_taken_over_within_the_lease(
     assert took < LEASE + 6, took
     await asyncio.sleep(1.0)
     assert len(telegram.sent_documents(1301)) == 1
+    # The dead replica's "Removing the background…" is gone: one message in the chat.
+    assert [v.method for v in visible_messages(telegram, 1301)] == ["sendDocument"]
     survivor = next(r for r in replicas if r is not doomed)
     assert await post(survivor.url, photo_update(telegram, 1302, 502)) == 200
     await telegram.wait_for(lambda t: bool(t.sent_documents(1302)), timeout=15)
