@@ -885,7 +885,7 @@ def render(results: dict[str, Any]) -> str:
     if "storage" in results:
         storage = results["storage"]
         out.append(
-            f"7. Storage, {storage['users']} users: overhead p50 memory "
+            f"8. Storage, {storage['users']} users: overhead p50 memory "
             f"{storage['memory']['p50_ms']:g} ms, SQLite {storage['sqlite']['p50_ms']:g} ms "
             f"(+{storage['sqlite_minus_memory_p50_ms']:g} ms); p99 memory "
             f"{storage['memory']['p99_ms']:g} ms, SQLite {storage['sqlite']['p99_ms']:g} ms; "

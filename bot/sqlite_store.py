@@ -227,6 +227,16 @@ class SqliteStore:
         if ttl > 0:
             await self._put("cutout", key, json.dumps(cutout.to_dict()), ttl)
 
+    async def drop_cutout(self, key: str, file_id: str) -> None:
+        """Forget the cached cutout for `key` if it is still `file_id` (Telegram rejected it)."""
+        await self._run(
+            lambda c: c.execute(
+                "DELETE FROM kv WHERE ns = 'cutout' AND key = ? "
+                "AND json_extract(value, '$.file_id') = ?",
+                (key, file_id),
+            )
+        )
+
     async def push_recent(self, user_id: int, cutout: StoredCutout) -> None:
         """Remember a cutout a user received (newest first, at most `RECENT_LIMIT`)."""
 

@@ -73,7 +73,8 @@ async def holder(redis_url: str, replicas: list[Replica]) -> Replica:
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     try:
         for _ in range(200):
-            pending = await client.xpending_range("nobg:updates", "bot", "-", "+", 10)
+            [stream] = await client.keys("*updates") or [""]
+            pending = await client.xpending_range(stream, "bot", "-", "+", 10) if stream else []
             if pending:
                 pid = int(str(pending[0]["consumer"]).rsplit("-", 1)[1])
                 return next(r for r in replicas if r.process.pid == pid)
