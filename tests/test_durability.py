@@ -234,3 +234,19 @@ async def assert_no_records(data_dir: Path, timeout: float = 5.0) -> None:
             break
         await asyncio.sleep(0.05)
     assert pending == []
+
+
+async def test_an_unwritable_data_dir_stops_the_start_with_one_clear_line(
+    telegram: FakeTelegram, freepik: FakeFreepik, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where DATA_DIR should be")
+    process = await spawn_bot_process(
+        env=bot_env(telegram, freepik, DATA_DIR=str(blocker / "data")),
+        cwd=tmp_path,
+    )
+    _, stderr = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 2
+    text = stderr.decode()
+    assert f"data directory {blocker / 'data'} is not writable" in text
+    assert "Traceback" not in text
