@@ -649,3 +649,24 @@ async def test_a_single_cutout_is_edited_while_redis_is_down(
     [_cutout, crop] = await finished(telegram, "sendDocument", count=2, timeout=20)
     assert crop.ok
     assert (crop.files["document"].filename or "").endswith("-crop.png")
+
+
+async def test_results_stay_in_the_cutouts_forum_topic(
+    start_bot: StartBot, telegram: FakeTelegram
+) -> None:
+    forum = dict(group_chat(-1005011, "Forum"), is_forum=True)
+    await start_bot()
+    file_id, unique_id = telegram.add_file(round_subject())
+    request = photo_message(ALICE, file_id, unique_id, caption="/removebg", chat=forum)
+    request.update(message_thread_id=77, is_topic_message=True)
+    telegram.push_update(update(message=request))
+    cutout = await cutout_for(telegram, request)
+    assert cutout["message_thread_id"] == 77
+    await press(telegram, ALICE, cutout, "Sticker")
+    await press(telegram, ALICE, cutout, "Crop")
+    [sticker] = await finished(telegram, "sendSticker")
+    [_cutout, crop] = await finished(telegram, "sendDocument", count=2)
+    for call in (sticker, crop):
+        assert call.ok, telegram.summary()
+        assert call.params["message_thread_id"] == 77
+        assert call.result["message_thread_id"] == 77
