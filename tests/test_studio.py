@@ -394,10 +394,10 @@ async def test_forged_callback_data_gets_a_toast(
 async def test_buttons_work_after_a_restart_without_shared_storage(
     start_bot: StartBot, telegram: FakeTelegram, freepik: FakeFreepik
 ) -> None:
-    bot = await start_bot()
+    bot = await start_bot(storage_url="memory://")
     cutout = await cutout_for(telegram, send_photo(telegram))
     await bot.shutdown()
-    await start_bot()  # a new process: the memory store is empty
+    await start_bot(storage_url="memory://")  # a new process: the memory store is empty
     await press(telegram, ANN, cutout, "Crop")
     [_first, crop] = await finished(telegram, "sendDocument", count=2, timeout=15)
     assert crop.ok
@@ -670,3 +670,24 @@ async def test_results_stay_in_the_cutouts_forum_topic(
         assert call.ok, telegram.summary()
         assert call.params["message_thread_id"] == 77
         assert call.result["message_thread_id"] == 77
+
+
+async def test_album_buttons_survive_a_restart_on_the_sqlite_store(
+    start_bot: StartBot, telegram: FakeTelegram, tmp_path: Any
+) -> None:
+    bot = await start_bot(album_wait=0.3, data_dir=tmp_path)  # the default store: SQLite
+    album = [
+        send_photo(telegram, data=round_subject(color=c), media_group_id="g-sqlite")
+        for c in ((200, 0, 0), (0, 0, 200))
+    ]
+    [follow_up] = await finished(
+        telegram, "sendMessage", where=lambda c: "reply_markup" in c.params
+    )
+    await bot.shutdown()
+    await start_bot(album_wait=0.3, data_dir=tmp_path)
+    await press(telegram, ANN, dict(follow_up.result), "Crop")
+    [_album, crops] = await finished(telegram, "sendMediaGroup", count=2)
+    assert crops.ok
+    assert len(crops.result) == 2
+    assert crops.params["reply_parameters"]["message_id"] == follow_up.result["message_id"]
+    assert album[0]["message_id"] != follow_up.result["message_id"]
