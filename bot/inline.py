@@ -28,7 +28,7 @@ from telegram.constants import ChatAction
 from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
 
 from bot import messages
-from bot.chat import CACHE_RESULT, Outcome, classify
+from bot.chat import CACHE_RESULT, Outcome, classify, is_rejected_file_id
 from bot.cutouts import CutoutService, RateLimited, Role, Ticket
 from bot.i18n import gettext as _
 from bot.metrics import Metrics
@@ -183,6 +183,16 @@ class _Reply:
     pending: asyncio.Future[StoredCutout] | None = None
     # Which limit refused the job (for the refusal metric): the user's, or the daily budget.
     refused_by: str = "user"
+    # The cache entry answered with, so it can be dropped if Telegram rejects its file id.
+    cached: tuple[ImageSource, str] | None = None
+
+
+class _Sent(StrEnum):
+    """How the answerInlineQuery went."""
+
+    OK = "ok"
+    FAILED = "failed"
+    REJECTED_FILE = "rejected_file"
 
 
 class InlineRemoval:
@@ -227,18 +237,14 @@ class InlineRemoval:
         self._latest[user_id] = number
         timings = JobTimings()
         try:
-            try:
-                reply = await self._decide(query.query, user_id, number, deadline, timings)
-                await self._offer_sticker(reply, user_id, deadline)
-            except StorageUnavailable as err:
-                logger.error("Storage unavailable: %s", err)
-                reply = _article(
-                    Outcome.STORAGE_DOWN, failed_title(), messages.temporarily_unavailable()
-                )
-            except Exception:
-                logger.exception("Unexpected error in an inline query")
-                reply = _article(Outcome.INTERNAL_ERROR, failed_title(), messages.internal_error())
-            answered = await self._send(query, reply, send_by)
+            reply = await self._reply_for(query, number, deadline, timings)
+            sent = await self._send(query, reply, send_by)
+            if sent is _Sent.REJECTED_FILE and reply.cached is not None:
+                # A cached file id Telegram no longer takes: drop it and decide afresh, once.
+                await self._forget(*reply.cached)
+                reply = await self._reply_for(query, number, deadline, timings)
+                sent = await self._send(query, reply, send_by)
+            answered = sent is _Sent.OK
             outcome = reply.outcome
             if reply.pending is not None:
                 # Answered "still working"; the job goes on so the next query finds it cached.
@@ -263,6 +269,32 @@ class InlineRemoval:
             timings.summary(),
         )
 
+    async def _reply_for(
+        self, query: InlineQuery, number: int, deadline: float, timings: JobTimings
+    ) -> _Reply:
+        """The one answer for a query; failures become an explanation."""
+        user_id = query.from_user.id
+        try:
+            reply = await self._decide(query.query, user_id, number, deadline, timings)
+            await self._offer_sticker(reply, user_id, deadline)
+        except StorageUnavailable as err:
+            logger.error("Storage unavailable: %s", err)
+            reply = _article(
+                Outcome.STORAGE_DOWN, failed_title(), messages.temporarily_unavailable()
+            )
+        except Exception:
+            logger.exception("Unexpected error in an inline query")
+            reply = _article(Outcome.INTERNAL_ERROR, failed_title(), messages.internal_error())
+        return reply
+
+    async def _forget(self, source: ImageSource, file_id: str) -> None:
+        """Drop a cached cutout Telegram rejected (a file id it invalidated, or another bot's)."""
+        logger.warning("Telegram rejected a cached file id in an inline answer; dropping it")
+        try:
+            await self._cutouts.forget(source, file_id)
+        except StorageUnavailable as err:
+            logger.error("Could not drop the rejected cache entry: %s", err)
+
     async def _decide(
         self, text: str, user_id: int, number: int, deadline: float, timings: JobTimings
     ) -> _Reply:
@@ -279,7 +311,9 @@ class InlineRemoval:
 
         stored = await self._cutouts.cached(source)
         if stored is not None:
-            return await self._document(user_id, stored, Role.CACHED)
+            reply = await self._document(user_id, stored, Role.CACHED)
+            reply.cached = (source, stored.file_id)
+            return reply
 
         if self._settle_delay > 0:
             await asyncio.sleep(self._settle_delay)
@@ -311,7 +345,9 @@ class InlineRemoval:
         except JobAborted:
             return _article(Outcome.ABORTED, failed_title(), messages.aborted())
         if ticket.role is Role.CACHED and ticket.stored is not None:
-            return await self._document(user_id, ticket.stored, ticket.role)
+            reply = await self._document(user_id, ticket.stored, ticket.role)
+            reply.cached = (source, ticket.stored.file_id)
+            return reply
 
         work = asyncio.ensure_future(self._finish(ticket, source, target, user_id, timings))
         try:
@@ -489,7 +525,7 @@ class InlineRemoval:
         )
         return sent.document.file_id if sent.document else None
 
-    async def _send(self, query: InlineQuery, reply: _Reply, send_by: float) -> bool:
+    async def _send(self, query: InlineQuery, reply: _Reply, send_by: float) -> _Sent:
         """The one answerInlineQuery, never after `send_by`; failures are logged, not raised.
 
         A flood wait is waited out only if it ends before `send_by`: an answer after the
@@ -513,15 +549,17 @@ class InlineRemoval:
                         query.from_user.id,
                         wait,
                     )
-                    return False
+                    return _Sent.FAILED
                 await asyncio.sleep(wait)
                 continue
             except TelegramError as err:
                 logger.warning(
                     "Could not answer inline query of user %s: %s", query.from_user.id, err
                 )
-                return False
-            return True
+                if isinstance(err, BadRequest) and is_rejected_file_id(err):
+                    return _Sent.REJECTED_FILE
+                return _Sent.FAILED
+            return _Sent.OK
 
 
 def _seconds(err: RetryAfter) -> float:

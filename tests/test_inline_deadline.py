@@ -1,4 +1,4 @@
-"""The inline answer deadline counts from the update's arrival, and survives flood waits."""
+"""Inline answers: the deadline counts from arrival, flood waits, rejected cached file ids."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from telegram import Update
 
 from bot import inline
 from bot.arrivals import MAX_TRACKED, ArrivalQueue, arrival_of
+from bot.sources import ImageSource
+from bot.storage import StoredCutout
 from tests.conftest import ImageHost, StartBot
 from tests.fakes import FakeFreepik, FakeTelegram, make_image
 from tests.fakes.updates import inline_query, private_user, update
@@ -93,3 +95,24 @@ async def test_flood_wait_within_the_deadline_is_waited_out(
     await telegram.wait_for(lambda t: second.response is not None, timeout=5)
     assert second.ok
     assert second.at - first.at >= 0.95
+
+
+async def test_rejected_cached_file_id_in_an_inline_answer_runs_the_job_afresh(
+    start_bot: StartBot, telegram: FakeTelegram, freepik: FakeFreepik, image_host: ImageHost
+) -> None:
+    bot = await start_bot()
+    link = image_host.add("stale.jpg", make_image("JPEG"))
+    stale = StoredCutout("BQACAgIAAxkBAAIstale-inline", "cutout.png", time.time())
+    await bot.services.store.put_cutout(ImageSource.link(link).key, stale, 3600)
+    telegram.push_update(inline_query(USER, link))
+    rejected, accepted = await telegram.wait_for_call("answerInlineQuery", count=2, timeout=10)
+    assert rejected.params["results"][0]["document_file_id"] == stale.file_id
+    assert not rejected.ok
+    await telegram.wait_for(lambda t: accepted.response is not None, timeout=5)
+    assert accepted.ok, accepted.response
+    fresh = accepted.params["results"][0]["document_file_id"]
+    assert fresh != stale.file_id
+    assert len(freepik.calls) == 1
+    cached = await bot.services.store.get_cutout(ImageSource.link(link).key)
+    assert cached is not None
+    assert cached.file_id == fresh

@@ -464,11 +464,11 @@ class BotApi(StudioMethods):
         ]
 
     async def m_answer_inline_query(self, params: JsonDict, files: Files) -> bool:
-        """answerInlineQuery: the query must be pushed, fresh and answered once."""
+        """answerInlineQuery: the query must be pushed, fresh and answered (successfully) once."""
         query_id = params.get("inline_query_id")
         results = params.get("results")
         with self.state.lock:
-            pushed_at = self.state.inline_queries.pop(str(query_id), None)
+            pushed_at = self.state.inline_queries.get(str(query_id))
         if pushed_at is None or time.monotonic() - pushed_at > self.state.inline_query_ttl:
             raise bad_request(QUERY_TOO_OLD)
         if not isinstance(results, list):
@@ -490,6 +490,10 @@ class BotApi(StudioMethods):
                 raise bad_request("wrong file identifier/HTTP URL specified")
             if sticker_id is not None and (sticker is None or sticker.kind != "sticker"):
                 raise bad_request("wrong file identifier/HTTP URL specified")
+        with self.state.lock:
+            # Only an accepted answer uses the query up: a refused one may be corrected.
+            if self.state.inline_queries.pop(str(query_id), None) is None:
+                raise bad_request(QUERY_TOO_OLD)
         return True
 
     async def m_close(self, params: JsonDict, files: Files) -> bool:
