@@ -691,3 +691,18 @@ async def test_album_buttons_survive_a_restart_on_the_sqlite_store(
     assert len(crops.result) == 2
     assert crops.params["reply_parameters"]["message_id"] == follow_up.result["message_id"]
     assert album[0]["message_id"] != follow_up.result["message_id"]
+
+
+async def test_getfile_refusing_a_big_cutout_is_explained(
+    start_bot: StartBot, telegram: FakeTelegram
+) -> None:
+    await start_bot()
+    # A document without file_size (it is optional): only getFile can tell it is over 20 MB.
+    message = plant_cutout(telegram, png_bytes(Image.new("L", (8, 8))) + b"\0" * 21_000_000)
+    del message["document"]["file_size"]
+    telegram.state.remember_message(message)
+    await press(telegram, ANN, message, "Crop")
+    await telegram.wait_for(lambda t: messages.studio_too_large() in t.texts_to(USER), timeout=20)
+    [refused] = telegram.calls_of("getFile")
+    assert "too big" in str(refused.response)
+    assert not telegram.file_downloads
