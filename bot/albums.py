@@ -56,7 +56,7 @@ def summary_header(ok: int, total: int) -> str:
             total,
         ).format(ok=ok, total=total)
     return ngettext(
-        "I couldn't cut out the {total} image:",
+        "I couldn't cut out {total} image:",
         "I couldn't cut out any of these {total} images:",
         total,
     ).format(total=total)
@@ -101,6 +101,7 @@ def outcome_reason(outcome: Outcome) -> str:
             "I made the cutout but couldn't send it to you; please try again"
         ),
         Outcome.ABORTED: _("the bot restarted before it was done; please send it again"),
+        Outcome.TIMED_OUT: _("it took too long to process; please try again later"),
         Outcome.INTERNAL_ERROR: _("something went wrong on my side; please try again"),
         Outcome.STORAGE_DOWN: _("I'm temporarily unavailable; please try again in a minute"),
         Outcome.OUT_OF_CAPACITY: _("the background-removal service is out of capacity for now"),

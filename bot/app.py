@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from telegram import BotCommand, Update
+from telegram import Bot, BotCommand, Update
 from telegram.ext import (
     AIORateLimiter,
     Application,
@@ -19,7 +21,7 @@ from telegram.ext import (
     filters,
 )
 
-from bot import httpcore_fix
+from bot import httpcore_fix, i18n, messages
 from bot.arrivals import ArrivalQueue
 from bot.config import Settings
 from bot.handlers import errors, group, inline, language, private, studio
@@ -31,15 +33,27 @@ logger = logging.getLogger(__name__)
 AnyApplication = Application[Any, Any, Any, Any, Any, Any]
 JSONDict = dict[str, Any]
 
+_PROFILE_TASK = "nobg.register_profile"
+
 # The update types the bot handles, for getUpdates and setWebhook.
 ALLOWED_UPDATES = [Update.MESSAGE, Update.INLINE_QUERY, Update.CALLBACK_QUERY]
 
-COMMANDS = [
-    BotCommand("start", "What this bot does"),
-    BotCommand("help", "What to send, limits and privacy"),
-    BotCommand("removebg", "Remove the background (reply to an image, or add a link)"),
-    BotCommand("nobg", "Same as /removebg"),
-]
+
+async def register_profile(bot: Bot) -> None:
+    """Command menu, description and short description, once per language (best effort)."""
+    for locale in i18n.LOCALES:
+        # English is also the default for every language without its own texts.
+        code = None if locale == i18n.DEFAULT_LOCALE else i18n.telegram_language_code(locale)
+        with i18n.using(locale):
+            commands = [BotCommand(name, text) for name, text in messages.commands()]
+            description = messages.bot_description()
+            short_description = messages.bot_short_description()
+        try:
+            await bot.set_my_commands(commands, language_code=code)
+            await bot.set_my_description(description, language_code=code)
+            await bot.set_my_short_description(short_description, language_code=code)
+        except Exception:  # the menu and profile are a nicety; never block the bot on them
+            logger.warning("Could not register the commands for %s", locale, exc_info=True)
 
 
 class JournaledApplication(Application[Any, Any, Any, Any, Any, Any]):
@@ -62,10 +76,17 @@ def build_application(settings: Settings, options: ServiceOptions | None = None)
 
     async def post_init(application: AnyApplication) -> None:
         attach_services(application, create_services(settings, application.bot, options))
-        try:
-            await application.bot.set_my_commands(COMMANDS)
-        except Exception:  # the command menu is a nicety; never block the start on it
-            logger.warning("Could not register the command list", exc_info=True)
+        # In the background: 3 calls per language must not delay the first reply.
+        application.bot_data[_PROFILE_TASK] = asyncio.create_task(
+            register_profile(application.bot), name="register_profile"
+        )
+
+    async def post_stop(application: AnyApplication) -> None:
+        profile = application.bot_data.pop(_PROFILE_TASK, None)
+        if isinstance(profile, asyncio.Task) and not profile.done():
+            profile.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await profile
 
     async def post_shutdown(application: AnyApplication) -> None:
         if "nobg.services" in application.bot_data:
@@ -100,6 +121,7 @@ def build_application(settings: Settings, options: ServiceOptions | None = None)
         .read_timeout(30.0)
         .write_timeout(60.0)
         .post_init(post_init)
+        .post_stop(post_stop)
         .post_shutdown(post_shutdown)
         .build()
     )
@@ -143,6 +165,10 @@ def register_handlers(application: AnyApplication) -> None:
     application.add_handler(
         CommandHandler(["start", "help"], private.cmd_help, filters=messages_only)
     )
+    # 1b. /language anywhere (before 5, which would take it for an unknown command).
+    application.add_handler(
+        CommandHandler("language", language.cmd_language, filters=messages_only)
+    )
     # 2. /removebg and /nobg (also /removebg@thisbot): the group interface, fine in private too.
     application.add_handler(
         CommandHandler(list(group.REMOVEBG_COMMANDS), group.cmd_removebg, filters=messages_only)
@@ -170,6 +196,10 @@ def register_handlers(application: AnyApplication) -> None:
     application.add_handler(MessageHandler(private_messages, private.on_other))
     # 6. Inline mode: "@thisbot <link>" from any chat.
     application.add_handler(InlineQueryHandler(inline.on_inline_query))
-    # 7. The studio buttons under cutouts (Sticker, Add to my pack, Background, Crop).
+    # 7. The buttons of /language (the choice is per user); before 8, which takes any button.
+    application.add_handler(
+        CallbackQueryHandler(language.on_language_chosen, pattern=f"^{language.CALLBACK_PREFIX}")
+    )
+    # 8. The studio buttons under cutouts (Sticker, Add to my pack, Background, Crop).
     application.add_handler(CallbackQueryHandler(studio.on_button))
     application.add_error_handler(errors.on_error)

@@ -112,12 +112,14 @@ def store_failed_text() -> str:
 
 def start_button() -> str:
     """Button text when the user must start the bot first."""
+    # TRANSLATORS: button label, at most 32 characters.
     return _("Start the bot to use inline mode")
 
 
 def no_recent_button() -> str:
     """Button text for an empty query with no recent cutouts."""
-    return _("No cutouts yet: open the bot to make one")
+    # TRANSLATORS: button label, at most 32 characters.
+    return _("No cutouts yet: open the bot")
 
 
 def limit_text(wait_text: str) -> str:

@@ -285,31 +285,37 @@ def help_text(rate_limit: str, username: str) -> str:
 
 def studio_sticker() -> str:
     """Button: the cutout as a sticker."""
+    # TRANSLATORS: button label, at most 32 characters.
     return _("🏷 Sticker")
 
 
 def studio_pack() -> str:
     """Button: the cutout as a sticker in the user's own pack."""
+    # TRANSLATORS: button label, at most 32 characters.
     return _("➕ Add to my pack")
 
 
 def studio_background() -> str:
     """Button: show the background colours."""
+    # TRANSLATORS: button label, at most 32 characters.
     return _("🎨 Background")
 
 
 def studio_crop() -> str:
     """Button: the cutout cropped to its subject."""
+    # TRANSLATORS: button label, at most 32 characters.
     return _("✂️ Crop")
 
 
 def studio_back() -> str:
     """Button: from the colours back to the first buttons."""
+    # TRANSLATORS: button label, at most 32 characters.
     return _("⬅️ Back")
 
 
 def palette_labels() -> tuple[str, ...]:
     """The background colour buttons, in keyboard order (colours in bot/studio.py)."""
+    # TRANSLATORS: button labels (one per colour), at most 32 characters each.
     return (
         _("⬜ White"),
         _("⬛ Black"),
@@ -441,3 +447,50 @@ def pack_needs_start(bot_username: str) -> str:
         "Telegram only lets me make a sticker pack for you once you have started a private "
         "chat with me: open @{username}, press Start, then press the button again."
     ).format(username=bot_username)
+
+
+# --- the bot's profile and command menu (registered per language at start) -----------------
+
+
+def commands() -> list[tuple[str, str]]:
+    """The command menu: each command and what it does."""
+    return [
+        ("start", _("What this bot does")),
+        ("help", _("What to send, limits and privacy")),
+        ("removebg", _("Remove the background (reply to an image, or add a link)")),
+        ("nobg", _("Same as /removebg")),
+        ("language", _("Change the bot's language")),
+    ]
+
+
+def bot_description() -> str:
+    """The text of an empty chat with the bot (at most 512 characters)."""
+    return _(
+        "I remove the background from images. Send me a photo, an image file or a link to an "
+        "image and I'll send it back as a transparent PNG.\n\n"
+        "In groups, reply to an image with /removebg. In any chat, type my username and a link "
+        "to an image to use me inline."
+    )
+
+
+def bot_short_description() -> str:
+    """The bot's profile line (at most 120 characters)."""
+    return _("I remove the background from images: send a picture, get a transparent PNG back.")
+
+
+# --- /language ----------------------------------------------------------------------------------
+
+
+def language_prompt() -> str:
+    """/language: above the keyboard of languages."""
+    return _("Choose the language I speak with you:")
+
+
+def language_set() -> str:
+    """After a language was picked, in that language."""
+    return _("Done: I'll speak English with you from now on.")
+
+
+def button_expired() -> str:
+    """A button of an old message that no longer does anything."""
+    return _("This button no longer works. Send /language again.")

@@ -122,6 +122,10 @@ async def run_bot(
             server.should_exit = True
             with contextlib.suppress(Exception):
                 await server_task
+        # As in PTB's own runners: post_stop ends background work (the per-language command
+        # menu) while the bot's HTTP client still works.
+        if application.post_stop is not None:
+            await application.post_stop(application)
         await application.shutdown()
         if application.post_shutdown is not None:
             await application.post_shutdown(application)

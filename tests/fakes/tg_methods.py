@@ -7,6 +7,7 @@ import contextlib
 import copy
 import io
 import json
+import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -42,6 +43,11 @@ CONFLICT_POLL = (
     "make sure that only one bot instance is running"
 )
 QUERY_TOO_OLD = "query is too old and response timeout expired or query ID is invalid"
+# Bot API limits for the command menu and the profile texts.
+MAX_COMMAND_DESCRIPTION = 256
+MAX_DESCRIPTION = 512
+MAX_SHORT_DESCRIPTION = 120
+_LANGUAGE_CODE = re.compile(r"[a-z]{2}")
 
 
 def _int(params: JsonDict, name: str, default: int) -> int:
@@ -77,6 +83,10 @@ class BotApi(StudioMethods):
             "setMyCommands",
             "getMyCommands",
             "deleteMyCommands",
+            "setMyDescription",
+            "getMyDescription",
+            "setMyShortDescription",
+            "getMyShortDescription",
             "sendMessage",
             "editMessageText",
             "deleteMessage",
@@ -311,9 +321,17 @@ class BotApi(StudioMethods):
                         state.waiters.remove(waiter)
 
     @staticmethod
-    def _scope_key(params: JsonDict) -> str:
+    def _language_code(params: JsonDict) -> str:
+        """A two-letter ISO 639-1 code or empty (all users without a dedicated one)."""
+        code = str(params.get("language_code") or "")
+        if code and not _LANGUAGE_CODE.fullmatch(code):
+            raise bad_request("LANG_CODE_INVALID")
+        return code
+
+    @classmethod
+    def _scope_key(cls, params: JsonDict) -> str:
         scope = params.get("scope") or {"type": "default"}
-        return json.dumps([scope, params.get("language_code") or ""], sort_keys=True)
+        return json.dumps([scope, cls._language_code(params)], sort_keys=True)
 
     async def m_set_my_commands(self, params: JsonDict, files: Files) -> bool:
         """setMyCommands."""
@@ -324,8 +342,13 @@ class BotApi(StudioMethods):
             name = command.get("command", "") if isinstance(command, dict) else ""
             if not (1 <= len(name) <= 32) or not name.replace("_", "").isalnum():
                 raise bad_request("BOT_COMMAND_INVALID")
-            if name.lower() != name:
+            if name.lower() != name or not name.isascii():
                 raise bad_request("BOT_COMMAND_INVALID")
+            description = str(command.get("description") or "").strip()
+            if not description:
+                raise bad_request("command description must be non-empty")
+            if len(description) > MAX_COMMAND_DESCRIPTION:
+                raise bad_request("BOT_COMMAND_DESCRIPTION_INVALID")
         with self.state.lock:
             self.state.commands[self._scope_key(params)] = commands
         return True
@@ -340,6 +363,53 @@ class BotApi(StudioMethods):
         with self.state.lock:
             self.state.commands.pop(self._scope_key(params), None)
         return True
+
+    def _profile_text(self, params: JsonDict, name: str, limit: int, error: str) -> str:
+        text = str(params.get(name) or "")
+        if len(text.encode("utf-16-le")) // 2 > limit:
+            raise bad_request(error)
+        return text
+
+    async def m_set_my_description(self, params: JsonDict, files: Files) -> bool:
+        """setMyDescription: 0-512 characters, per language_code; empty removes it."""
+        code = self._language_code(params)
+        text = self._profile_text(
+            params, "description", MAX_DESCRIPTION, "BOT_DESCRIPTION_INVALID"
+        )
+        with self.state.lock:
+            if text:
+                self.state.descriptions[code] = text
+            else:
+                self.state.descriptions.pop(code, None)
+        return True
+
+    async def m_get_my_description(self, params: JsonDict, files: Files) -> JsonDict:
+        """getMyDescription: the language's own text, else the default one."""
+        code = self._language_code(params)
+        with self.state.lock:
+            found = self.state.descriptions.get(code, self.state.descriptions.get("", ""))
+        return {"description": found}
+
+    async def m_set_my_short_description(self, params: JsonDict, files: Files) -> bool:
+        """setMyShortDescription: 0-120 characters, per language_code; empty removes it."""
+        code = self._language_code(params)
+        text = self._profile_text(
+            params, "short_description", MAX_SHORT_DESCRIPTION, "ABOUT_TOO_LONG"
+        )
+        with self.state.lock:
+            if text:
+                self.state.short_descriptions[code] = text
+            else:
+                self.state.short_descriptions.pop(code, None)
+        return True
+
+    async def m_get_my_short_description(self, params: JsonDict, files: Files) -> JsonDict:
+        """getMyShortDescription: the language's own text, else the default one."""
+        code = self._language_code(params)
+        with self.state.lock:
+            texts = self.state.short_descriptions
+            found = texts.get(code, texts.get("", ""))
+        return {"short_description": found}
 
     async def m_send_message(self, params: JsonDict, files: Files) -> JsonDict:
         """sendMessage."""

@@ -146,6 +146,9 @@ class TelegramState:
     migrated: dict[int, int] = field(default_factory=dict)
     # Forum topics seen in pushed messages: (chat id, message_thread_id).
     topics: set[tuple[int, int]] = field(default_factory=set)
+    # Per language_code ("" = default): setMyDescription and setMyShortDescription.
+    descriptions: dict[str, str] = field(default_factory=dict)
+    short_descriptions: dict[str, str] = field(default_factory=dict)
     _counter: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     @property
