@@ -23,7 +23,7 @@ from typing import Any
 from telegram import Bot, Message, ReplyParameters, Update
 from telegram.error import TelegramError
 
-from bot import messages
+from bot import i18n, messages
 from bot.storage import PendingUpdate, StateStore, StorageUnavailable
 
 logger = logging.getLogger(__name__)
@@ -223,10 +223,16 @@ class RequestJournal:
             if message is not None
             else None
         )
+        # Outside any update's handler (at start-up): look the user's language up here.
+        user = update.effective_user
+        choice: str | None = None
+        if user is not None:
+            with contextlib.suppress(StorageUnavailable):
+                choice = await self._store.get_language(user.id)
+        with i18n.using(i18n.resolve_locale(choice, user.language_code if user else None)):
+            text = messages.gave_up()
         try:
-            await self._bot.send_message(
-                chat_id=chat.id, text=messages.gave_up(), reply_parameters=reply
-            )
+            await self._bot.send_message(chat_id=chat.id, text=text, reply_parameters=reply)
         except TelegramError as err:
             logger.warning("Could not tell chat %s a request was given up: %s", chat.id, err)
 
