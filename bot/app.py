@@ -25,6 +25,7 @@ from bot import httpcore_fix, i18n, messages
 from bot.arrivals import ArrivalQueue
 from bot.config import Settings
 from bot.handlers import errors, group, inline, language, private, studio
+from bot.journal import RecordingQueue
 from bot.polling import TolerantUpdatesRequest
 from bot.services import ServiceOptions, attach_services, create_services, services_of
 
@@ -75,7 +76,10 @@ def build_application(settings: Settings, options: ServiceOptions | None = None)
     httpcore_fix.apply()  # before the first connection pool is used
 
     async def post_init(application: AnyApplication) -> None:
-        attach_services(application, create_services(settings, application.bot, options))
+        services = create_services(settings, application.bot, options)
+        attach_services(application, services)
+        if isinstance(application.update_queue, RecordingQueue):
+            application.update_queue.journal = services.journal
         # In the background: 3 calls per language must not delay the first reply.
         application.bot_data[_PROFILE_TASK] = asyncio.create_task(
             register_profile(application.bot), name="register_profile"
@@ -92,7 +96,9 @@ def build_application(settings: Settings, options: ServiceOptions | None = None)
         if "nobg.services" in application.bot_data:
             await services_of(application).aclose()
 
-    builder = ApplicationBuilder().application_class(JournaledApplication)
+    builder = (
+        ApplicationBuilder().application_class(JournaledApplication).update_queue(RecordingQueue())
+    )
     if settings.mode == "webhook":
         builder = builder.updater(None)  # updates arrive through our own HTTP server
     else:

@@ -91,6 +91,11 @@ class RequestJournal:
         if recordable(update) or on_done is not None:
             self._queued[update.update_id] = (update, on_done)
 
+    def is_queued(self, update: Update) -> bool:
+        """Whether this very update object is recorded and queued already."""
+        queued = self._queued.get(update.update_id)
+        return queued is not None and queued[0] is update
+
     async def run(self, update: object, process: Callable[[], Awaitable[None]]) -> None:
         """Process `update` under its record: skip repeats, finish the record when answered."""
         if not isinstance(update, Update):
@@ -275,3 +280,30 @@ async def note_status_message(message: Message) -> None:
     journal, update_id, shown = current
     shown.append([message.chat_id, message.message_id])
     await journal._note(update_id, shown)
+
+
+class RecordingQueue(asyncio.Queue[object]):
+    """The Application's update queue; records each update as it is put in.
+
+    In polling mode python-telegram-bot confirms updates with its next getUpdates, right after
+    putting them here: recording them on the way in leaves no moment in which an update is
+    confirmed but not yet on record.
+    """
+
+    journal: RequestJournal | None = None
+
+    async def put(self, item: object) -> None:
+        """Record `item` (a new update) first, then queue it; drop repeats."""
+        journal = self.journal
+        if journal is not None and isinstance(item, Update) and not journal.is_queued(item):
+            try:
+                if not await journal.accept(item):
+                    logger.info(
+                        "Update %s was delivered again; it is processed once", item.update_id
+                    )
+                    return
+                journal.queued(item)
+            except StorageUnavailable as err:
+                # `RequestJournal.run` tries again and, failing that, serves it unrecorded.
+                logger.warning("Could not record update %s: %s", item.update_id, err)
+        await super().put(item)

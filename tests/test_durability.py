@@ -12,6 +12,8 @@ import signal
 import sqlite3
 from pathlib import Path
 
+from telegram import Update
+
 from bot import messages
 from bot.sqlite_store import SqliteStore
 from tests.conftest import StartBot, bot_env, scratch_data_dir
@@ -250,3 +252,28 @@ async def test_an_unwritable_data_dir_stops_the_start_with_one_clear_line(
     text = stderr.decode()
     assert f"data directory {blocker / 'data'} is not writable" in text
     assert "Traceback" not in text
+
+
+async def test_polled_updates_are_on_record_before_the_next_poll_confirms_them(
+    tmp_path: Path,
+) -> None:
+    # python-telegram-bot puts a polled batch into the update queue, then confirms it with
+    # its next getUpdates: the queue itself records each update on the way in.
+    from telegram import Bot
+
+    from bot.journal import RecordingQueue, RequestJournal
+
+    store = SqliteStore(tmp_path / "nobg.sqlite3")
+    bot = Bot("123:abcdefghijklmnopqrstuvwxyz")
+    queue = RecordingQueue()
+    queue.journal = RequestJournal(store, bot)
+    first = update(message=photo_message(private_user(1), "f", "u"), update_id=41)
+    try:
+        await queue.put(Update.de_json(first, bot))
+        assert [p.update_id for p in await store.pending_updates()] == [41]
+        await queue.put(Update.de_json(first, bot))  # the same update polled again
+        assert queue.qsize() == 1
+        await queue.put("not an update")  # PTB's own stop signal passes through
+        assert queue.qsize() == 2
+    finally:
+        await store.aclose()
