@@ -52,21 +52,19 @@ async def _start_replica(
     tmp_path: Path,
     **env: str,
 ) -> Replica:
+    settings = {
+        "MODE": "webhook",
+        "WEBHOOK_URL": "https://bot.example.test" + WEBHOOK_PATH,
+        "WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "LISTEN_HOST": "127.0.0.1",
+        "LISTEN_PORT": str(port),
+        "STORAGE_URL": redis_url,
+        "PHOTO_URL_MODE": "relay",
+        "PUBLIC_BASE_URL": base_url,
+        "SHUTDOWN_GRACE": "10",
+    }
     process = await spawn_bot_process(
-        env=bot_env(
-            telegram,
-            freepik,
-            MODE="webhook",
-            WEBHOOK_URL="https://bot.example.test" + WEBHOOK_PATH,
-            WEBHOOK_SECRET=WEBHOOK_SECRET,
-            LISTEN_HOST="127.0.0.1",
-            LISTEN_PORT=str(port),
-            STORAGE_URL=redis_url,
-            PHOTO_URL_MODE="relay",
-            PUBLIC_BASE_URL=base_url,
-            SHUTDOWN_GRACE="10",
-            **env,
-        ),
+        env=bot_env(telegram, freepik, **(settings | env)),
         cwd=tmp_path,
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,

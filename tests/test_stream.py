@@ -56,7 +56,15 @@ async def replicas(
     base_url = f"http://127.0.0.1:{ports[1]}"
     started = [
         await _start_replica(
-            telegram, freepik, redis_url, port, base_url, tmp_path, STREAM_LEASE=str(LEASE)
+            telegram,
+            freepik,
+            redis_url,
+            port,
+            base_url,
+            tmp_path,
+            STREAM_LEASE=str(LEASE),
+            # Freepik fetches Telegram's link: no relay link served by the replica killed.
+            PHOTO_URL_MODE="telegram",
         )
         for port in ports
     ]
