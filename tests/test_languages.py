@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -136,10 +137,19 @@ async def test_inline_answers_in_the_users_language(
     )
 
 
+@pytest.fixture(params=["redis", "sqlite"])
+def lasting_storage(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A STORAGE_URL whose data outlives the bot process."""
+    if request.param == "sqlite":
+        return f"sqlite://{tmp_path / 'data' / 'state.sqlite3'}"
+    return str(request.getfixturevalue("redis_url"))
+
+
 async def test_language_command_switches_and_survives_a_restart(
-    start_bot: StartBot, telegram: FakeTelegram, redis_url: str
+    start_bot: StartBot, telegram: FakeTelegram, lasting_storage: str
 ) -> None:
-    bot = await start_bot(storage_url=redis_url)
+    storage_url = lasting_storage
+    bot = await start_bot(storage_url=storage_url)
     person = user(2005, "en")
 
     send(telegram, text_message(person, "/language"))
@@ -167,7 +177,7 @@ async def test_language_command_switches_and_survives_a_restart(
     # ...and holds after a restart on the same storage.
     await bot.shutdown()
     telegram.reset_calls()
-    await start_bot(storage_url=redis_url)
+    await start_bot(storage_url=storage_url)
     send(telegram, text_message(person, "/help"))
     await telegram.wait_for_call("sendMessage", timeout=10)
     sent = telegram.calls_of("sendMessage")[0].params["text"]
