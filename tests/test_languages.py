@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from telegram import Update
 
 from bot import i18n, inline, messages
 from tests.conftest import StartBot
@@ -19,6 +20,7 @@ from tests.fakes.updates import (
     text_message,
     update,
 )
+from tests.redis_server import RedisServer
 from tests.support import visible_messages
 
 GROUP = -100777
@@ -257,3 +259,17 @@ async def test_menu_and_descriptions_are_registered_for_every_language(
     assert {c.params.get("language_code") or "" for c in telegram.calls_of("setMyCommands")} == {
         "" if loc == "en" else i18n.telegram_language_code(loc) for loc in i18n.LOCALES
     }
+
+
+async def test_storage_outage_falls_back_to_the_clients_language(
+    start_bot: StartBot, telegram: FakeTelegram, freepik: FakeFreepik, own_redis: RedisServer
+) -> None:
+    bot = await start_bot(mode="webhook", storage_url=own_redis.url)
+    app = bot.application
+    own_redis.stop()
+    file_id, unique_id = telegram.add_file(make_image("JPEG", size=(40, 30)))
+    message = photo_message(user(2011, "es"), file_id, unique_id)
+    # Straight onto the queue, as the webhook route does once an update is accepted.
+    await app.update_queue.put(Update.de_json(update(message=message, update_id=7), app.bot))
+    await shows(telegram, 2011, in_language("es", messages.temporarily_unavailable))
+    assert freepik.calls == []
