@@ -11,11 +11,18 @@ from enum import StrEnum
 
 from telegram import Bot, Document, InputFile, InputMediaDocument, Message, ReplyParameters
 from telegram.constants import ChatAction
-from telegram.error import Forbidden, TelegramError
+from telegram.error import BadRequest, Forbidden, TelegramError
 
 from bot import messages
 from bot.chat import CACHE_RESULT as _CACHE_RESULT
-from bot.chat import Outcome, classify, quietly
+from bot.chat import (
+    Outcome,
+    classify,
+    drop_rejected,
+    is_rejected_file_id,
+    quietly,
+    rejected_file_ids,
+)
 from bot.cutouts import CutoutService, Produced, RateLimited, Role, Ticket
 from bot.i18n import gettext as _
 from bot.i18n import ngettext
@@ -351,20 +358,21 @@ class _AlbumRun:
     async def _start_jobs(self) -> None:
         """Start the jobs in album order, so the limit refuses the last images, not random ones."""
 
+        for entry in self._entries:
+            if entry.state is _State.PENDING and entry.item.source is not None:
+                await self._start_job(entry, entry.item.source)
+
+    async def _start_job(self, entry: _Entry, source: ImageSource) -> None:
         async def admit() -> Refusal | None:
             return await self._admission.admit(self._user_id)
 
-        for entry in self._entries:
-            source = entry.item.source
-            if entry.state is not _State.PENDING or source is None:
-                continue
-            try:
-                entry.ticket = await self._cutouts.start(source, _no_upload, admit=admit)
-            except RateLimited as limited:
-                entry.state = _State.LIMITED
-                entry.refusal = limited.refusal
-            except Exception as err:  # e.g. JobAborted while shutting down
-                self._record_failure(entry, err)
+        try:
+            entry.ticket = await self._cutouts.start(source, _no_upload, admit=admit)
+        except RateLimited as limited:
+            entry.state = _State.LIMITED
+            entry.refusal = limited.refusal
+        except Exception as err:  # e.g. JobAborted while shutting down
+            self._record_failure(entry, err)
 
     async def _post_status(self, count: int) -> bool:
         """Post the status reply and the chat action; False if the user blocked the bot."""
@@ -418,25 +426,69 @@ class _AlbumRun:
         ready = [e for e in self._entries if e.state is _State.PENDING and e.produced is not None]
         for start in range(0, len(ready), ALBUM_SIZE):
             chunk = ready[start : start + ALBUM_SIZE]
-            try:
-                sent = await self._send_chunk(chunk)
-            except Forbidden as err:
-                logger.warning("Chat %s blocked the bot: %s", self._chat_id, err.message)
-                for entry in ready[start:]:
-                    entry.fail(Outcome.UNDELIVERABLE)
-                return False
-            except TelegramError as err:
-                logger.error("Could not send an album to chat %s: %s", self._chat_id, err)
-                for entry in chunk:
-                    entry.fail(Outcome.UNDELIVERABLE)
-                continue
-            for index, entry in enumerate(chunk):
-                message = sent[index] if index < len(sent) else None
-                file_id = message.document.file_id if message and message.document else None
-                if message and message.document:
-                    self._documents.append(message.document)
-                await self._delivered(entry, file_id)
+            rerun = False
+            while chunk:
+                try:
+                    sent = await self._send_chunk(chunk)
+                except Forbidden as err:
+                    logger.warning("Chat %s blocked the bot: %s", self._chat_id, err.message)
+                    for entry in ready[start:]:
+                        if entry.state is _State.PENDING:
+                            entry.fail(Outcome.UNDELIVERABLE)
+                    return False
+                except BadRequest as err:
+                    if rerun or not is_rejected_file_id(err):
+                        self._undeliverable(chunk, err)
+                        break
+                    # A cached file id Telegram no longer takes: those images afresh, once.
+                    rerun = True
+                    chunk = await self._rerun_rejected(chunk, err)
+                    continue
+                except TelegramError as err:
+                    self._undeliverable(chunk, err)
+                    break
+                await self._record_sent(chunk, sent)
+                break
         return True
+
+    def _undeliverable(self, chunk: list[_Entry], err: TelegramError) -> None:
+        logger.error("Could not send an album to chat %s: %s", self._chat_id, err)
+        for entry in chunk:
+            entry.fail(Outcome.UNDELIVERABLE)
+
+    async def _rerun_rejected(self, chunk: list[_Entry], err: BadRequest) -> list[_Entry]:
+        """Drop the cached file ids Telegram rejected and make those images again.
+
+        Returns what is left to send: the chunk with the remade images, without any refused
+        by the limits or failed this time.
+        """
+        cached = [
+            (entry, entry.item.source, entry.produced.file_id)
+            for entry in chunk
+            if entry.item.source is not None and entry.produced and entry.produced.file_id
+        ]
+        if not cached:
+            self._undeliverable(chunk, err)
+            return []
+        bad = await rejected_file_ids(self._bot, (file_id for _, _, file_id in cached))
+        # If getFile confirms no culprit, none of the chunk's file ids is trusted.
+        stale = [c for c in cached if c[2] in bad] or cached
+        for entry, source, file_id in stale:
+            await drop_rejected(self._cutouts, source, file_id)
+            entry.produced = None
+            entry.ticket = None
+            await self._start_job(entry, source)
+        rerun = [entry for entry, _, _ in stale if entry.ticket is not None]
+        await asyncio.gather(*(self._await_result(e) for e in rerun))
+        return [e for e in chunk if e.state is _State.PENDING and e.produced is not None]
+
+    async def _record_sent(self, chunk: list[_Entry], sent: Sequence[Message]) -> None:
+        for index, entry in enumerate(chunk):
+            message = sent[index] if index < len(sent) else None
+            file_id = message.document.file_id if message and message.document else None
+            if message and message.document:
+                self._documents.append(message.document)
+            await self._delivered(entry, file_id)
 
     async def _send_chunk(self, chunk: list[_Entry]) -> Sequence[Message]:
         if len(chunk) == 1:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, TypeVar
@@ -260,11 +261,8 @@ class ChatRemoval:
                 await self._reply_text(request, messages.undeliverable())
                 return Outcome.UNDELIVERABLE
             # Another bot's file id (a shared Redis) or one Telegram invalidated.
-            logger.warning("Telegram rejected a cached file id (%s); dropping it", err.message)
-            try:
-                await self._cutouts.forget(request.source, stored.file_id)
-            except StorageUnavailable as storage_err:
-                logger.error("Could not drop the rejected cache entry: %s", storage_err)
+            logger.info("Re-sending a cached cutout failed: %s", err.message)
+            await drop_rejected(self._cutouts, request.source, stored.file_id)
             if may_rerun:
                 return None
             await self._reply_text(request, messages.undeliverable())
@@ -401,6 +399,38 @@ _REJECTED_FILE_ID = re.compile(r"file identifier|file_id|file id|file reference|
 def is_rejected_file_id(err: BadRequest) -> bool:
     """Whether Telegram refused a file id we sent (wrong bot, expired, invalidated)."""
     return bool(_REJECTED_FILE_ID.search(err.message))
+
+
+async def drop_rejected(cutouts: CutoutService, source: ImageSource, file_id: str) -> None:
+    """Drop a cached cutout whose file id Telegram rejected (best effort: storage may be down)."""
+    logger.warning("Telegram rejected the cached file id of %s; dropping it", source.kind)
+    try:
+        await cutouts.forget(source, file_id)
+    except StorageUnavailable as storage_err:
+        logger.error("Could not drop the rejected cache entry: %s", storage_err)
+
+
+async def rejected_file_ids(bot: Bot, file_ids: Iterable[str]) -> set[str]:
+    """Which of `file_ids` Telegram no longer takes from this bot, asked one by one with getFile.
+
+    sendMediaGroup and answerInlineQuery refuse a whole request for one bad file id without
+    naming it; getFile names no one else's file and costs nothing.
+    """
+
+    async def rejected(file_id: str) -> bool:
+        try:
+            await bot.get_file(file_id)
+        except BadRequest as err:
+            # "file is too big" (over getFile's 20 MB) is still a file Telegram holds for us.
+            return is_rejected_file_id(err)
+        except TelegramError as err:
+            logger.warning("Could not check a cached file id: %s", err)
+            return False
+        return False
+
+    unique = list(dict.fromkeys(file_ids))
+    answers = await asyncio.gather(*(rejected(f) for f in unique))
+    return {file_id for file_id, bad in zip(unique, answers, strict=True) if bad}
 
 
 def _reply_to(request: ChatRequest) -> ReplyParameters:

@@ -28,7 +28,13 @@ from telegram.constants import ChatAction
 from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
 
 from bot import messages
-from bot.chat import CACHE_RESULT, Outcome, classify, is_rejected_file_id
+from bot.chat import (
+    CACHE_RESULT,
+    Outcome,
+    classify,
+    drop_rejected,
+    is_rejected_file_id,
+)
 from bot.cutouts import CutoutService, RateLimited, Role, Ticket
 from bot.i18n import gettext as _
 from bot.metrics import Metrics
@@ -291,11 +297,7 @@ class InlineRemoval:
 
     async def _forget(self, source: ImageSource, file_id: str) -> None:
         """Drop a cached cutout Telegram rejected (a file id it invalidated, or another bot's)."""
-        logger.warning("Telegram rejected a cached file id in an inline answer; dropping it")
-        try:
-            await self._cutouts.forget(source, file_id)
-        except StorageUnavailable as err:
-            logger.error("Could not drop the rejected cache entry: %s", err)
+        await drop_rejected(self._cutouts, source, file_id)
 
     async def _decide(
         self, text: str, user_id: int, number: int, deadline: float, timings: JobTimings

@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 
 from bot import albums
+from bot.sources import ImageSource, SourceKind
+from bot.storage import StoredCutout
 from tests.conftest import BOT_TOKEN, StartBot
 from tests.fakes import FakeFreepik, FakeTelegram, TgCall, make_image
 from tests.fakes.images import is_transparent_png
@@ -405,3 +407,44 @@ async def test_album_caught_by_shutdown_still_gets_a_reply(
     [reply] = texts(telegram)
     assert "Images 1 and 2: the bot restarted" in reply
     assert "items=2 ok=0 failed=2" in lines[0]
+
+
+async def test_rejected_cached_file_id_in_an_album_is_dropped_and_remade_once(
+    start_bot: StartBot,
+    telegram: FakeTelegram,
+    freepik: FakeFreepik,
+    album_logs: pytest.LogCaptureFixture,
+) -> None:
+    bot = await start_bot(album_wait=WAIT)
+    album = photos(telegram, 2, "g-stale")
+    sources = [
+        ImageSource.telegram_file(
+            SourceKind.PHOTO, m["photo"][-1]["file_id"], m["photo"][-1]["file_unique_id"]
+        )
+        for m in album
+    ]
+    # Image 1's cached cutout is another bot's file id; image 2's is one Telegram holds.
+    stale = StoredCutout("BQACAgIAAxkBAAIstale-album-item", "cutout.png", time.time())
+    good_id, _ = telegram.add_file(make_image("PNG", size=(20, 20)))
+    good = StoredCutout(good_id, "cutout-2.png", time.time())
+    await bot.services.store.put_cutout(sources[0].key, stale, 3600)
+    await bot.services.store.put_cutout(sources[1].key, good, 3600)
+
+    send_all(telegram, album)
+    lines = await album_done(album_logs)
+
+    rejected, sent = telegram.calls_of("sendMediaGroup")
+    assert not rejected.ok
+    assert "wrong file identifier" in rejected.response["description"]
+    assert [item["media"] for item in rejected.params["media"]] == [stale.file_id, good_id]
+    assert sent.ok, telegram.summary()
+    # Only the rejected image was made again (one Freepik call); the good one kept its id.
+    assert len(freepik.calls) == 1
+    assert sent.params["media"][1]["media"] == good_id
+    assert len(sent.files) == 1
+    assert not texts(telegram)
+    assert "items=2 ok=2 failed=0" in lines[0]
+    fresh = await bot.services.store.get_cutout(sources[0].key)
+    assert fresh is not None
+    assert fresh.file_id == file_ids(sent)[0]
+    assert await bot.services.store.get_cutout(sources[1].key) == good
