@@ -34,6 +34,7 @@ from bot.chat import (
     classify,
     drop_rejected,
     is_rejected_file_id,
+    rejected_file_ids,
 )
 from bot.cutouts import CutoutService, RateLimited, Role, Ticket
 from bot.i18n import gettext as _
@@ -252,6 +253,10 @@ class InlineRemoval:
                 await self._forget(*reply.cached)
                 reply = await self._reply_for(query, number, deadline, timings)
                 sent = await self._send(query, reply, send_by)
+            elif sent is _Sent.REJECTED_FILE and reply.outcome == InlineOutcome.RECENT:
+                # The recent list holds a file id Telegram no longer takes: without it, once.
+                reply = await self._recent_without_rejected(user_id, reply, deadline)
+                sent = await self._send(query, reply, send_by)
             answered = sent is _Sent.OK
             outcome = reply.outcome
             if reply.pending is not None:
@@ -465,10 +470,7 @@ class InlineRemoval:
         """An empty query: the user's recent cutouts, newest first."""
         recent = await self._store.recent(user_id)
         if not recent:
-            button = InlineQueryResultsButton(
-                text=no_recent_button(), start_parameter=messages.INLINE_START_PARAMETER
-            )
-            return _Reply(Shown.BUTTON, InlineOutcome.NO_RECENT, button=button)
+            return _no_recent()
         now = time.time()
         results: list[InlineQueryResult] = []
         seen: set[str] = set()
@@ -487,6 +489,37 @@ class InlineRemoval:
                 )
             )
         return _Reply(Shown.RECENT, InlineOutcome.RECENT, results)
+
+    async def _recent_without_rejected(
+        self, user_id: int, reply: _Reply, deadline: float
+    ) -> _Reply:
+        """The recent list again, without (and forgetting) the file ids Telegram rejected."""
+        file_ids = [
+            r.document_file_id
+            for r in reply.results
+            if isinstance(r, InlineQueryResultCachedDocument)
+        ]
+        try:
+            bad = await asyncio.wait_for(
+                rejected_file_ids(self._bot, file_ids), max(0.0, deadline - time.monotonic())
+            )
+        except TimeoutError:
+            bad = set()
+        for file_id in bad:
+            try:
+                await self._store.drop_recent(user_id, file_id)
+            except StorageUnavailable as err:
+                logger.error("Could not drop a rejected recent cutout: %s", err)
+        logger.warning("Telegram rejected %d file id(s) of a recent list", len(bad))
+        kept = [
+            r
+            for r in reply.results
+            if isinstance(r, InlineQueryResultCachedDocument) and r.document_file_id not in bad
+        ]
+        if not bad or not kept:
+            # Nothing left Telegram is sure to take: the answer offers the bot instead.
+            return _no_recent()
+        return _Reply(Shown.RECENT, InlineOutcome.RECENT, list(kept))
 
     async def _document(self, user_id: int, stored: StoredCutout, role: Role) -> _Reply:
         """A cutout Telegram already holds: answer with it and add it to the user's recent."""
@@ -592,6 +625,13 @@ def find_link(text: str) -> str | None:
     if other_scheme is not None:
         raise other_scheme
     return None
+
+
+def _no_recent() -> _Reply:
+    button = InlineQueryResultsButton(
+        text=no_recent_button(), start_parameter=messages.INLINE_START_PARAMETER
+    )
+    return _Reply(Shown.BUTTON, InlineOutcome.NO_RECENT, button=button)
 
 
 def _result_id(file_id: str) -> str:

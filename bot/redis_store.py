@@ -112,6 +112,14 @@ class RedisStore:
             result.append(StoredCutout(file_id, file_name, float(score)))
         return result
 
+    async def drop_recent(self, user_id: int, file_id: str) -> None:
+        """Forget one of a user's recent cutouts (Telegram rejected its file id)."""
+        key = self._key("recent", user_id)
+        members: list[Any] = await self._call("zrange", lambda: self._redis.zrange(key, 0, -1))
+        gone = [m for m in members if json.loads(m)[0] == file_id]
+        if gone:
+            await self._call("zrem", lambda: self._redis.zrem(key, *gone))
+
     async def claim(self, key: str, ttl: float) -> bool:
         """Become the one worker for `key` (True) unless someone else holds it (False)."""
         done = await self._call(

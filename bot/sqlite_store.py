@@ -272,6 +272,14 @@ class SqliteStore:
 
         return await self._run(op, write=False)
 
+    async def drop_recent(self, user_id: int, file_id: str) -> None:
+        """Forget one of a user's recent cutouts (Telegram rejected its file id)."""
+        await self._run(
+            lambda c: c.execute(
+                "DELETE FROM recent WHERE user_id = ? AND file_id = ?", (user_id, file_id)
+            )
+        )
+
     async def claim(self, key: str, ttl: float) -> bool:
         """Become the one worker for `key` (True) unless someone else holds it (False)."""
 

@@ -64,6 +64,10 @@ class StateStore(Protocol):
         """A user's recent cutouts, newest first."""
         ...
 
+    async def drop_recent(self, user_id: int, file_id: str) -> None:
+        """Forget one of a user's recent cutouts (Telegram rejected its file id)."""
+        ...
+
     async def claim(self, key: str, ttl: float) -> bool:
         """Become the one worker for `key` (True) unless someone else holds it (False)."""
         ...
@@ -187,6 +191,11 @@ class MemoryStore:
     async def recent(self, user_id: int, limit: int = RECENT_LIMIT) -> list[StoredCutout]:
         """A user's recent cutouts, newest first."""
         return list(self._recent.get(user_id, [])[:limit])
+
+    async def drop_recent(self, user_id: int, file_id: str) -> None:
+        """Forget one of a user's recent cutouts (Telegram rejected its file id)."""
+        items = [c for c in self._recent.get(user_id, []) if c.file_id != file_id]
+        self._recent[user_id] = items
 
     async def claim(self, key: str, ttl: float) -> bool:
         """Become the one worker for `key` (True) unless someone else holds it (False)."""

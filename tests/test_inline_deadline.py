@@ -116,3 +116,25 @@ async def test_rejected_cached_file_id_in_an_inline_answer_runs_the_job_afresh(
     cached = await bot.services.store.get_cutout(ImageSource.link(link).key)
     assert cached is not None
     assert cached.file_id == fresh
+
+
+async def test_recent_list_without_the_file_ids_telegram_rejects(
+    start_bot: StartBot, telegram: FakeTelegram, freepik: FakeFreepik
+) -> None:
+    bot = await start_bot()
+    good_id, _ = telegram.add_file(make_image("PNG", size=(20, 20)))
+    good = StoredCutout(good_id, "cutout-good.png", time.time() - 60)
+    stale = StoredCutout("BQACAgIAAxkBAAIstale-recent", "cutout-stale.png", time.time())
+    await bot.services.store.push_recent(USER["id"], good)
+    await bot.services.store.push_recent(USER["id"], stale)
+    telegram.push_update(inline_query(USER, ""))
+    rejected, accepted = await telegram.wait_for_call("answerInlineQuery", count=2, timeout=10)
+    offered = [r["document_file_id"] for r in rejected.params["results"]]
+    assert offered == [stale.file_id, good_id]
+    assert not rejected.ok
+    await telegram.wait_for(lambda t: accepted.response is not None, timeout=5)
+    assert accepted.ok, accepted.response
+    assert [r["document_file_id"] for r in accepted.params["results"]] == [good_id]
+    assert accepted.at - rejected.at < bot.services.settings.inline_answer_timeout
+    assert await bot.services.store.recent(USER["id"]) == [good]
+    assert not freepik.calls

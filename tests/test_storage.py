@@ -87,6 +87,16 @@ async def test_recent_is_newest_first_deduplicated_and_capped(store: StateStore)
     assert len(await store.recent(1, limit=3)) == 3
 
 
+async def test_drop_recent_forgets_one_file_id_of_one_user(store: StateStore) -> None:
+    for n in range(3):
+        await store.push_recent(1, cutout(n))
+    await store.push_recent(2, cutout(1))
+    await store.drop_recent(1, cutout(1).file_id)
+    await store.drop_recent(1, "never-there")
+    assert await store.recent(1) == [cutout(2), cutout(0)]
+    assert await store.recent(2) == [cutout(1)]
+
+
 async def test_claims(store: StateStore) -> None:
     assert await store.claim("k", ttl=60)
     assert not await store.claim("k", ttl=60)
