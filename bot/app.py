@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from telegram import Bot, BotCommand, Update
@@ -49,12 +49,23 @@ async def register_profile(bot: Bot) -> None:
             commands = [BotCommand(name, text) for name, text in messages.commands()]
             description = messages.bot_description()
             short_description = messages.bot_short_description()
-        try:
-            await bot.set_my_commands(commands, language_code=code)
-            await bot.set_my_description(description, language_code=code)
-            await bot.set_my_short_description(short_description, language_code=code)
-        except Exception:  # the menu and profile are a nicety; never block the bot on them
-            logger.warning("Could not register the commands for %s", locale, exc_info=True)
+        # Each call on its own: one refused text must not cost the others.
+        await _best_effort("commands", locale, bot.set_my_commands(commands, language_code=code))
+        await _best_effort(
+            "description", locale, bot.set_my_description(description, language_code=code)
+        )
+        await _best_effort(
+            "short description",
+            locale,
+            bot.set_my_short_description(short_description, language_code=code),
+        )
+
+
+async def _best_effort(what: str, locale: str, call: Awaitable[object]) -> None:
+    try:
+        await call
+    except Exception as err:  # the menu and profile are a nicety; never block the bot on them
+        logger.warning("Could not register the %s for %s: %s", what, locale, err)
 
 
 class JournaledApplication(Application[Any, Any, Any, Any, Any, Any]):

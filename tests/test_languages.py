@@ -273,3 +273,17 @@ async def test_storage_outage_falls_back_to_the_clients_language(
     await app.update_queue.put(Update.de_json(update(message=message, update_id=7), app.bot))
     await shows(telegram, 2011, in_language("es", messages.temporarily_unavailable))
     assert freepik.calls == []
+
+
+async def test_a_refused_registration_skips_only_itself(
+    start_bot: StartBot, telegram: FakeTelegram, caplog: pytest.LogCaptureFixture
+) -> None:
+    telegram.fail_next("setMyCommands", error_code=400, description="Bad Request: test refusal")
+    await start_bot()
+    count = len(i18n.LOCALES)
+    await telegram.wait_for_call("setMyShortDescription", count=count, timeout=15)
+    assert len(telegram.state.descriptions) == count
+    assert len(telegram.state.commands) == count - 1
+    assert "Could not register the commands for en" in caplog.text
+    send(telegram, text_message(user(2012, "it"), "hello"))
+    await shows(telegram, 2012, in_language("it", messages.no_link))
