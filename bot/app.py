@@ -28,6 +28,7 @@ from bot.handlers import errors, group, inline, language, private, studio
 from bot.journal import RecordingQueue
 from bot.polling import TolerantUpdatesRequest
 from bot.services import ServiceOptions, attach_services, create_services, services_of
+from bot.telegram_rate import FairRateLimiter
 
 logger = logging.getLogger(__name__)
 
@@ -123,12 +124,12 @@ def build_application(settings: Settings, options: ServiceOptions | None = None)
         .base_file_url(f"{root}/file/bot")
         # One user's slow removal must never hold up another's update.
         .concurrent_updates(True)
-        # Honours flood waits (RetryAfter) and Telegram's per-group and overall limits.
+        # Honours flood waits (RetryAfter) and Telegram's per-group and overall limits; the
+        # overall rate is shared between chats in turns, so one chat's backlog delays only it.
         .rate_limiter(
-            BotRateLimiter(
-                overall_max_rate=settings.telegram_max_rate,
-                overall_time_period=1 if settings.telegram_max_rate else 0,
-                max_retries=3,
+            FairRateLimiter(
+                settings.telegram_max_rate,
+                inner=BotRateLimiter(overall_max_rate=0, overall_time_period=0, max_retries=3),
             )
         )
         # Notes when inline queries arrive: their answer deadline counts from there.

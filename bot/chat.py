@@ -20,7 +20,7 @@ from bot.cutouts import CutoutService, Produced, RateLimited, Role
 from bot.journal import note_status_message
 from bot.metrics import Metrics
 from bot.pipeline import Cutout, JobAborted, JobTimedOut, JobTimings
-from bot.ratelimit import Admission, Refusal
+from bot.ratelimit import Admission, HintGate, Refusal
 from bot.sources import ImageSource, SourceTooLarge, SourceUnavailable
 from bot.spending import BudgetExhausted
 from bot.storage import StateStore, StorageUnavailable, StoredCutout
@@ -114,8 +114,10 @@ class ChatRemoval:
         *,
         metrics: Metrics | None = None,
         studio: Studio | None = None,
+        hints: HintGate | None = None,
     ) -> None:
         self._bot = bot
+        self._hints = hints
         self._cutouts = cutouts
         self._store = store
         self._admission = admission
@@ -179,7 +181,10 @@ class ChatRemoval:
         except RateLimited as limited:
             self._metrics.refused(limited.refusal.scope)
             text = messages.rate_limited(limited.refusal.wait_text(), limited.refusal.scope)
-            await self._reply_text(request, text)
+            # Someone who keeps sending past the limit is told a few times, then not again
+            # for a while (the hint limit), so a flood cannot fill the reply queue.
+            if self._hints is None or await self._hints.allow(request.user_id):
+                await self._reply_text(request, text)
             return Outcome.RATE_LIMITED, "-"
         except JobAborted:
             await self._reply_text(request, messages.aborted())

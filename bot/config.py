@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     job_timeout: float = Field(default=240.0, gt=0, le=3600)
     shutdown_grace: float = Field(default=60.0, ge=0, le=3600)
     chat_rate_limit: str = ""
+    # Hints ("send me a photo...") per user; past it unusable messages get no reply for a while.
+    hint_rate_limit: str = "5/minute;20/hour"
     cache_ttl: int = Field(default=30 * 24 * 3600, ge=0)
     inline_storage_chat_id: int | None = None
     inline_answer_timeout: float = Field(default=6.0, gt=0, le=30)
@@ -120,7 +122,7 @@ class Settings(BaseSettings):
             raise ValueError("must be an HTTP header name such as x-freepik-api-key")
         return value
 
-    @field_validator("rate_limit", "chat_rate_limit")
+    @field_validator("rate_limit", "chat_rate_limit", "hint_rate_limit")
     @classmethod
     def _check_rate_limit(cls, value: str) -> str:
         value = value.strip()
@@ -244,6 +246,11 @@ class Settings(BaseSettings):
     def rate_limits(self) -> list[limits.RateLimitItem]:
         """The parsed per-user limits (empty when unlimited)."""
         return limits.parse_many(self.rate_limit) if self.rate_limit else []
+
+    @property
+    def hint_rate_limits(self) -> list[limits.RateLimitItem]:
+        """The parsed per-user hint limits (empty when unlimited)."""
+        return limits.parse_many(self.hint_rate_limit) if self.hint_rate_limit else []
 
     @property
     def chat_rate_limits(self) -> list[limits.RateLimitItem]:

@@ -181,3 +181,19 @@ class Admission:
         if group_chat_id is not None and self.chats.enabled:
             return await self.chats.acquire(group_chat_id)
         return None
+
+
+class HintGate:
+    """Explanations to a user who keeps sending unusable messages: a few, then quiet a while."""
+
+    def __init__(self, limiter: RateLimiter) -> None:
+        self._limiter = limiter
+
+    async def allow(self, user_id: int) -> bool:
+        """Whether `user_id` may get one more hint now (counted); storage trouble says yes."""
+        if not self._limiter.enabled:
+            return True
+        try:
+            return await self._limiter.acquire(user_id) is None
+        except StorageUnavailable:
+            return True

@@ -20,7 +20,7 @@ from bot.inline import InlineRemoval
 from bot.journal import RequestJournal
 from bot.metrics import Metrics
 from bot.pipeline import RemovalPipeline
-from bot.ratelimit import Admission, RateLimiter, async_storage, close_counters
+from bot.ratelimit import Admission, HintGate, RateLimiter, async_storage, close_counters
 from bot.relay import RelayLinks
 from bot.sources import PublicUrlProvider, TelegramFileLinks, accepted_mime_types
 from bot.spending import DailyBudget, FreepikGate, RateCap
@@ -51,6 +51,7 @@ class Services:
     cpu: CpuPool
     studio: Studio
     gate: FreepikGate
+    hints: HintGate
     journal: RequestJournal
     stream: UpdateStream | None = None
 
@@ -130,12 +131,13 @@ def create_services(settings: Settings, bot: Bot, options: ServiceOptions) -> Se
         settings.admin_ids,
         gate.budget if settings.freepik_daily_budget is not None else None,
     )
+    hints = HintGate(RateLimiter(settings.hint_rate_limits, counters, namespace="hint"))
     cutouts = CutoutService(
         pipeline, store, cache_ttl=settings.cache_ttl, claim_lease=settings.stream_lease
     )
     cpu = CpuPool(settings.image_workers, settings.image_queue)
     studio = Studio(bot, store, cpu, cache_ttl=settings.cache_ttl, metrics=metrics)
-    chat = ChatRemoval(bot, cutouts, store, admission, metrics=metrics, studio=studio)
+    chat = ChatRemoval(bot, cutouts, store, admission, metrics=metrics, studio=studio, hints=hints)
     albums = AlbumCollector(
         bot, cutouts, store, admission, wait=settings.album_wait, metrics=metrics, studio=studio
     )
@@ -175,6 +177,7 @@ def create_services(settings: Settings, bot: Bot, options: ServiceOptions) -> Se
         cpu=cpu,
         studio=studio,
         gate=gate,
+        hints=hints,
         journal=journal,
         stream=stream,
     )

@@ -18,7 +18,8 @@ from tenacity import (
     RetryCallState,
     retry_if_exception,
     stop_after_attempt,
-    wait_exponential_jitter,
+    wait_exponential,
+    wait_random,
 )
 
 logger = logging.getLogger(__name__)
@@ -165,9 +166,8 @@ async def get_file(bot: Bot, file_id: str, *, wait_initial: float = 0.5) -> File
     retrying = AsyncRetrying(
         retry=retry_if_exception(_transient),
         stop=stop_after_attempt(GET_FILE_ATTEMPTS),
-        wait=wait_exponential_jitter(
-            initial=wait_initial, max=4 * wait_initial, jitter=wait_initial
-        ),
+        wait=wait_exponential(multiplier=wait_initial, max=4 * wait_initial)
+        + wait_random(0, wait_initial),
         before_sleep=_log_get_file_retry,
         reraise=True,
     )

@@ -442,3 +442,61 @@ async def test_a_webhook_body_sent_too_slowly_is_dropped(start_bot: StartBot) ->
     answer = await asyncio.wait_for(reader.read(200), 5)
     assert answer.startswith(b"HTTP/1.1 408")
     writer.close()
+
+
+# --- 8. one user's text flood ------------------------------------------------------------------
+
+
+async def test_hints_to_a_flooding_user_are_limited(
+    start_bot: StartBot, telegram: FakeTelegram
+) -> None:
+    await start_bot(hint_rate_limit="5/minute")
+    for number in range(30):
+        telegram.push_update(update(message=text_message(USER, f"hello {number}")))
+    await telegram.wait_for(lambda t: len(t.texts_to(USER["id"])) >= 5, timeout=10)
+    await asyncio.sleep(1.0)
+    assert telegram.texts_to(USER["id"]) == [messages.no_link()] * 5
+    # Another user is answered as usual.
+    other = private_user(13003)
+    telegram.push_update(update(message=text_message(other, "hi")))
+    await telegram.wait_for(lambda t: t.texts_to(other["id"]) == [messages.no_link()], timeout=10)
+
+
+async def test_one_chats_backlog_does_not_delay_another_chats_cutout(
+    start_bot: StartBot, telegram: FakeTelegram, freepik: FakeFreepik
+) -> None:
+    await start_bot(hint_rate_limit="", telegram_max_rate=20)
+    for number in range(120):
+        telegram.push_update(update(message=text_message(USER, f"spam {number}")))
+    other = private_user(13004)
+    file_id, unique_id = telegram.add_file(make_image("JPEG"))
+    telegram.push_update(update(message=photo_message(other, file_id, unique_id)))
+    await wait_only_document(telegram, other["id"])
+    (document,) = telegram.sent_documents(other["id"])
+    flood_replies_before = [
+        c
+        for c in telegram.calls_of("sendMessage")
+        if c.chat_id == USER["id"] and c.at < document.at
+    ]
+    # Chats take turns at the overall rate: the cutout did not wait for the 120 hints.
+    assert len(flood_replies_before) < 40, len(flood_replies_before)
+
+
+async def test_the_rate_limiter_giving_up_is_one_warning_line(
+    start_bot: StartBot, telegram: FakeTelegram, caplog: pytest.LogCaptureFixture
+) -> None:
+    await start_bot()
+    telegram.fail_next(
+        "sendMessage", error_code=429, description="Too Many Requests", retry_after=1, times=4
+    )
+    file_id, unique_id = telegram.add_file(make_image("JPEG"))
+    telegram.push_update(update(message=photo_message(USER, file_id, unique_id)))
+    await wait_only_document(telegram, USER["id"])
+    for _ in range(100):  # the status message gives up after the cutout is already there
+        gave_up = [r for r in caplog.records if "Rate limit hit after maximum" in r.getMessage()]
+        if gave_up:
+            break
+        await asyncio.sleep(0.1)
+    assert len(gave_up) == 1
+    assert gave_up[0].levelno == logging.WARNING
+    assert not [r for r in caplog.records if r.exc_info], caplog.text

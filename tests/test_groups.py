@@ -9,6 +9,7 @@ import pytest
 from telegram.ext import AIORateLimiter
 
 from bot import messages
+from bot.telegram_rate import FairRateLimiter
 from tests.conftest import ImageHost, StartBot
 from tests.fakes import FakeFreepik, FakeTelegram, make_image
 from tests.fakes.images import is_transparent_png
@@ -211,7 +212,9 @@ async def test_reply_to_one_album_item_handles_that_item(
 
 async def test_group_replies_go_through_the_group_rate_limiter(start_bot: StartBot) -> None:
     bot = await start_bot()
-    limiter = bot.application.bot.rate_limiter
+    fair = bot.application.bot.rate_limiter
+    assert isinstance(fair, FairRateLimiter)
+    limiter = fair.inner
     assert isinstance(limiter, AIORateLimiter)
     assert limiter._group_max_rate == 20
     assert limiter._group_time_period == 60

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import limits
 
 from bot.ratelimit import RateLimiter, async_storage, format_wait
+from bot.telegram_rate import FairGate
 
 
 def limiter(spec: str) -> RateLimiter:
@@ -61,3 +64,22 @@ def test_format_wait() -> None:
     assert format_wait(42.1) == "43 seconds"
     assert format_wait(600) == "10 minutes"
     assert format_wait(86400) == "24 hours"
+
+
+async def test_fair_gate_serves_waiting_keys_in_turns() -> None:
+    gate = FairGate(rate=50)
+    order: list[str] = []
+
+    async def take(key: str) -> None:
+        await gate.acquire(key)
+        order.append(key)
+
+    flood = [asyncio.create_task(take("a")) for _ in range(100)]
+    while gate.waiting < 40:  # the burst is spent; the rest of "a" waits in line
+        await asyncio.sleep(0)
+    served_before = len(order)
+    late = asyncio.create_task(take("b"))
+    await asyncio.gather(*flood, late)
+    assert order.count("a") == 100
+    # "b" is served after at most one more "a" (its turn), not behind the whole backlog.
+    assert order.index("b") <= served_before + 5, (order.index("b"), served_before)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+
 from telegram import Message, MessageEntity
 
 from bot import messages
+from bot.ratelimit import HintGate
 from bot.sources import (
     ACCEPTED_MIME_TYPES,
     MAX_INPUT_BYTES,
@@ -14,6 +17,8 @@ from bot.sources import (
     find_scheme_link,
     normalise_link,
 )
+
+logger = logging.getLogger(__name__)
 
 _EXTENSION_TYPES = {
     ".jpg": "image/jpeg",
@@ -27,6 +32,15 @@ _EXTENSION_TYPES = {
     ".heic": "image/heic",
     ".heif": "image/heif",
 }
+
+
+async def send_hint(message: Message, user_id: int | None, text: str, hints: HintGate) -> None:
+    """Explain what the bot takes, unless this user has had enough hints for now."""
+    if user_id is not None and not await hints.allow(user_id):
+        # A user who keeps sending unusable messages: stay quiet for a while (HINT_RATE_LIMIT).
+        logger.debug("Hint to user %s withheld (HINT_RATE_LIMIT)", user_id)
+        return
+    await message.reply_text(text)
 
 
 class Unusable(Exception):

@@ -8,7 +8,13 @@ from telegram.ext import ContextTypes, filters
 
 from bot import messages
 from bot.chat import ChatRequest
-from bot.handlers.common import Unusable, source_from_media, source_from_message, source_from_text
+from bot.handlers.common import (
+    Unusable,
+    send_hint,
+    source_from_media,
+    source_from_message,
+    source_from_text,
+)
 from bot.services import get_services
 from bot.sources import ImageSource
 
@@ -54,10 +60,10 @@ async def cmd_removebg(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
     try:
         source = find_source(message, services.accepted_mime_types)
     except Unusable as err:
-        await message.reply_text(str(err))
+        await send_hint(message, user.id, str(err), services.hints)
         return
     if source is None:
-        await message.reply_text(messages.removebg_usage())
+        await send_hint(message, user.id, messages.removebg_usage(), services.hints)
         return
     request = ChatRequest(
         source,

@@ -11,7 +11,7 @@ from telegram.ext import ContextTypes
 from bot import messages
 from bot.albums import AlbumItem
 from bot.chat import ChatRequest
-from bot.handlers.common import Unusable, source_from_message
+from bot.handlers.common import Unusable, send_hint, source_from_message
 from bot.services import get_services
 
 logger = logging.getLogger(__name__)
@@ -46,10 +46,10 @@ async def on_image(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
             item = AlbumItem(message.message_id, None, str(err))
             await services.albums.add(user.id, message.chat_id, message.media_group_id, item)
             return
-        await message.reply_text(str(err))
+        await send_hint(message, user.id, str(err), services.hints)
         return
     if source is None:
-        await message.reply_text(messages.no_link())
+        await send_hint(message, user.id, messages.no_link(), services.hints)
         return
     if message.media_group_id:
         item = AlbumItem(message.message_id, source)
@@ -72,4 +72,5 @@ async def on_other(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
             user.id, message.chat_id, message.media_group_id, item
         )
         return
-    await message.reply_text(messages.no_link())
+    hints = get_services(context).hints
+    await send_hint(message, user.id if user else None, messages.no_link(), hints)
