@@ -16,6 +16,8 @@ from telegram.constants import ChatAction
 from telegram.error import BadRequest, ChatMigrated, Forbidden, TelegramError
 
 from bot import freepik, i18n, messages
+from bot.convert import TooManyPixels, UnreadableImage
+from bot.cpu import CpuBusy
 from bot.cutouts import CutoutService, Produced, RateLimited, Role
 from bot.journal import note_status_message
 from bot.metrics import Metrics
@@ -59,6 +61,9 @@ class Outcome(StrEnum):
 _FAILURES: list[tuple[type[BaseException], Outcome, Callable[[], str]]] = [
     (SourceTooLarge, Outcome.INPUT_TOO_LARGE, messages.input_too_large),
     (SourceUnavailable, Outcome.SOURCE_UNAVAILABLE, messages.source_unavailable),
+    (TooManyPixels, Outcome.INPUT_TOO_LARGE, messages.too_many_pixels),
+    (UnreadableImage, Outcome.REJECTED, messages.image_rejected),
+    (CpuBusy, Outcome.BUSY, messages.busy),
     (freepik.ImageRejected, Outcome.REJECTED, messages.image_rejected),
     (freepik.InvalidApiKey, Outcome.BAD_KEY, messages.misconfigured),
     (freepik.OutOfCapacity, Outcome.OUT_OF_CAPACITY, messages.out_of_capacity),

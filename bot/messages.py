@@ -98,6 +98,13 @@ def unavailable() -> str:
     return _("The background-removal service is unavailable right now. Please try again later.")
 
 
+def too_many_pixels() -> str:
+    """The image's dimensions are over what the bot will decode."""
+    return _(
+        "This image has too many pixels for me to handle. Please send a smaller version of it."
+    )
+
+
 def timed_out() -> str:
     """The job or its result download ran past its deadline."""
     return _("This image took too long to process, so I gave up on it. Please try again later.")

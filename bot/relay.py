@@ -6,20 +6,31 @@ anything that is not JPEG or PNG is converted to PNG, and images over 25 MP are 
 
 from __future__ import annotations
 
-import io
 import logging
-import math
 import secrets
+import time
+from collections import OrderedDict
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 
 import httpx
-from PIL import Image, UnidentifiedImageError
 from telegram import Bot
 
+from bot.convert import (
+    HEIF_SUPPORT,
+    MAX_OUTPUT_PIXELS,
+    ImageInfo,
+    TooManyPixels,
+    UnreadableImage,
+    check_pixels,
+    convert_for_freepik,
+    read_info,
+)
+from bot.cpu import CpuPool
 from bot.sources import (
     MAX_INPUT_BYTES,
     ImageSource,
+    SourceKind,
     SourceTooLarge,
     SourceUnavailable,
     get_file,
@@ -27,21 +38,14 @@ from bot.sources import (
 )
 from bot.storage import StateStore
 
+__all__ = ["HEIF_SUPPORT", "RelayLinks", "RelayNotFound", "RelayedImage", "convert_for_freepik"]
+
 logger = logging.getLogger(__name__)
 
-MAX_PIXELS = 25_000_000  # Freepik's output limit; larger inputs are scaled down first
+MAX_PIXELS = MAX_OUTPUT_PIXELS  # larger inputs are scaled down first
 PASS_THROUGH = {"JPEG": "image/jpeg", "PNG": "image/png"}
 _SNIFF_BYTES = 256 * 1024
-# Refuse decompression bombs long before they reach memory.
-Image.MAX_IMAGE_PIXELS = 200_000_000
-
-try:  # HEIC/HEIF (iPhone photos) when the optional `heic` extra is installed
-    from pillow_heif import register_heif_opener
-except ImportError:  # pragma: no cover - depends on the installation
-    HEIF_SUPPORT = False
-else:
-    register_heif_opener()
-    HEIF_SUPPORT = True
+CONVERTED_CACHE_BYTES = 256 * 1024 * 1024
 
 
 class RelayNotFound(Exception):
@@ -67,9 +71,14 @@ class RelayLinks:
         *,
         base_url: str,
         ttl: float = 300.0,
+        cpu: CpuPool,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._bot = bot
+        self._cpu = cpu
+        # Converted PNGs by file id: Freepik's retries and the pipeline's re-runs fetch the
+        # same image again, and must not decode it again.
+        self._converted = _ConvertedCache(ttl, CONVERTED_CACHE_BYTES)
         self._store = store
         self._base_url = base_url.rstrip("/")
         self._ttl = ttl
@@ -83,22 +92,67 @@ class RelayLinks:
         await self._client.aclose()
 
     async def public_url(self, source: ImageSource) -> str:
-        """Links pass through; Telegram files get a fresh random relay link."""
+        """Links pass through; Telegram files get a fresh random relay link.
+
+        A file that needs converting is converted now, in a worker process, so its size is
+        checked and the user told before Freepik is called; Telegram's photos are JPEGs of
+        at most 2560 px and never need it.
+        """
         if source.url:
             return source.url
         file_id = telegram_file_id(source)
         # Ask Telegram first: a file it cannot give us is explained to the user as such,
         # and Freepik is never called (nor billed) for a link that would answer 404.
-        await get_file(self._bot, file_id)
+        telegram_file = await get_file(self._bot, file_id)
+        if source.kind is not SourceKind.PHOTO and self._converted.get(file_id) is None:
+            if not telegram_file.file_path:
+                raise SourceUnavailable("getFile returned no file_path")
+            await self._prepare(file_id, telegram_file.file_path)
         token = secrets.token_urlsafe(32)  # 256 bits
         await self._store.put_relay(token, file_id, self._ttl)
         return f"{self._base_url}/files/{token}"
+
+    async def _prepare(self, file_id: str, url: str) -> None:
+        """Check the dimensions; convert (and keep) what Freepik would refuse."""
+        try:
+            async with self._client.stream("GET", url) as response:
+                if response.status_code != 200:
+                    raise SourceUnavailable(f"file download answered {response.status_code}")
+                chunks = response.aiter_bytes()
+                head = await _read_at_least(chunks, _SNIFF_BYTES)
+                info = read_info(head)
+                if info is not None:
+                    check_pixels(info)  # TooManyPixels before the rest is even downloaded
+                    if _passes_through(info):
+                        return
+                data = head + await _read_rest(chunks, MAX_INPUT_BYTES - len(head))
+        except httpx.HTTPError as err:
+            raise SourceUnavailable(f"file download failed: {type(err).__name__}") from err
+        except RelayNotFound as err:
+            raise SourceTooLarge(str(err)) from err
+        await self._convert(file_id, data, info)
+
+    async def _convert(self, file_id: str, data: bytes, info: ImageInfo | None) -> bytes:
+        started = time.monotonic()
+        png = await self._cpu.run(convert_for_freepik, data)
+        logger.info(
+            "Converted a %s image of %s to PNG for Freepik in %.2fs (%d bytes)",
+            info.format if info else "unknown",
+            f"{info.width}x{info.height}" if info else "unknown size",
+            time.monotonic() - started,
+            len(png),
+        )
+        self._converted.put(file_id, png)
+        return png
 
     async def open(self, token: str) -> RelayedImage:
         """The image behind `token`, converted if Freepik would refuse it."""
         file_id = await self._store.get_relay(token) if _plausible(token) else None
         if file_id is None:
             raise RelayNotFound("unknown or expired link")
+        png = self._converted.get(file_id)
+        if png is not None:
+            return RelayedImage("image/png", _once(png), len(png))
         try:
             telegram_file = await get_file(self._bot, file_id)
         except (SourceUnavailable, SourceTooLarge) as err:
@@ -113,48 +167,72 @@ class RelayLinks:
         chunks = response.aiter_bytes()  # one iterator: an httpx stream can be read only once
         try:
             head = await _read_at_least(chunks, _SNIFF_BYTES)
-            kind, size = _sniff(head)
-            if kind in PASS_THROUGH and size is not None and size[0] * size[1] <= MAX_PIXELS:
-                return RelayedImage(
-                    PASS_THROUGH[kind], _continue(head, chunks, response), _length(response)
-                )
+            info = read_info(head)
+            if info is not None:
+                check_pixels(info)
+                if _passes_through(info):
+                    return RelayedImage(
+                        PASS_THROUGH[info.format],
+                        _continue(head, chunks, response),
+                        _length(response),
+                    )
             data = head + await _read_rest(chunks, MAX_INPUT_BYTES - len(head))
+        except TooManyPixels as err:
+            await response.aclose()
+            raise RelayNotFound(f"refused: {err}") from err
         except BaseException:
             await response.aclose()
             raise
         await response.aclose()
-        png = convert_for_freepik(data)
+        # Another replica minted the link, or the converted copy was evicted.
+        try:
+            png = await self._convert(file_id, data, info)
+        except (UnreadableImage, TooManyPixels) as err:
+            raise RelayNotFound(f"cannot convert the image: {err}") from err
         return RelayedImage("image/png", _once(png), len(png))
 
 
-def convert_for_freepik(data: bytes) -> bytes:
-    """A PNG of the (first frame of the) image, scaled down to at most 25 MP."""
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            image.seek(0)
-            frame = image.convert("RGBA")
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as err:
-        raise RelayNotFound(f"cannot decode the image: {type(err).__name__}") from err
-    pixels = frame.width * frame.height
-    if pixels > MAX_PIXELS:
-        scale = math.sqrt(MAX_PIXELS / pixels)
-        size = (max(1, int(frame.width * scale)), max(1, int(frame.height * scale)))
-        frame = frame.resize(size, Image.Resampling.LANCZOS)
-    out = io.BytesIO()
-    frame.save(out, format="PNG", compress_level=3)
-    return out.getvalue()
+def _passes_through(info: ImageInfo) -> bool:
+    return info.format in PASS_THROUGH and info.pixels <= MAX_PIXELS
+
+
+class _ConvertedCache:
+    """Converted PNGs by file id for `ttl` seconds, at most `max_bytes` in all (oldest out)."""
+
+    def __init__(self, ttl: float, max_bytes: int) -> None:
+        self._ttl = ttl
+        self._max_bytes = max_bytes
+        self._items: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+        self._bytes = 0
+
+    def get(self, key: str) -> bytes | None:
+        self._expire()
+        item = self._items.get(key)
+        return item[1] if item is not None else None
+
+    def put(self, key: str, data: bytes) -> None:
+        self._drop(key)
+        self._items[key] = (time.monotonic() + self._ttl, data)
+        self._bytes += len(data)
+        while self._bytes > self._max_bytes and self._items:
+            self._drop(next(iter(self._items)))
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        while self._items:
+            key, (expires, _) = next(iter(self._items.items()))
+            if expires > now:
+                break
+            self._drop(key)
+
+    def _drop(self, key: str) -> None:
+        item = self._items.pop(key, None)
+        if item is not None:
+            self._bytes -= len(item[1])
 
 
 def _plausible(token: str) -> bool:
     return 20 <= len(token) <= 64 and all(c.isalnum() or c in "-_" for c in token)
-
-
-def _sniff(head: bytes) -> tuple[str | None, tuple[int, int] | None]:
-    try:
-        with Image.open(io.BytesIO(head)) as image:
-            return image.format, image.size
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
-        return None, None
 
 
 def _length(response: httpx.Response) -> int | None:

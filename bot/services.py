@@ -112,10 +112,13 @@ def create_services(settings: Settings, bot: Bot, options: ServiceOptions) -> Se
         on_out_of_capacity=metrics.out_of_capacity,
         before_post=gate.before_post,
     )
+    cpu = CpuPool(settings.image_workers, settings.image_queue)
     relay: RelayLinks | None = None
     urls: PublicUrlProvider = TelegramFileLinks(bot)
     if settings.photo_url_mode == "relay":
-        relay = RelayLinks(bot, store, base_url=settings.public_base_url, ttl=settings.relay_ttl)
+        relay = RelayLinks(
+            bot, store, base_url=settings.public_base_url, ttl=settings.relay_ttl, cpu=cpu
+        )
         urls = relay
     pipeline = RemovalPipeline(
         freepik,
@@ -135,7 +138,6 @@ def create_services(settings: Settings, bot: Bot, options: ServiceOptions) -> Se
     cutouts = CutoutService(
         pipeline, store, cache_ttl=settings.cache_ttl, claim_lease=settings.stream_lease
     )
-    cpu = CpuPool(settings.image_workers, settings.image_queue)
     studio = Studio(bot, store, cpu, cache_ttl=settings.cache_ttl, metrics=metrics)
     chat = ChatRemoval(bot, cutouts, store, admission, metrics=metrics, studio=studio, hints=hints)
     albums = AlbumCollector(

@@ -35,6 +35,39 @@ async def spawn_bot_process(
     )
 
 
+def vm_hwm_mb(pid: int) -> float:
+    """Peak resident memory (VmHWM) of a process, in MB."""
+    return _status_kb(pid, "VmHWM") / 1024
+
+
+def vm_rss_mb(pid: int) -> float:
+    """Current resident memory (VmRSS) of a process, in MB."""
+    return _status_kb(pid, "VmRSS") / 1024
+
+
+def _status_kb(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1])
+    raise LookupError(f"{field} not in /proc/{pid}/status")
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (children, grandchildren...), e.g. worker processes."""
+    found: list[int] = []
+    pending = [pid]
+    while pending:
+        parent = pending.pop()
+        for task in Path(f"/proc/{parent}/task").glob("*/children"):
+            try:
+                children = [int(c) for c in task.read_text().split()]
+            except OSError:
+                continue
+            found.extend(children)
+            pending.extend(children)
+    return found
+
+
 SEND_METHODS = ("sendMessage", "sendDocument", "sendPhoto", "sendMediaGroup")
 
 

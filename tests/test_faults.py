@@ -17,7 +17,9 @@ from bot import inline, messages
 from bot.web import SECRET_HEADER
 from tests.conftest import WEBHOOK_PATH, WEBHOOK_SECRET, StartBot, bot_env
 from tests.fakes import FakeFreepik, FakeTelegram, make_image
+from tests.fakes.images import huge_png
 from tests.fakes.updates import (
+    document_message,
     group_chat,
     inline_query,
     photo_message,
@@ -25,7 +27,14 @@ from tests.fakes.updates import (
     text_message,
     update,
 )
-from tests.support import only_reply, spawn_bot_process, visible_messages
+from tests.support import (
+    descendants,
+    only_reply,
+    spawn_bot_process,
+    visible_messages,
+    vm_hwm_mb,
+    vm_rss_mb,
+)
 
 USER = private_user(13001, "Dana")
 GROUP = -100_1313
@@ -38,14 +47,14 @@ MALFORMED_LINKS = [
 ]
 
 
-async def wait_only_document(telegram: FakeTelegram, chat_id: int) -> None:
+async def wait_only_document(telegram: FakeTelegram, chat_id: int, timeout: float = 20) -> None:
     """Wait until a cutout was sent and it is all the chat shows (status message gone)."""
     await telegram.wait_for(
         lambda t: (
             bool(t.sent_documents(chat_id))
             and all(v.method == "sendDocument" for v in visible_messages(t, chat_id))
         ),
-        timeout=20,
+        timeout=timeout,
     )
 
 
@@ -500,3 +509,114 @@ async def test_the_rate_limiter_giving_up_is_one_warning_line(
     assert len(gave_up) == 1
     assert gave_up[0].levelno == logging.WARNING
     assert not [r for r in caplog.records if r.exc_info], caplog.text
+
+
+# --- 3. decompression bombs in relay mode ------------------------------------------------------
+
+
+def png_document(telegram: FakeTelegram, user: dict[str, Any], data: bytes) -> dict[str, Any]:
+    """A PNG file message whose bytes are registered with the fake Bot API."""
+    file_id, unique_id = telegram.add_file(data)
+    return document_message(
+        user, file_id, unique_id, file_name="big.png", mime_type="image/png", file_size=len(data)
+    )
+
+
+async def test_a_144_megapixel_png_is_converted_within_the_memory_budget(
+    telegram: FakeTelegram, freepik: FakeFreepik, tmp_path: Path
+) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = bot_env(
+        telegram,
+        freepik,
+        PHOTO_URL_MODE="relay",
+        PUBLIC_BASE_URL=f"http://127.0.0.1:{port}",
+        LISTEN_HOST="127.0.0.1",
+        LISTEN_PORT=str(port),
+        IMAGE_WORKERS="1",
+    )
+    process = await spawn_bot_process(env=env, cwd=tmp_path)
+    try:
+        await telegram.wait_for_call("getUpdates", timeout=20)
+        idle = vm_rss_mb(process.pid)
+        telegram.push_update(update(message=png_document(telegram, USER, huge_png(12000, 12000))))
+        await wait_only_document(telegram, USER["id"], timeout=60)
+        bot_peak = vm_hwm_mb(process.pid) - idle
+        workers = {pid: vm_hwm_mb(pid) for pid in descendants(process.pid)}
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = await asyncio.wait_for(process.communicate(), 30)
+    assert bot_peak <= 400, f"bot process peaked {bot_peak:.0f} MB above idle"
+    assert workers, "the conversion ran in no worker process"
+    assert max(workers.values()) <= 400, workers
+    (call,) = freepik.calls
+    assert call.status == 200
+    assert b"Converted a PNG image of 12000x12000" in stderr
+
+
+async def test_an_image_over_the_pixel_limit_is_refused_before_decoding(
+    start_bot: StartBot, telegram: FakeTelegram, freepik: FakeFreepik
+) -> None:
+    await start_bot(photo_url_mode="relay")
+    telegram.push_update(update(message=png_document(telegram, USER, huge_png(20000, 20000))))
+    expected = messages.too_many_pixels()
+    await telegram.wait_for(
+        lambda t: any(v.text == expected for v in visible_messages(t, USER["id"])), timeout=10
+    )
+    assert only_reply(telegram, USER["id"]).text == expected
+    assert not freepik.calls
+
+
+async def test_a_freepik_retry_does_not_decode_the_image_again(
+    start_bot: StartBot,
+    telegram: FakeTelegram,
+    freepik: FakeFreepik,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="bot.relay")
+    await start_bot(photo_url_mode="relay", image_workers=1)
+    freepik.expire_next()  # the result link lapses: the job runs again, Freepik fetches again
+    telegram.push_update(update(message=png_document(telegram, USER, huge_png(6000, 5000))))
+    await wait_only_document(telegram, USER["id"])
+    assert len(freepik.fetched) == 2
+    conversions = [r for r in caplog.records if r.getMessage().startswith("Converted a PNG")]
+    assert len(conversions) == 1
+
+
+# --- 4. conversions never block the event loop ----------------------------------------------
+
+
+async def test_conversions_leave_the_event_loop_and_other_users_alone(
+    start_bot: StartBot, telegram: FakeTelegram, freepik: FakeFreepik
+) -> None:
+    bot = await start_bot(photo_url_mode="relay", image_workers=2)
+    data = huge_png(12000, 12000)
+    users = [private_user(13100 + n) for n in range(2)]
+    gaps: list[float] = []
+
+    async def ticker() -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            before = loop.time()
+            await asyncio.sleep(0.02)
+            gaps.append(loop.time() - before - 0.02)
+
+    ticking = asyncio.create_task(ticker())
+    try:
+        for user in users:
+            telegram.push_update(update(message=png_document(telegram, user, data)))
+        await asyncio.sleep(0.3)
+        other = private_user(13199)
+        file_id, unique_id = telegram.add_file(make_image("JPEG"))
+        telegram.push_update(update(message=photo_message(other, file_id, unique_id)))
+        async with httpx.AsyncClient(base_url=str(bot.http_url), timeout=5) as client:
+            assert (await client.get("/healthz")).status_code == 200
+        # The fake Freepik cuts out the 25 MP results too, on the same cores: be patient.
+        await wait_only_document(telegram, other["id"], timeout=60)
+        for user in users:
+            await wait_only_document(telegram, user["id"], timeout=60)
+    finally:
+        ticking.cancel()
+    assert max(gaps) < 0.5, f"the event loop stalled for {max(gaps):.2f}s"

@@ -87,3 +87,23 @@ def png_16bit(width: int, height: int, pixel: tuple[int, ...], *, color_type: in
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
 
     return PNG_SIGNATURE + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+
+def huge_png(width: int, height: int, color: tuple[int, int, int] = (40, 120, 200)) -> bytes:
+    """A plain RGB PNG of any size, built row by row: a tiny file with a huge pixel count."""
+    row = b"\x00" + bytes(color) * width
+    compressor = zlib.compressobj(9)
+    parts = [compressor.compress(row) for _ in range(height)]
+    parts.append(compressor.flush())
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        PNG_SIGNATURE
+        + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"IDAT", b"".join(parts))
+        + _png_chunk(b"IEND", b"")
+    )
