@@ -39,6 +39,7 @@ from bench.botproc import (
     rss_kb,
 )
 from bench.fakes import BenchFreepik, BenchTelegram, DocumentReceipt, Recordings
+from bench.faults import render_faults, run_faults
 from bench.stats import ms, percentile, summary_ms, table
 from bench.studio import render_studio, run_studio
 from bot import httpcore_fix
@@ -80,6 +81,8 @@ class Options:
     job_timeout: float = 60.0
     studio_presses: int = 10
     studio_megapixels: float = 25.0
+    faults_megapixels: float = 144.0
+    flood: int = 900
     results: Path = DEFAULT_RESULTS
 
 
@@ -186,6 +189,19 @@ def parse_args(argv: list[str] | None = None) -> Options:
         help="size of the studio's big cutout in megapixels (%(default)s)",
     )
     parser.add_argument(
+        "--faults-megapixels",
+        type=float,
+        default=144.0,
+        help="relay conversions of a PNG this large: memory and /healthz under load; "
+        "0 skips the bad-input phase (%(default)s)",
+    )
+    parser.add_argument(
+        "--flood",
+        type=int,
+        default=900,
+        help="texts one user floods the bot with while another's job is timed (%(default)s)",
+    )
+    parser.add_argument(
         "--results", type=Path, default=DEFAULT_RESULTS, help="JSON output (%(default)s)"
     )
     args = parser.parse_args(argv)
@@ -210,6 +226,8 @@ def parse_args(argv: list[str] | None = None) -> Options:
         job_timeout=args.job_timeout,
         studio_presses=max(0, args.studio_presses),
         studio_megapixels=max(0.01, min(25.0, args.studio_megapixels)),
+        faults_megapixels=max(0.0, min(200.0, args.faults_megapixels)),
+        flood=max(1, args.flood),
         results=args.results,
     )
 
@@ -649,6 +667,10 @@ async def run(options: Options) -> dict[str, Any]:
                 results["studio"] = await run_studio(
                     Path(tmp), freepik.url, options.studio_presses, options.studio_megapixels
                 )
+            if options.faults_megapixels > 0:
+                results["faults"] = await run_faults(
+                    Path(tmp), freepik.url, options.faults_megapixels, options.flood
+                )
         finally:
             recordings.document_listener = None
     results["targets"] = targets(results, options)
@@ -772,6 +794,18 @@ def targets(results: dict[str, Any], options: Options) -> list[dict[str, Any]]:
         users = results["storage"]["users"]
         delta = results["storage"]["sqlite_minus_memory_p50_ms"]
         add(f"SQLite - memory overhead p50 @{users} users", delta, 5, "ms")
+    if "faults" in results:
+        faults = results["faults"]
+        memory = faults["memory"]
+        label = f"{memory['megapixels']:g} MP conversion"
+        add(f"{label}: bot RSS above idle", memory["bot_above_idle_mb"], 400, "MB")
+        add(f"{label}: worker RSS above idle", memory["worker_above_idle_mb"], 400, "MB")
+        health = faults["healthz"]
+        slower = health["p99_ms"] - health["idle_p50_ms"]
+        add("/healthz p99 during 4 conversions, over idle", round(slower, 1), 1000, "ms")
+        flood = faults["flood"]
+        delay = (flood["job_s"] - flood["solo_job_s"]) * 1000
+        add(f"another user's job during a {flood['flood']} flood, over alone", delay, 1000, "ms")
     return rows
 
 
@@ -893,6 +927,8 @@ def render(results: dict[str, Any]) -> str:
             f"{storage['sqlite']['bot_cpu_ms_per_job']:g} ms; failed "
             f"{storage['memory']['failed']} / {storage['sqlite']['failed']}"
         )
+    if "faults" in results:
+        out.extend(render_faults(results["faults"]))
     out.append("")
     out.append("Targets:")
     out.append(

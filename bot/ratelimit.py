@@ -188,12 +188,24 @@ class HintGate:
 
     def __init__(self, limiter: RateLimiter) -> None:
         self._limiter = limiter
+        # Users known to be over the limit, until when: a flood of 900 messages then costs
+        # one dictionary lookup each instead of a round trip to the counters' storage.
+        self._quiet_until: dict[int, float] = {}
 
     async def allow(self, user_id: int) -> bool:
         """Whether `user_id` may get one more hint now (counted); storage trouble says yes."""
         if not self._limiter.enabled:
             return True
+        now = time.monotonic()
+        if self._quiet_until.get(user_id, 0.0) > now:
+            return False
         try:
-            return await self._limiter.acquire(user_id) is None
+            refusal = await self._limiter.acquire(user_id)
         except StorageUnavailable:
             return True
+        if refusal is None:
+            return True
+        if len(self._quiet_until) > 10_000:
+            self._quiet_until = {u: t for u, t in self._quiet_until.items() if t > now}
+        self._quiet_until[user_id] = now + refusal.retry_after
+        return False

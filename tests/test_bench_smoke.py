@@ -23,6 +23,7 @@ EXPECTED_KEYS = {
     "targets",
     "duration_s",
     "studio",
+    "faults",
 }
 
 
@@ -45,6 +46,8 @@ def test_a_tiny_benchmark_runs_and_writes_its_results(tmp_path: Path) -> None:
             "--job-timeout=15",
             "--studio-presses=1",
             "--studio-megapixels=0.5",
+            "--faults-megapixels=30",
+            "--flood=50",
             f"--results={results}",
         ],
         cwd=ROOT,
