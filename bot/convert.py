@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
@@ -112,7 +113,12 @@ def _target(info: ImageInfo) -> tuple[int, int]:
 
 
 def _with_vips(data: bytes, info: ImageInfo) -> bytes:
-    import pyvips  # type: ignore[import-untyped]  # imported in the workers only
+    # One thread per worker process (IMAGE_WORKERS already gives one worker per core), set
+    # before libvips starts; imported in the workers only.
+    os.environ.setdefault("VIPS_CONCURRENCY", "1")
+    import pyvips  # type: ignore[import-untyped]
+
+    pyvips.cache_set_max(0)  # no operation cache: nothing is kept between conversions
 
     width, height = _target(info)
     try:
