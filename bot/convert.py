@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import warnings
 from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
@@ -69,10 +70,13 @@ class ImageInfo:
 def read_info(head: bytes) -> ImageInfo | None:
     """Format and dimensions from the first bytes of an image, without decoding pixels."""
     try:
-        with Image.open(io.BytesIO(head)) as image:
-            if image.format is None:
-                return None
-            return ImageInfo(image.format, image.width, image.height)
+        with warnings.catch_warnings():
+            # Only the header is read: the size is judged by `check_pixels`, not by Pillow.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(head)) as image:
+                if image.format is None:
+                    return None
+                return ImageInfo(image.format, image.width, image.height)
     except (
         UnidentifiedImageError,
         OSError,
