@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     # Empty: the SQLite database DATA_DIR/nobg.sqlite3 (filled in by `_default_storage`).
     storage_url: str = ""
     data_dir: Path = Path("data")
-    sqlite_synchronous: Literal["normal", "full"] = "full"
+    sqlite_synchronous: Literal["normal", "full"] = "normal"
     # Starts that may try an unfinished request before its user is told it failed.
     request_attempts: int = Field(default=3, ge=1, le=100)
     # Webhook mode with Redis: seconds a replica may hold an update without renewing its hold

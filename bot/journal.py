@@ -62,6 +62,7 @@ class RequestJournal:
         self._queued: dict[int, tuple[Update, Done | None]] = {}
         self._running: dict[asyncio.Task[Any], int] = {}
         self._abandoning = False
+        self._notes: set[asyncio.Task[None]] = set()
 
     @property
     def durable(self) -> bool:
@@ -145,6 +146,11 @@ class RequestJournal:
         except StorageUnavailable as err:
             # The reply went out; at worst the next start sends it once more.
             logger.warning("Could not close the record of update %s: %s", update_id, err)
+
+    def _note_soon(self, update_id: int, shown: list[list[int]]) -> None:
+        task = asyncio.get_running_loop().create_task(self._note(update_id, shown))
+        self._notes.add(task)
+        task.add_done_callback(self._notes.discard)
 
     async def _note(self, update_id: int, shown: list[list[int]]) -> None:
         try:
@@ -279,7 +285,8 @@ async def note_status_message(message: Message) -> None:
         return
     journal, update_id, shown = current
     shown.append([message.chat_id, message.message_id])
-    await journal._note(update_id, shown)
+    # In the background: a storage round trip must not delay the job it describes.
+    journal._note_soon(update_id, list(shown))
 
 
 class RecordingQueue(asyncio.Queue[object]):

@@ -18,7 +18,7 @@ from bot.storage import StorageUnavailable
 
 
 def async_storage(
-    storage_url: str, *, prefix: str = "nobg:", sqlite_synchronous: str = "full"
+    storage_url: str, *, prefix: str = "nobg:", sqlite_synchronous: str = "normal"
 ) -> Storage:
     """Build the async `limits` storage for a `STORAGE_URL` such as `memory://`."""
     uri = storage_url if storage_url.startswith("async+") else f"async+{storage_url}"

@@ -34,13 +34,14 @@ DEFAULT_FILE = "nobg.sqlite3"
 RECENT_TTL = 90 * 24 * 3600
 LANGUAGE_TTL = 365 * 24 * 3600
 SWEEP_INTERVAL = 60.0
+CHECKPOINT_INTERVAL = 1.0
 MAX_CACHED = 100_000
 Synchronous = Literal["normal", "full"]
 
 
 def synchronous_mode(value: str) -> Synchronous:
-    """`normal` or `full` (anything else is `full`)."""
-    return "normal" if value == "normal" else "full"
+    """`normal` or `full` (anything else is `normal`)."""
+    return "full" if value == "full" else "normal"
 
 
 _SCHEMA = """
@@ -100,7 +101,7 @@ def prepare_data_dir(directory: Path) -> None:
 class SqliteDatabase:
     """One connection to the database file, driven from a single worker thread."""
 
-    def __init__(self, path: Path, *, synchronous: Synchronous = "full") -> None:
+    def __init__(self, path: Path, *, synchronous: Synchronous = "normal") -> None:
         prepare_data_dir(path.parent)
         self.path = path
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
@@ -114,9 +115,20 @@ class SqliteDatabase:
             self._conn.execute("PRAGMA journal_mode = WAL")
             self._conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
             self._conn.execute("PRAGMA journal_size_limit = 8388608")
+            # Checkpoints flush the WAL into the database file with fsyncs that can take
+            # many milliseconds: they run from a second connection in a thread of their own
+            # (PASSIVE: never in the writer's way), not inside some request's write.
+            self._conn.execute("PRAGMA wal_autocheckpoint = 0")
             self._conn.executescript(_SCHEMA)
+            self._checkpoint_conn = sqlite3.connect(
+                path, isolation_level=None, check_same_thread=False, timeout=10.0
+            )
+            self._checkpoint_conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
         except sqlite3.Error as err:
             raise DataDirError(f"cannot open the database {path}: {err}") from None
+        self._checkpoints = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-ckpt")
+        self._last_checkpoint = time.monotonic()
+        self._checkpointing = False
 
     async def run(self, op: Callable[[sqlite3.Connection], T], *, write: bool = True) -> T:
         """Run `op` as one transaction in the database thread."""
@@ -137,7 +149,25 @@ class SqliteDatabase:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
+        if write:
+            self._maybe_checkpoint()
         return result
+
+    def _maybe_checkpoint(self) -> None:
+        now = time.monotonic()
+        if self._checkpointing or now - self._last_checkpoint < CHECKPOINT_INTERVAL:
+            return
+        self._checkpointing = True
+        self._last_checkpoint = now
+        self._checkpoints.submit(self._checkpoint)
+
+    def _checkpoint(self) -> None:
+        try:
+            self._checkpoint_conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except sqlite3.Error as err:
+            logger.warning("SQLite checkpoint failed: %s", err)
+        finally:
+            self._checkpointing = False
 
     def _maybe_sweep(self, conn: sqlite3.Connection) -> None:
         now = time.time()
@@ -173,8 +203,13 @@ class SqliteDatabase:
         )
 
     def close(self) -> None:
-        """Finish pending work and close the connection."""
+        """Finish pending work, fold the WAL into the database and close the connections."""
         self._executor.shutdown(wait=True)
+        self._checkpoints.shutdown(wait=True)
+        with contextlib.suppress(sqlite3.Error):
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        with contextlib.suppress(sqlite3.Error):
+            self._checkpoint_conn.close()
         with contextlib.suppress(sqlite3.Error):
             self._conn.close()
 
@@ -183,19 +218,14 @@ class SqliteStore:
     """`StateStore` in one SQLite file: survives restarts of its single bot process."""
 
     def __init__(
-        self, path: Path, *, synchronous: Synchronous = "full", exclusive: bool = True
+        self, path: Path, *, synchronous: Synchronous = "normal", exclusive: bool = True
     ) -> None:
         # `exclusive=False` is for the doctor, which looks at a running bot's file.
         self._lock = _lock_data_dir(path) if exclusive else None
         self.db = SqliteDatabase(path, synchronous=synchronous)
-        # Claims coordinate replicas; this file has one process, so a claim left behind is a
-        # dead process's and must not hold up the jobs it will resume.
-        self._claims_cleared = not exclusive
+        self._claims: dict[str, float] = {}
 
     async def _run(self, op: Callable[[sqlite3.Connection], T], *, write: bool = True) -> T:
-        if not self._claims_cleared:
-            self._claims_cleared = True
-            await self.db.run(lambda c: c.execute("DELETE FROM kv WHERE ns = 'claim'"))
         return await self.db.run(op, write=write)
 
     async def _get(self, ns: str, key: str) -> str | None:
@@ -280,33 +310,28 @@ class SqliteStore:
             )
         )
 
+    # Claims stay in memory: they coordinate the jobs of one process (the database belongs to
+    # one process), and a dead process's claims must not hold up the jobs it will resume.
+
     async def claim(self, key: str, ttl: float) -> bool:
         """Become the one worker for `key` (True) unless someone else holds it (False)."""
-
-        def op(conn: sqlite3.Connection) -> bool:
-            now = time.time()
-            cursor = conn.execute(
-                "INSERT INTO kv (ns, key, value, expires) VALUES ('claim', ?, '1', ?) "
-                "ON CONFLICT (ns, key) DO UPDATE SET expires = excluded.expires "
-                "WHERE kv.expires <= ?",
-                (key, now + ttl, now),
-            )
-            return cursor.rowcount > 0
-
-        return await self._run(op)
+        now = time.monotonic()
+        expires = self._claims.get(key)
+        if expires is not None and expires > now:
+            return False
+        if len(self._claims) > 10_000:
+            self._claims = {k: t for k, t in self._claims.items() if t > now}
+        self._claims[key] = now + ttl
+        return True
 
     async def release(self, key: str) -> None:
         """Give up a claim."""
-        await self._run(lambda c: c.execute("DELETE FROM kv WHERE ns='claim' AND key=?", (key,)))
+        self._claims.pop(key, None)
 
     async def renew_claim(self, key: str, ttl: float) -> None:
         """Extend a claim we hold to `ttl` seconds from now (a live holder's heartbeat)."""
-        await self._run(
-            lambda c: c.execute(
-                "UPDATE kv SET expires = ? WHERE ns = 'claim' AND key = ?",
-                (time.time() + ttl, key),
-            )
-        )
+        if key in self._claims:
+            self._claims[key] = time.monotonic() + ttl
 
     async def put_relay(self, token: str, file_id: str, ttl: float) -> None:
         """Map a relay link token to a Telegram file id for `ttl` seconds."""
@@ -439,7 +464,7 @@ class SqliteLimitsStorage(Storage, MovingWindowSupport):
         wrap_exceptions: bool = False,
         *,
         path: Path | None = None,
-        synchronous: Synchronous = "full",
+        synchronous: Synchronous = "normal",
         **options: Any,
     ) -> None:
         if path is None:

@@ -306,7 +306,7 @@ def create_store(
     storage_url: str,
     *,
     prefix: str = "nobg:",
-    sqlite_synchronous: str = "full",
+    sqlite_synchronous: str = "normal",
     exclusive: bool = True,
 ) -> StateStore:
     """The store for a `STORAGE_URL`: `sqlite://PATH`, `memory://` or `redis://host:port/db`."""
