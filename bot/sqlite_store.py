@@ -161,9 +161,9 @@ class SqliteDatabase:
         self._last_checkpoint = now
         self._checkpoints.submit(self._checkpoint)
 
-    def _checkpoint(self) -> None:
+    def _checkpoint(self, mode: str = "PASSIVE") -> None:
         try:
-            self._checkpoint_conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            self._checkpoint_conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchall()
         except sqlite3.Error as err:
             logger.warning("SQLite checkpoint failed: %s", err)
         finally:
@@ -198,9 +198,8 @@ class SqliteDatabase:
         self._last_sweep = 0.0
         await self.run(lambda conn: None)
         await self.run(lambda conn: conn.execute("PRAGMA incremental_vacuum").fetchall())
-        await self.run(
-            lambda conn: conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall(), write=False
-        )
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._checkpoints, self._checkpoint, "TRUNCATE")
 
     def close(self) -> None:
         """Finish pending work, fold the WAL into the database and close the connections."""
