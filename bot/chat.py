@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from telegram import Bot, Message, ReplyParameters
 from telegram.constants import ChatAction
-from telegram.error import BadRequest, ChatMigrated, Forbidden, TelegramError
+from telegram.error import BadRequest, Forbidden, TelegramError
 
 from bot import freepik, i18n, messages
 from bot.convert import TooManyPixels, UnreadableImage
@@ -21,6 +21,7 @@ from bot.cpu import CpuBusy
 from bot.cutouts import CutoutService, Produced, RateLimited, Role
 from bot.journal import note_status_message
 from bot.metrics import Metrics
+from bot.migrations import Migrations
 from bot.pipeline import Cutout, JobAborted, JobTimedOut, JobTimings
 from bot.ratelimit import Admission, HintGate, Refusal
 from bot.sources import ImageSource, SourceTooLarge, SourceUnavailable
@@ -120,6 +121,7 @@ class ChatRemoval:
         metrics: Metrics | None = None,
         studio: Studio | None = None,
         hints: HintGate | None = None,
+        migrations: Migrations | None = None,
     ) -> None:
         self._bot = bot
         self._hints = hints
@@ -128,8 +130,8 @@ class ChatRemoval:
         self._admission = admission
         self._metrics = metrics or Metrics()
         self._studio = studio
-        # Groups upgraded to supergroups while a job ran (migrations are permanent).
-        self._migrated: dict[int, int] = {}
+        # Groups upgraded to supergroups (shared with the handlers and the studio).
+        self._migrations = migrations or Migrations()
 
     async def process(self, request: ChatRequest) -> Outcome:
         """Run the whole job for `request` and log one line about it."""
@@ -319,7 +321,7 @@ class ChatRemoval:
                 chat_id=chat_id,
                 document=upload,
                 caption=caption,
-                reply_parameters=_reply_to(request),
+                reply_parameters=_reply_to(request, chat_id),
                 message_thread_id=thread_id,
                 disable_content_type_detection=True,
                 reply_markup=markup,
@@ -334,16 +336,7 @@ class ChatRemoval:
         self, request: ChatRequest, send: Callable[[int, int | None], Awaitable[T]]
     ) -> T:
         """Send to the request's chat (and topic); if the group became a supergroup, there."""
-        chat_id = self._migrated.get(request.chat_id, request.chat_id)
-        thread_id = request.thread_id if chat_id == request.chat_id else None
-        try:
-            return await send(chat_id, thread_id)
-        except ChatMigrated as err:
-            new_chat_id = int(err.new_chat_id)
-            logger.info("Chat %s became supergroup %s: delivering there", chat_id, new_chat_id)
-            self._migrated[request.chat_id] = new_chat_id
-            # A basic group has no topics, so there is no thread to carry over.
-            return await send(new_chat_id, None)
+        return await self._migrations.send(request.chat_id, request.thread_id, send)
 
     async def _remember_for_user(self, user_id: int, file_id: str | None, name: str) -> None:
         if file_id:
@@ -354,7 +347,7 @@ class ChatRemoval:
             return self._bot.send_message(
                 chat_id=chat_id,
                 text=text,
-                reply_parameters=_reply_to(request),
+                reply_parameters=_reply_to(request, chat_id),
                 message_thread_id=thread_id,
             )
 
@@ -443,7 +436,10 @@ async def rejected_file_ids(bot: Bot, file_ids: Iterable[str]) -> set[str]:
     return {file_id for file_id, bad in zip(unique, answers, strict=True) if bad}
 
 
-def _reply_to(request: ChatRequest) -> ReplyParameters:
+def _reply_to(request: ChatRequest, chat_id: int) -> ReplyParameters | None:
+    if chat_id != request.chat_id:
+        # The request stayed behind in the basic group: nothing in the supergroup to reply to.
+        return None
     return ReplyParameters(message_id=request.message_id, allow_sending_without_reply=True)
 
 

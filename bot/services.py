@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -19,6 +19,7 @@ from bot.freepik import FreepikClient, RetryPolicy
 from bot.inline import InlineRemoval
 from bot.journal import RequestJournal
 from bot.metrics import Metrics
+from bot.migrations import Migrations
 from bot.pipeline import RemovalPipeline
 from bot.ratelimit import Admission, HintGate, RateLimiter, async_storage, close_counters
 from bot.relay import RelayLinks
@@ -54,6 +55,8 @@ class Services:
     hints: HintGate
     journal: RequestJournal
     stream: UpdateStream | None = None
+    # Groups upgraded to supergroups: replies from handlers, jobs and the studio follow them.
+    migrations: Migrations = field(default_factory=Migrations)
 
     @property
     def accepted_mime_types(self) -> frozenset[str]:
@@ -138,8 +141,20 @@ def create_services(settings: Settings, bot: Bot, options: ServiceOptions) -> Se
     cutouts = CutoutService(
         pipeline, store, cache_ttl=settings.cache_ttl, claim_lease=settings.stream_lease
     )
-    studio = Studio(bot, store, cpu, cache_ttl=settings.cache_ttl, metrics=metrics)
-    chat = ChatRemoval(bot, cutouts, store, admission, metrics=metrics, studio=studio, hints=hints)
+    migrations = Migrations()
+    studio = Studio(
+        bot, store, cpu, cache_ttl=settings.cache_ttl, metrics=metrics, migrations=migrations
+    )
+    chat = ChatRemoval(
+        bot,
+        cutouts,
+        store,
+        admission,
+        metrics=metrics,
+        studio=studio,
+        hints=hints,
+        migrations=migrations,
+    )
     albums = AlbumCollector(
         bot, cutouts, store, admission, wait=settings.album_wait, metrics=metrics, studio=studio
     )
@@ -182,6 +197,7 @@ def create_services(settings: Settings, bot: Bot, options: ServiceOptions) -> Se
         hints=hints,
         journal=journal,
         stream=stream,
+        migrations=migrations,
     )
 
 

@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import PurePosixPath
-from typing import Any
+from typing import Any, TypeVar
 
 from telegram import (
     Bot,
@@ -42,9 +42,12 @@ from telegram.error import BadRequest, Forbidden, TelegramError
 from bot import imaging, messages
 from bot.cpu import CpuBusy, CpuPool, CpuWorkerLost
 from bot.metrics import Metrics
+from bot.migrations import Migrations, Send
 from bot.storage import StateStore, StorageUnavailable, StoredCutout
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # Callback data: "<version>.<action>.<token>", well under Telegram's 64 bytes.
 CALLBACK_VERSION = "s1"
@@ -301,8 +304,10 @@ class Studio:
         *,
         cache_ttl: float,
         metrics: Metrics | None = None,
+        migrations: Migrations | None = None,
     ) -> None:
         self._bot = bot
+        self._migrations = migrations or Migrations()
         self._metrics = metrics or Metrics()
         self._store = store
         self._cpu = cpu
@@ -468,11 +473,14 @@ class Studio:
         if not press.chat_id:
             return
         try:
-            await self._bot.send_message(
-                chat_id=press.chat_id,
-                text=text(),
-                reply_parameters=self._reply(press),
-                message_thread_id=press.thread_id,
+            await self._to_chat(
+                press,
+                lambda chat_id, thread_id: self._bot.send_message(
+                    chat_id=chat_id,
+                    text=text(),
+                    reply_parameters=self._reply(press, chat_id),
+                    message_thread_id=thread_id,
+                ),
             )
         except TelegramError as err:
             logger.warning("Could not explain a button press in chat %s: %s", press.chat_id, err)
@@ -490,9 +498,14 @@ class Studio:
             if "not modified" not in err.message.lower():
                 raise
 
+    async def _to_chat(self, press: _Press, send: Send[T]) -> T:
+        """Send to the press's chat (and topic); if the group became a supergroup, there."""
+        return await self._migrations.send(press.chat_id, press.thread_id, send)
+
     @staticmethod
-    def _reply(press: _Press) -> ReplyParameters | None:
-        if press.reply_to is None:
+    def _reply(press: _Press, chat_id: int | None = None) -> ReplyParameters | None:
+        # The message pressed under stayed behind in the basic group: nothing to reply to.
+        if press.reply_to is None or (chat_id is not None and chat_id != press.chat_id):
             return None
         return ReplyParameters(message_id=press.reply_to, allow_sending_without_reply=True)
 
@@ -625,41 +638,58 @@ class Studio:
 
     async def _send_stickers(self, press: _Press, made: list[Made]) -> None:
         for result in made:
-            sent = await self._bot.send_sticker(
-                chat_id=press.chat_id,
-                sticker=result.upload(),
-                emoji=STICKER_EMOJI,
-                reply_parameters=self._reply(press),
-                message_thread_id=press.thread_id,
-            )
+
+            def sticker(
+                chat_id: int, thread_id: int | None, result: Made = result
+            ) -> Awaitable[Message]:
+                return self._bot.send_sticker(
+                    chat_id=chat_id,
+                    sticker=result.upload(),
+                    emoji=STICKER_EMOJI,
+                    reply_parameters=self._reply(press, chat_id),
+                    message_thread_id=thread_id,
+                )
+
+            sent = await self._to_chat(press, sticker)
             await self._remember(result, sent.sticker.file_id if sent.sticker else None)
 
     async def _send_documents(self, press: _Press, made: list[Made]) -> None:
         for start in range(0, len(made), ALBUM_SIZE):
             chunk = made[start : start + ALBUM_SIZE]
             if len(chunk) == 1:
-                sent = [
-                    await self._bot.send_document(
-                        chat_id=press.chat_id,
-                        document=chunk[0].upload(),
-                        reply_parameters=self._reply(press),
-                        message_thread_id=press.thread_id,
+
+                def document(
+                    chat_id: int, thread_id: int | None, one: Made = chunk[0]
+                ) -> Awaitable[Message]:
+                    return self._bot.send_document(
+                        chat_id=chat_id,
+                        document=one.upload(),
+                        reply_parameters=self._reply(press, chat_id),
+                        message_thread_id=thread_id,
                         disable_content_type_detection=True,
                     )
-                ]
+
+                sent = [await self._to_chat(press, document)]
             else:
-                media = [
-                    InputMediaDocument(r.upload(attach=True), disable_content_type_detection=True)
-                    for r in chunk
-                ]
-                sent = list(
-                    await self._bot.send_media_group(
-                        chat_id=press.chat_id,
+
+                def group(
+                    chat_id: int, thread_id: int | None, chunk: list[Made] = chunk
+                ) -> Awaitable[tuple[Message, ...]]:
+                    # Fresh uploads per attempt: a refused one has used up its streams.
+                    media = [
+                        InputMediaDocument(
+                            r.upload(attach=True), disable_content_type_detection=True
+                        )
+                        for r in chunk
+                    ]
+                    return self._bot.send_media_group(
+                        chat_id=chat_id,
                         media=media,
-                        reply_parameters=self._reply(press),
-                        message_thread_id=press.thread_id,
+                        reply_parameters=self._reply(press, chat_id),
+                        message_thread_id=thread_id,
                     )
-                )
+
+                sent = list(await self._to_chat(press, group))
             for result, message in zip(chunk, sent, strict=False):
                 await self._remember(
                     result, message.document.file_id if message.document else None
@@ -686,11 +716,14 @@ class Studio:
             if added:
                 reply = messages.pack_created if created else messages.pack_added
                 text = reply(link, added)
-                await self._bot.send_message(
-                    chat_id=press.chat_id,
-                    text=text,
-                    reply_parameters=self._reply(press),
-                    message_thread_id=press.thread_id,
+                await self._to_chat(
+                    press,
+                    lambda chat_id, thread_id: self._bot.send_message(
+                        chat_id=chat_id,
+                        text=text,
+                        reply_parameters=self._reply(press, chat_id),
+                        message_thread_id=thread_id,
+                    ),
                 )
         self._raise_problems(record, problems)
 

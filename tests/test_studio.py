@@ -706,3 +706,27 @@ async def test_getfile_refusing_a_big_cutout_is_explained(
     [refused] = telegram.calls_of("getFile")
     assert "too big" in str(refused.response)
     assert not telegram.file_downloads
+
+
+async def test_studio_results_follow_a_group_upgraded_to_a_supergroup(
+    start_bot: StartBot, telegram: FakeTelegram, freepik: FakeFreepik
+) -> None:
+    old = group_chat(-4777, "Family", chat_type="group")
+    new_id = -1004777
+    await start_bot()
+    file_id, unique_id = telegram.add_file(round_subject())
+    photo = photo_message(ALICE, file_id, unique_id, chat=old)
+    telegram.push_update(update(message=photo))
+    command = text_message(ALICE, "/removebg", chat=old, reply_to_message=photo)
+    telegram.push_update(update(message=command))
+    cutout = await cutout_for(telegram, command)
+    telegram.migrate_chat(old["id"], new_id)
+
+    await press(telegram, ALICE, cutout, "Crop")
+    await telegram.wait_for(lambda t: len(ok(t, "sendDocument", new_id)) == 1, timeout=15)
+    [crop] = ok(telegram, "sendDocument", new_id)
+    assert "reply_parameters" not in crop.params  # the cutout stayed in the basic group
+    await press(telegram, ALICE, cutout, "Sticker")
+    await telegram.wait_for(lambda t: len(ok(t, "sendSticker", new_id)) == 1, timeout=15)
+    assert len(ok(telegram, "sendDocument", old["id"])) == 1  # only the cutout itself
+    assert len(freepik.calls) == 1

@@ -10,12 +10,13 @@ from typing import Any
 
 import pytest
 
+from bot import messages
 from bot.config import ConfigError, load_settings
 from bot.sources import ImageSource, SourceKind
 from bot.storage import StoredCutout
 from tests.conftest import BOT_TOKEN, FREEPIK_KEY, WEBHOOK_SECRET, StartBot, bot_env
 from tests.fakes import FakeFreepik, FakeTelegram, make_image
-from tests.fakes.updates import group_chat, photo_message, private_user, update
+from tests.fakes.updates import group_chat, photo_message, private_user, text_message, update
 from tests.redis_server import free_port
 from tests.support import spawn_bot_process, visible_messages
 
@@ -257,4 +258,25 @@ async def test_group_upgraded_mid_job_gets_the_cutout_in_the_new_supergroup(
     assert told
     assert all("upgraded to a supergroup" in c.response["description"] for c in told)
     assert telegram.sent_documents(old["id"]) == []
+    assert len(freepik.calls) == 1
+
+
+async def test_handler_replies_follow_a_group_upgraded_to_a_supergroup(
+    start_bot: StartBot, telegram: FakeTelegram, freepik: FakeFreepik
+) -> None:
+    old = group_chat(-4002, "Club", chat_type="group")
+    new_id = -1004002
+    await start_bot()
+    telegram.migrate_chat(old["id"], new_id)
+    # A usage hint (a handler's own reply), then a job, both from the group's old id.
+    telegram.push_update(update(message=text_message(private_user(USER), "/removebg", chat=old)))
+    await telegram.wait_for(lambda t: messages.removebg_usage() in t.texts_to(new_id), timeout=15)
+    [hint] = [c for c in telegram.calls_of("sendMessage") if c.chat_id == new_id]
+    # The command stayed behind in the basic group: the hint quotes nothing in the new one.
+    assert "reply_parameters" not in hint.params
+    telegram.push_update(update(message=group_photo_command(telegram, old)))
+    await telegram.wait_for(lambda t: len(t.sent_documents(new_id)) == 1, timeout=15)
+    (document,) = [c for c in telegram.calls_of("sendDocument") if c.ok]
+    assert "reply_parameters" not in document.params
+    assert telegram.texts_to(old["id"]) == []
     assert len(freepik.calls) == 1

@@ -1,13 +1,18 @@
-"""Helpers shared by handlers: turning a message into an image source."""
+"""Helpers shared by handlers: turning a message into an image source, replying to it."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
+from typing import Any
 
 from telegram import Message, MessageEntity
+from telegram.ext import ContextTypes
 
 from bot import messages
+from bot.migrations import Migrations
 from bot.ratelimit import HintGate
+from bot.services import get_services
 from bot.sources import (
     ACCEPTED_MIME_TYPES,
     MAX_INPUT_BYTES,
@@ -34,13 +39,49 @@ _EXTENSION_TYPES = {
 }
 
 
-async def send_hint(message: Message, user_id: int | None, text: str, hints: HintGate) -> None:
+async def send_hint(
+    message: Message,
+    user_id: int | None,
+    text: str,
+    hints: HintGate,
+    migrations: Migrations | None = None,
+) -> None:
     """Explain what the bot takes, unless this user has had enough hints for now."""
     if user_id is not None and not await hints.allow(user_id):
         # A user who keeps sending unusable messages: stay quiet for a while (HINT_RATE_LIMIT).
         logger.debug("Hint to user %s withheld (HINT_RATE_LIMIT)", user_id)
         return
-    await message.reply_text(text)
+    await reply_following(message, text, migrations)
+
+
+async def reply(
+    context: ContextTypes.DEFAULT_TYPE, message: Message, text: str, **kwargs: Any
+) -> Message:
+    """Reply to `message`; in a group that became a supergroup, post in the supergroup."""
+    try:
+        migrations: Migrations | None = get_services(context).migrations
+    except RuntimeError:  # an error before the services started: no move known yet
+        migrations = None
+    return await reply_following(message, text, migrations, **kwargs)
+
+
+async def reply_following(
+    message: Message, text: str, migrations: Migrations | None, **kwargs: Any
+) -> Message:
+    """Reply to `message`, following its group to the supergroup it became (if told)."""
+    if migrations is None:
+        return await message.reply_text(text, **kwargs)
+    thread_id = message.message_thread_id if message.is_topic_message else None
+
+    def send(chat_id: int, thread: int | None) -> Awaitable[Message]:
+        if chat_id == message.chat_id:
+            return message.reply_text(text, **kwargs)
+        # The message stayed behind in the basic group: there is nothing to reply to.
+        return message.get_bot().send_message(
+            chat_id=chat_id, text=text, message_thread_id=thread, **kwargs
+        )
+
+    return await migrations.send(message.chat_id, thread_id, send)
 
 
 class Unusable(Exception):

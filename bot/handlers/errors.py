@@ -10,6 +10,7 @@ from telegram.error import TelegramError
 from telegram.ext import ContextTypes
 
 from bot import messages
+from bot.handlers.common import reply
 
 logger = logging.getLogger(__name__)
 
@@ -23,6 +24,6 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     if message.chat.type == ChatType.CHANNEL:
         return  # the bot takes no requests in channels
     try:
-        await message.reply_text(messages.internal_error())
+        await reply(context, message, messages.internal_error())
     except TelegramError as err:
         logger.warning("Could not report the error to chat %s: %s", message.chat_id, err)

@@ -60,10 +60,12 @@ async def cmd_removebg(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
     try:
         source = find_source(message, services.accepted_mime_types)
     except Unusable as err:
-        await send_hint(message, user.id, str(err), services.hints)
+        await send_hint(message, user.id, str(err), services.hints, services.migrations)
         return
     if source is None:
-        await send_hint(message, user.id, messages.removebg_usage(), services.hints)
+        await send_hint(
+            message, user.id, messages.removebg_usage(), services.hints, services.migrations
+        )
         return
     request = ChatRequest(
         source,

@@ -10,6 +10,7 @@ from telegram.ext import ContextTypes
 
 from bot import i18n, messages
 from bot.chat import quietly
+from bot.handlers.common import reply
 from bot.services import get_services
 from bot.storage import StorageUnavailable
 
@@ -57,7 +58,7 @@ async def cmd_language(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
     if message is None:
         return
     keyboard = language_keyboard(i18n.current_locale())
-    await message.reply_text(messages.language_prompt(), reply_markup=keyboard)
+    await reply(context, message, messages.language_prompt(), reply_markup=keyboard)
 
 
 async def on_language_chosen(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

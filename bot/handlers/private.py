@@ -11,7 +11,7 @@ from telegram.ext import ContextTypes
 from bot import messages
 from bot.albums import AlbumItem
 from bot.chat import ChatRequest
-from bot.handlers.common import Unusable, send_hint, source_from_message
+from bot.handlers.common import Unusable, reply, send_hint, source_from_message
 from bot.services import get_services
 
 logger = logging.getLogger(__name__)
@@ -25,11 +25,11 @@ async def cmd_help(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if context.args and context.args[0] == messages.INLINE_START_PARAMETER:
         # Opened from the button of an inline answer: explain inline mode.
         text = messages.inline_help(context.bot.username)
-        await message.reply_text(text, parse_mode=ParseMode.HTML)
+        await reply(context, message, text, parse_mode=ParseMode.HTML)
         return
     rate_limit = get_services(context).settings.rate_limit
     text = messages.help_text(rate_limit, context.bot.username)
-    await message.reply_text(text, parse_mode=ParseMode.HTML)
+    await reply(context, message, text, parse_mode=ParseMode.HTML)
 
 
 async def on_image(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
