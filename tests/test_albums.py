@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from bot import albums
+from bot.chat import Outcome
 from bot.sources import ImageSource, SourceKind
 from bot.storage import StoredCutout
 from tests.conftest import BOT_TOKEN, StartBot
@@ -448,3 +449,41 @@ async def test_rejected_cached_file_id_in_an_album_is_dropped_and_remade_once(
     assert fresh is not None
     assert fresh.file_id == file_ids(sent)[0]
     assert await bot.services.store.get_cutout(sources[1].key) == good
+
+
+async def test_album_refused_without_a_culprit_remakes_its_cached_images_once(
+    start_bot: StartBot,
+    telegram: FakeTelegram,
+    freepik: FakeFreepik,
+    album_logs: pytest.LogCaptureFixture,
+) -> None:
+    bot = await start_bot(album_wait=WAIT)
+    album = photos(telegram, 2, "g-unnamed")
+    for message in album:
+        size = message["photo"][-1]
+        source = ImageSource.telegram_file(
+            SourceKind.PHOTO, size["file_id"], size["file_unique_id"]
+        )
+        held, _ = telegram.add_file(make_image("PNG", size=(20, 20)))
+        await bot.services.store.put_cutout(
+            source.key, StoredCutout(held, "cutout.png", time.time()), 3600
+        )
+    # Refused twice over: once with the cached file ids, once with the fresh uploads.
+    telegram.fail_next(
+        "sendMediaGroup",
+        error_code=400,
+        description="Bad Request: wrong file identifier/HTTP URL specified",
+        times=2,
+    )
+    send_all(telegram, album)
+    lines = await album_done(album_logs)
+
+    first, second = telegram.calls_of("sendMediaGroup")
+    assert not first.ok
+    assert not second.ok
+    assert len(second.files) == 2  # getFile confirmed no culprit: both made again
+    assert len(freepik.calls) == 2  # once each, not a third time
+    [summary] = texts(telegram)
+    assert "Images 1 and 2" in summary
+    assert albums.outcome_reason(Outcome.UNDELIVERABLE) in summary
+    assert "items=2 ok=0 failed=2" in lines[0]

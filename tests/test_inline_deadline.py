@@ -138,3 +138,27 @@ async def test_recent_list_without_the_file_ids_telegram_rejects(
     assert accepted.at - rejected.at < bot.services.settings.inline_answer_timeout
     assert await bot.services.store.recent(USER["id"]) == [good]
     assert not freepik.calls
+
+
+async def test_recent_list_refused_without_a_culprit_is_answered_with_the_bot_button(
+    start_bot: StartBot, telegram: FakeTelegram
+) -> None:
+    bot = await start_bot()
+    good_id, _ = telegram.add_file(make_image("PNG", size=(20, 20)))
+    good = StoredCutout(good_id, "cutout-good.png", time.time())
+    await bot.services.store.push_recent(USER["id"], good)
+    # Telegram refuses the list, yet getFile still knows every file id in it.
+    telegram.fail_next(
+        "answerInlineQuery",
+        error_code=400,
+        description="Bad Request: wrong file identifier/HTTP URL specified",
+    )
+    telegram.push_update(inline_query(USER, ""))
+    rejected, accepted = await telegram.wait_for_call("answerInlineQuery", count=2, timeout=10)
+    assert not rejected.ok
+    await telegram.wait_for(lambda t: accepted.response is not None, timeout=5)
+    assert accepted.ok, accepted.response
+    assert accepted.params["results"] == []
+    assert accepted.params["button"]["text"] == inline.no_recent_button()
+    assert [c.params["file_id"] for c in telegram.calls_of("getFile")] == [good_id]
+    assert await bot.services.store.recent(USER["id"]) == [good]
