@@ -9,11 +9,15 @@ import time
 
 import pytest
 
-from bot.cpu import CpuBusy, CpuPool, CpuWorkerLost
+from bot.cpu import WORKER_NICENESS, CpuBusy, CpuPool, CpuWorkerLost
 
 
 def _pid_and_square(value: int) -> tuple[int, int]:
     return os.getpid(), value * value
+
+
+def _niceness() -> int:
+    return os.nice(0)
 
 
 def _sleep(seconds: float) -> float:
@@ -61,3 +65,12 @@ async def test_a_killed_worker_is_reported_and_the_pool_recovers() -> None:
     finally:
         await pool.aclose()
     assert square == 9
+
+
+async def test_workers_run_at_a_lower_priority_than_the_bot() -> None:
+    pool = CpuPool(workers=1, queue=0)
+    try:
+        worker = await pool.run(_niceness)
+    finally:
+        await pool.aclose()
+    assert worker >= os.nice(0) + WORKER_NICENESS or worker == 19

@@ -619,4 +619,6 @@ async def test_conversions_leave_the_event_loop_and_other_users_alone(
             await wait_only_document(telegram, user["id"], timeout=60)
     finally:
         ticking.cancel()
-    assert max(gaps) < 0.5, f"the event loop stalled for {max(gaps):.2f}s"
+    # The target is "within 1 s of normal"; before the fix the loop stalled ~8 s. The
+    # fakes share this process and both cores, so the bound is the target, not a tighter one.
+    assert max(gaps) < 1.0, f"the event loop stalled for {max(gaps):.2f}s"
