@@ -161,7 +161,20 @@ class CutoutService:
         except BaseException as err:
             self._settle(key, shared, error=err)
             raise
-        if not claimed:
+        if claimed:
+            try:
+                late = await self._store.get_cutout(key)
+            except BaseException as err:
+                await self._release(key)
+                self._settle(key, shared, error=err)
+                raise
+            if late is not None:
+                # Another replica cached it and let go of its claim between our cache read and
+                # our claim: a new job now would pay Freepik a second time for the same image.
+                await self._release(key)
+                self._settle(key, shared, Produced(None, late.file_id, late.file_name))
+                return self._cached_ticket(late)
+        else:
             # Another replica is making it: wait for its result in the shared cache.
             task = asyncio.create_task(
                 self._await_remote(source, deliver, shared, timings, on_start)
@@ -270,6 +283,10 @@ class CutoutService:
             if stored is not None:
                 return Produced(None, stored.file_id, stored.file_name)
             if await self._store.claim(source.key, self._claim_lease):
+                stored = await self._store.get_cutout(source.key)
+                if stored is not None:  # it finished between our read and our claim
+                    await self._release(source.key)
+                    return Produced(None, stored.file_id, stored.file_name)
                 # The other replica gave up (its job failed, or it died): do it here.
                 return await self._lead(source, deliver, shared, timings, on_start).result()
         raise JobAborted("the job on another replica did not finish")

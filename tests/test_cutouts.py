@@ -12,7 +12,7 @@ from bot.freepik import FreepikClient, ImageRejected, RetryPolicy
 from bot.pipeline import Cutout, RemovalPipeline
 from bot.ratelimit import Refusal
 from bot.sources import ImageSource
-from bot.storage import MemoryStore
+from bot.storage import MemoryStore, StoredCutout
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 10
 SOURCE = ImageSource.link("https://img.test/a.jpg")
@@ -173,3 +173,48 @@ async def test_a_replica_takes_over_when_the_other_gives_up() -> None:
     produced = await asyncio.wait_for(waiting.result(), 5)
     assert produced.file_id == "file-from-second"
     assert posts == [400, 200]
+
+
+class _OtherReplicaFinishesDuringOurRead(MemoryStore):
+    """A store shared with another replica whose job caches its cutout and lets go of its
+    claim just after our cache read (and, with `held`, just after our first failed claim)."""
+
+    def __init__(self, *, held: bool) -> None:
+        super().__init__()
+        self.reads = 0
+        self.claims = 0
+        self._held = held
+
+    async def get_cutout(self, key: str) -> StoredCutout | None:
+        self.reads += 1
+        found = await super().get_cutout(key)
+        if self.reads == (2 if self._held else 1):
+            await self.put_cutout(key, StoredCutout("other-file", "a.png", 0.0), 60)
+        return found
+
+    async def claim(self, key: str, ttl: float) -> bool:
+        self.claims += 1
+        if self._held and self.claims == 1:
+            return False  # the other replica still holds it
+        return await super().claim(key, ttl)
+
+
+@pytest.mark.parametrize("held", [False, True], ids=["free-claim", "remote-claim"])
+async def test_a_cutout_cached_elsewhere_between_read_and_claim_is_not_made_again(
+    held: bool,
+) -> None:
+    calls: list[str] = []
+    client = FreepikClient("k", "https://fp.test", transport=freepik(calls), retry=RetryPolicy(1))
+    store = _OtherReplicaFinishesDuringOurRead(held=held)
+    cutouts = CutoutService(
+        RemovalPipeline(client, Links()), store, cache_ttl=60, remote_poll=0.01
+    )
+
+    async def deliver(cutout: Cutout) -> str:
+        return "our-file"
+
+    ticket = await cutouts.start(SOURCE, deliver)
+    produced = await ticket.result()
+    assert produced.file_id == "other-file"
+    assert calls == []
+    assert await store.claim(SOURCE.key, 1)  # our claim was let go
