@@ -23,7 +23,13 @@ from typing import IO, Any, Literal, TypeVar
 
 from limits.aio.storage import MovingWindowSupport, Storage
 
-from bot.storage import RECENT_LIMIT, PendingUpdate, StorageUnavailable, StoredCutout
+from bot.storage import (
+    RECENT_LIMIT,
+    PendingUpdate,
+    ProcessClaims,
+    StorageUnavailable,
+    StoredCutout,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -213,16 +219,19 @@ class SqliteDatabase:
             self._conn.close()
 
 
-class SqliteStore:
+class SqliteStore(ProcessClaims):
     """`StateStore` in one SQLite file: survives restarts of its single bot process."""
+
+    # Claims stay in memory: they coordinate the jobs of one process (the database belongs to
+    # one process), and a dead process's claims must not hold up the jobs it will resume.
 
     def __init__(
         self, path: Path, *, synchronous: Synchronous = "normal", exclusive: bool = True
     ) -> None:
         # `exclusive=False` is for the doctor, which looks at a running bot's file.
+        super().__init__()
         self._lock = _lock_data_dir(path) if exclusive else None
         self.db = SqliteDatabase(path, synchronous=synchronous)
-        self._claims: dict[str, float] = {}
 
     async def _run(self, op: Callable[[sqlite3.Connection], T], *, write: bool = True) -> T:
         return await self.db.run(op, write=write)
@@ -308,29 +317,6 @@ class SqliteStore:
                 "DELETE FROM recent WHERE user_id = ? AND file_id = ?", (user_id, file_id)
             )
         )
-
-    # Claims stay in memory: they coordinate the jobs of one process (the database belongs to
-    # one process), and a dead process's claims must not hold up the jobs it will resume.
-
-    async def claim(self, key: str, ttl: float) -> bool:
-        """Become the one worker for `key` (True) unless someone else holds it (False)."""
-        now = time.monotonic()
-        expires = self._claims.get(key)
-        if expires is not None and expires > now:
-            return False
-        if len(self._claims) > 10_000:
-            self._claims = {k: t for k, t in self._claims.items() if t > now}
-        self._claims[key] = now + ttl
-        return True
-
-    async def release(self, key: str) -> None:
-        """Give up a claim."""
-        self._claims.pop(key, None)
-
-    async def renew_claim(self, key: str, ttl: float) -> None:
-        """Extend a claim we hold to `ttl` seconds from now (a live holder's heartbeat)."""
-        if key in self._claims:
-            self._claims[key] = time.monotonic() + ttl
 
     async def put_relay(self, token: str, file_id: str, ttl: float) -> None:
         """Map a relay link token to a Telegram file id for `ttl` seconds."""

@@ -142,13 +142,40 @@ class StorageUnavailable(Exception):
     """The storage backend cannot be reached right now."""
 
 
-class MemoryStore:
+class ProcessClaims:
+    """Job claims held in this process's memory (for stores that serve a single process)."""
+
+    def __init__(self) -> None:
+        self._claims: dict[str, float] = {}
+
+    async def claim(self, key: str, ttl: float) -> bool:
+        """Become the one worker for `key` (True) unless someone else holds it (False)."""
+        now = time.monotonic()
+        expires = self._claims.get(key)
+        if expires is not None and expires > now:
+            return False
+        if len(self._claims) > 10_000:  # forget expired claims of jobs that never released them
+            self._claims = {k: t for k, t in self._claims.items() if t > now}
+        self._claims[key] = now + ttl
+        return True
+
+    async def release(self, key: str) -> None:
+        """Give up a claim."""
+        self._claims.pop(key, None)
+
+    async def renew_claim(self, key: str, ttl: float) -> None:
+        """Extend a claim we hold to `ttl` seconds from now (a live holder's heartbeat)."""
+        if key in self._claims:
+            self._claims[key] = time.monotonic() + ttl
+
+
+class MemoryStore(ProcessClaims):
     """In-process state with TTLs; for a single bot process."""
 
     def __init__(self, *, max_cached: int = 100_000) -> None:
+        super().__init__()
         self._cutouts: OrderedDict[str, tuple[float, StoredCutout]] = OrderedDict()
         self._recent: dict[int, list[StoredCutout]] = {}
-        self._claims: dict[str, float] = {}
         self._relays: dict[str, tuple[float, str]] = {}
         self._languages: dict[int, str] = {}
         self._studio: dict[str, tuple[float, str]] = {}
@@ -196,24 +223,6 @@ class MemoryStore:
         """Forget one of a user's recent cutouts (Telegram rejected its file id)."""
         items = [c for c in self._recent.get(user_id, []) if c.file_id != file_id]
         self._recent[user_id] = items
-
-    async def claim(self, key: str, ttl: float) -> bool:
-        """Become the one worker for `key` (True) unless someone else holds it (False)."""
-        now = time.monotonic()
-        expires = self._claims.get(key)
-        if expires is not None and expires > now:
-            return False
-        self._claims[key] = now + ttl
-        return True
-
-    async def release(self, key: str) -> None:
-        """Give up a claim."""
-        self._claims.pop(key, None)
-
-    async def renew_claim(self, key: str, ttl: float) -> None:
-        """Extend a claim we hold to `ttl` seconds from now (a live holder's heartbeat)."""
-        if key in self._claims:
-            self._claims[key] = time.monotonic() + ttl
 
     async def put_relay(self, token: str, file_id: str, ttl: float) -> None:
         """Map a relay link token to a Telegram file id for `ttl` seconds."""
