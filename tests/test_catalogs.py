@@ -19,6 +19,7 @@ from babel.messages.plurals import get_plural as CLDR_PLURALS
 from babel.messages.pofile import read_po
 
 from bot import i18n, inline, messages
+from tests.fakes.tg_format import HTML_TAGS
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = i18n.LOCALE_DIR / f"{i18n.DOMAIN}.pot"
@@ -80,27 +81,8 @@ def test_compiled_catalogs_match_their_sources() -> None:
 
 REQUIRED = {"en", "es", "pt_BR", "ru", "uk", "de", "fr", "it", "tr", "id", "ar", "fa", "hi"}
 TRANSLATED = sorted(set(i18n.LOCALES) - {i18n.DEFAULT_LOCALE})
-# Tags Telegram's HTML parse mode accepts (Bot API "Formatting options").
-TELEGRAM_TAGS = frozenset(
-    [
-        "b",
-        "strong",
-        "i",
-        "em",
-        "u",
-        "ins",
-        "s",
-        "strike",
-        "del",
-        "span",
-        "tg-spoiler",
-        "a",
-        "tg-emoji",
-        "code",
-        "pre",
-        "blockquote",
-    ]
-)
+# Tags Telegram's HTML parse mode accepts: the fake Bot API's list.
+TELEGRAM_TAGS = HTML_TAGS
 # Translations that are rightly the same as the English (cognates); each must really be equal.
 SAME_AS_ENGLISH = {
     ("es", "🏷 Sticker"),
