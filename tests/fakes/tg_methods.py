@@ -27,7 +27,7 @@ from tests.fakes.tg_state import (
     _Waiter,
     bad_request,
 )
-from tests.fakes.tg_stickers import StudioMethods, check_inline_keyboard
+from tests.fakes.tg_stickers import NOT_MODIFIED, StudioMethods, check_inline_keyboard
 
 Files = dict[str, UploadedFile]
 Handler = Callable[[JsonDict, Files], Awaitable[Any]]
@@ -109,6 +109,16 @@ class BotApi(StudioMethods):
             self.handlers[name.lower()] = (name, getattr(self, attr))
 
     # helpers
+
+    def _own_message(self, params: JsonDict) -> JsonDict:
+        """The bot's own message named by chat_id and message_id, as an edit needs it."""
+        chat = self._chat_of(params)
+        found = self.state.find_message(chat["id"], params.get("message_id"))
+        if found is None:
+            raise bad_request("message to edit not found")
+        if found.get("from", {}).get("id") != self.state.bot_id:
+            raise bad_request("message can't be edited")
+        return found
 
     def _chat_of(self, params: JsonDict) -> JsonDict:
         if "chat_id" not in params:
@@ -428,18 +438,10 @@ class BotApi(StudioMethods):
         text = self._text(params, "text", MAX_TEXT, required=True)
         if params.get("inline_message_id"):
             return True
-        chat = self._chat_of(params)
-        found = self.state.find_message(chat["id"], params.get("message_id"))
-        if found is None:
-            raise bad_request("message to edit not found")
-        if found.get("from", {}).get("id") != self.state.bot_id:
-            raise bad_request("message can't be edited")
+        found = self._own_message(params)
         markup = params.get("reply_markup")
         if found.get("text") == text and found.get("reply_markup") == markup:
-            raise bad_request(
-                "message is not modified: specified new message content and reply markup "
-                "are exactly the same as a current content and reply markup of the message"
-            )
+            raise bad_request(NOT_MODIFIED)
         edited = dict(found, text=text, edit_date=int(time.time()))
         if isinstance(markup, dict):
             edited["reply_markup"] = markup

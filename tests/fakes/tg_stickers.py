@@ -103,6 +103,8 @@ class StudioMethods:
 
         def _chat_of(self, params: JsonDict) -> JsonDict: ...
 
+        def _own_message(self, params: JsonDict) -> JsonDict: ...
+
         def _common(self, params: JsonDict, chat: JsonDict) -> JsonDict: ...
 
         def _input_file(self, value: Any, files: Files, field: str, kind: str) -> StoredFile: ...
@@ -126,12 +128,7 @@ class StudioMethods:
         check_inline_keyboard(markup)
         if params.get("inline_message_id"):
             return True
-        chat = self._chat_of(params)
-        found = self.state.find_message(chat["id"], params.get("message_id"))
-        if found is None:
-            raise bad_request("message to edit not found")
-        if found.get("from", {}).get("id") != self.state.bot_id:
-            raise bad_request("message can't be edited")
+        found = self._own_message(params)
         new = markup if isinstance(markup, dict) and markup.get("inline_keyboard") else None
         if found.get("reply_markup") == new:
             raise bad_request(NOT_MODIFIED)
