@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import IO
 
-from bot.config import Settings
+from bot.settings import Settings
 from tests.support import spawn_bot_process
 
 BOT_TOKEN = "123456:BENCH-token_abcdefghijklmnopqrstuv"  # noqa: S105 - for the fake only

@@ -42,7 +42,7 @@ from bench.fakes import BenchFreepik, BenchTelegram, DocumentReceipt, Recordings
 from bench.faults import render_faults, run_faults
 from bench.stats import ms, percentile, summary_ms, table
 from bench.studio import render_studio, run_studio
-from bot import httpcore_fix
+from bot.app import httpcore_fix
 from tests.fakes import make_image
 from tests.fakes.cutout import remove_background
 from tests.fakes.updates import photo_message, private_user, update

@@ -27,8 +27,8 @@ from PIL import Image, ImageDraw
 
 from bench.botproc import BOT_TOKEN, BotProcess, bot_env, cpu_seconds
 from bench.stats import ms, percentile
-from bot import imaging
-from bot.cpu import CpuPool
+from bot.imaging import edits as imaging
+from bot.imaging.pool import CpuPool
 from tests.fakes import FakeTelegram
 from tests.fakes.tg_methods import BotApi
 from tests.fakes.tg_state import TgCall

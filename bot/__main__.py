@@ -11,12 +11,12 @@ import urllib.request
 from telegram.error import InvalidToken, NetworkError
 
 from bot import __version__
-from bot.app import build_application
-from bot.config import ConfigError, load_settings
-from bot.doctor import run_doctor
-from bot.logs import configure_logging
-from bot.runner import install_stop_signals, run_bot
-from bot.sqlite_store import DataDirError
+from bot.app.doctor import run_doctor
+from bot.app.runner import install_stop_signals, run_bot
+from bot.app.wiring import build_application
+from bot.ops.logs import configure_logging
+from bot.settings import ConfigError, load_settings
+from bot.storage.sqlite_store import DataDirError
 
 logger = logging.getLogger("bot")
 

@@ -20,11 +20,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from bot.app import AnyApplication, build_application
-from bot.config import Settings, load_settings
-from bot.freepik import RetryPolicy
-from bot.runner import run_bot
-from bot.services import ServiceOptions, Services, services_of
+from bot.app.runner import run_bot
+from bot.app.services import ServiceOptions, Services, services_of
+from bot.app.wiring import AnyApplication, build_application
+from bot.removal.freepik import RetryPolicy
+from bot.settings import Settings, load_settings
 from tests.fakes import FakeFreepik, FakeTelegram, ThreadedServer
 from tests.fakes.images import sniff_mime
 from tests.redis_server import RedisServer

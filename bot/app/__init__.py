@@ -1,0 +1,1 @@
+"""The application: wiring, services, runner, web server and the doctor."""

@@ -1,0 +1,219 @@
+"""The services a running bot owns, started and stopped with the Application."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from telegram import Bot
+from telegram.ext import Application, CallbackContext
+
+from bot.imaging.pool import CpuPool
+from bot.ops.metrics import Metrics
+from bot.removal.cutouts import CutoutService
+from bot.removal.freepik import FreepikClient, RetryPolicy
+from bot.removal.pipeline import RemovalPipeline
+from bot.removal.relay import RelayLinks
+from bot.removal.sources import PublicUrlProvider, TelegramFileLinks, accepted_mime_types
+from bot.requests.admission import Admission, HintGate, RateLimiter, async_storage, close_counters
+from bot.requests.journal import RequestJournal
+from bot.requests.spending import DailyBudget, FreepikGate, RateCap
+from bot.requests.stream import UpdateStream
+from bot.settings import Settings
+from bot.storage.base import StateStore, create_store
+from bot.transport.albums import AlbumCollector
+from bot.transport.chat import ChatRemoval
+from bot.transport.inline import InlineRemoval
+from bot.transport.migrations import Migrations
+from bot.transport.studio import Studio
+
+logger = logging.getLogger(__name__)
+
+_KEY = "nobg.services"
+
+
+@dataclass(slots=True)
+class Services:
+    """Everything handlers need, reached through `get_services`."""
+
+    settings: Settings
+    freepik: FreepikClient
+    pipeline: RemovalPipeline
+    store: StateStore
+    cutouts: CutoutService
+    admission: Admission
+    chat: ChatRemoval
+    albums: AlbumCollector
+    inline: InlineRemoval
+    metrics: Metrics
+    relay: RelayLinks | None
+    cpu: CpuPool
+    studio: Studio
+    gate: FreepikGate
+    hints: HintGate
+    journal: RequestJournal
+    stream: UpdateStream | None = None
+    # Groups upgraded to supergroups: replies from handlers, jobs and the studio follow them.
+    migrations: Migrations = field(default_factory=Migrations)
+
+    @property
+    def accepted_mime_types(self) -> frozenset[str]:
+        """Image files the handlers accept (more in relay mode, which converts them)."""
+        return accepted_mime_types(self.settings.photo_url_mode)
+
+    async def aclose(self) -> None:
+        """Release connections."""
+        await self.freepik.aclose()
+        if self.relay is not None:
+            await self.relay.aclose()
+        await self.store.aclose()
+        await close_counters(self.admission.users.storage)
+        if self.stream is not None:
+            await self.stream.aclose()
+        await self.cpu.aclose()
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceOptions:
+    """Test and benchmark hooks that are not settings."""
+
+    freepik_transport: httpx.AsyncBaseTransport | None = None
+    freepik_retry: RetryPolicy | None = None
+
+
+def create_services(settings: Settings, bot: Bot, options: ServiceOptions) -> Services:
+    """Build the services for one Application."""
+    metrics = Metrics()
+    store = create_store(
+        settings.storage_url,
+        prefix=settings.redis_prefix,
+        sqlite_synchronous=settings.sqlite_synchronous,
+    )
+    counters = async_storage(
+        settings.storage_url,
+        prefix=settings.redis_prefix,
+        sqlite_synchronous=settings.sqlite_synchronous,
+    )
+    gate = FreepikGate(
+        RateCap(settings.freepik_max_rate, counters),
+        DailyBudget(
+            settings.freepik_daily_budget, counters, on_change=metrics.budget_remaining.set
+        ),
+    )
+    freepik = FreepikClient(
+        settings.freepik_api_key.get_secret_value(),
+        settings.freepik_api_url,
+        api_key_header=settings.freepik_api_key_header,
+        timeout=settings.freepik_timeout,
+        retry=options.freepik_retry,
+        max_connections=max(10, settings.max_concurrent_jobs * 2),
+        transport=options.freepik_transport,
+        observer=metrics.freepik_answer,
+        on_post=metrics.freepik_post,
+        on_out_of_capacity=metrics.out_of_capacity,
+        before_post=gate.before_post,
+    )
+    cpu = CpuPool(settings.image_workers, settings.image_queue)
+    relay: RelayLinks | None = None
+    urls: PublicUrlProvider = TelegramFileLinks(bot)
+    if settings.photo_url_mode == "relay":
+        relay = RelayLinks(
+            bot, store, base_url=settings.public_base_url, ttl=settings.relay_ttl, cpu=cpu
+        )
+        urls = relay
+    pipeline = RemovalPipeline(
+        freepik,
+        urls,
+        max_concurrent_jobs=settings.max_concurrent_jobs,
+        download_timeout=settings.result_download_timeout,
+        job_timeout=settings.job_timeout,
+    )
+    metrics.bind_gauges(lambda: pipeline.in_flight, lambda: pipeline.queued)
+    admission = Admission(
+        RateLimiter(settings.rate_limits, counters, namespace="user"),
+        RateLimiter(settings.chat_rate_limits, counters, namespace="chat"),
+        settings.admin_ids,
+        gate.budget if settings.freepik_daily_budget is not None else None,
+    )
+    hints = HintGate(RateLimiter(settings.hint_rate_limits, counters, namespace="hint"))
+    cutouts = CutoutService(
+        pipeline, store, cache_ttl=settings.cache_ttl, claim_lease=settings.stream_lease
+    )
+    migrations = Migrations()
+    studio = Studio(
+        bot, store, cpu, cache_ttl=settings.cache_ttl, metrics=metrics, migrations=migrations
+    )
+    chat = ChatRemoval(
+        bot,
+        cutouts,
+        store,
+        admission,
+        metrics=metrics,
+        studio=studio,
+        hints=hints,
+        migrations=migrations,
+    )
+    albums = AlbumCollector(
+        bot, cutouts, store, admission, wait=settings.album_wait, metrics=metrics, studio=studio
+    )
+    inline = InlineRemoval(
+        bot,
+        cutouts,
+        store,
+        admission,
+        storage_chat_id=settings.inline_storage_chat_id,
+        answer_timeout=settings.inline_answer_timeout,
+        metrics=metrics,
+        studio=studio,
+    )
+    journal = RequestJournal(store, bot, max_attempts=settings.request_attempts)
+    stream: UpdateStream | None = None
+    if settings.uses_stream:
+        stream = UpdateStream(
+            settings.storage_url,
+            prefix=settings.redis_prefix,
+            lease=settings.stream_lease,
+            journal=journal,
+            bot=bot,
+            max_attempts=settings.request_attempts,
+        )
+    return Services(
+        settings=settings,
+        freepik=freepik,
+        pipeline=pipeline,
+        store=store,
+        cutouts=cutouts,
+        admission=admission,
+        chat=chat,
+        albums=albums,
+        inline=inline,
+        metrics=metrics,
+        relay=relay,
+        cpu=cpu,
+        studio=studio,
+        gate=gate,
+        hints=hints,
+        journal=journal,
+        stream=stream,
+        migrations=migrations,
+    )
+
+
+def attach_services(application: Application[Any, Any, Any, Any, Any, Any], s: Services) -> None:
+    """Make `s` reachable from handlers."""
+    application.bot_data[_KEY] = s
+
+
+def services_of(application: Application[Any, Any, Any, Any, Any, Any]) -> Services:
+    """The services of a running Application."""
+    found = application.bot_data.get(_KEY)
+    if not isinstance(found, Services):
+        raise RuntimeError("services are not started: was post_init run?")
+    return found
+
+
+def get_services(context: CallbackContext[Any, Any, Any, Any]) -> Services:
+    """The services, from a handler's context."""
+    return services_of(context.application)

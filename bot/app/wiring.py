@@ -1,0 +1,225 @@
+"""Build the Application and register every handler, in one place."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+from telegram import Bot, BotCommand, Update
+from telegram.ext import (
+    AIORateLimiter,
+    Application,
+    ApplicationBuilder,
+    CallbackQueryHandler,
+    CommandHandler,
+    InlineQueryHandler,
+    MessageHandler,
+    TypeHandler,
+    filters,
+)
+
+from bot.app import httpcore_fix
+from bot.app.services import ServiceOptions, attach_services, create_services, services_of
+from bot.i18n import locales as i18n
+from bot.i18n import messages
+from bot.requests.journal import RecordingQueue
+from bot.settings import Settings
+from bot.transport.arrivals import ArrivalQueue
+from bot.transport.handlers import errors, group, inline, language, private, studio
+from bot.transport.polling import TolerantUpdatesRequest
+from bot.transport.telegram_rate import FairRateLimiter
+
+logger = logging.getLogger(__name__)
+
+AnyApplication = Application[Any, Any, Any, Any, Any, Any]
+JSONDict = dict[str, Any]
+
+_PROFILE_TASK = "nobg.register_profile"
+
+# The update types the bot handles, for getUpdates and setWebhook.
+ALLOWED_UPDATES = [Update.MESSAGE, Update.INLINE_QUERY, Update.CALLBACK_QUERY]
+
+
+async def register_profile(bot: Bot) -> None:
+    """Command menu, description and short description, once per language (best effort)."""
+    for locale in i18n.LOCALES:
+        # English is also the default for every language without its own texts.
+        code = None if locale == i18n.DEFAULT_LOCALE else i18n.telegram_language_code(locale)
+        with i18n.using(locale):
+            commands = [BotCommand(name, text) for name, text in messages.commands()]
+            description = messages.bot_description()
+            short_description = messages.bot_short_description()
+        # Each call on its own: one refused text must not cost the others.
+        await _best_effort("commands", locale, bot.set_my_commands(commands, language_code=code))
+        await _best_effort(
+            "description", locale, bot.set_my_description(description, language_code=code)
+        )
+        await _best_effort(
+            "short description",
+            locale,
+            bot.set_my_short_description(short_description, language_code=code),
+        )
+
+
+async def _best_effort(what: str, locale: str, call: Awaitable[object]) -> None:
+    try:
+        await call
+    except Exception as err:  # the menu and profile are a nicety; never block the bot on them
+        logger.warning("Could not register the %s for %s: %s", what, locale, err)
+
+
+class JournaledApplication(Application[Any, Any, Any, Any, Any, Any]):
+    """The Application with the request lifecycle hook around every update."""
+
+    async def process_update(self, update: object) -> None:
+        """Process `update` under its durable record (see `bot.requests.journal`)."""
+        if "nobg.services" not in self.bot_data:  # not started through post_init
+            await super().process_update(update)
+            return
+        journal = services_of(self).journal
+        await journal.run(update, lambda: super(JournaledApplication, self).process_update(update))
+
+
+def build_application(settings: Settings, options: ServiceOptions | None = None) -> AnyApplication:
+    """Create the Application with its services and handlers (not yet started)."""
+    options = options or ServiceOptions()
+    root = settings.telegram_api_url
+    httpcore_fix.apply()  # before the first connection pool is used
+
+    async def post_init(application: AnyApplication) -> None:
+        services = create_services(settings, application.bot, options)
+        attach_services(application, services)
+        if isinstance(application.update_queue, RecordingQueue):
+            application.update_queue.journal = services.journal
+        # In the background: 3 calls per language must not delay the first reply.
+        application.bot_data[_PROFILE_TASK] = asyncio.create_task(
+            register_profile(application.bot), name="register_profile"
+        )
+
+    async def post_stop(application: AnyApplication) -> None:
+        profile = application.bot_data.pop(_PROFILE_TASK, None)
+        if isinstance(profile, asyncio.Task) and not profile.done():
+            profile.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await profile
+
+    async def post_shutdown(application: AnyApplication) -> None:
+        if "nobg.services" in application.bot_data:
+            await services_of(application).aclose()
+
+    builder = (
+        ApplicationBuilder().application_class(JournaledApplication).update_queue(RecordingQueue())
+    )
+    if settings.mode == "webhook":
+        builder = builder.updater(None)  # updates arrive through our own HTTP server
+    else:
+        # One update the library cannot parse must not stop polling for good.
+        builder = builder.get_updates_request(
+            TolerantUpdatesRequest(connection_pool_size=1, read_timeout=30.0)
+        )
+    application: AnyApplication = (
+        builder.token(settings.telegram_bot_token.get_secret_value())
+        .base_url(f"{root}/bot")
+        .base_file_url(f"{root}/file/bot")
+        # One user's slow removal must never hold up another's update.
+        .concurrent_updates(True)
+        # Honours flood waits (RetryAfter) and Telegram's per-group and overall limits; the
+        # overall rate is shared between chats in turns, so one chat's backlog delays only it.
+        .rate_limiter(
+            FairRateLimiter(
+                settings.telegram_max_rate,
+                inner=BotRateLimiter(overall_max_rate=0, overall_time_period=0, max_retries=3),
+            )
+        )
+        # Notes when inline queries arrive: their answer deadline counts from there.
+        .update_queue(ArrivalQueue())
+        .connection_pool_size(64)
+        .pool_timeout(30.0)
+        .read_timeout(30.0)
+        .write_timeout(60.0)
+        .post_init(post_init)
+        .post_stop(post_stop)
+        .post_shutdown(post_shutdown)
+        .build()
+    )
+    register_handlers(application)
+    return application
+
+
+class BotRateLimiter(AIORateLimiter):
+    """`AIORateLimiter`, except that inline answers go out at once and are never retried.
+
+    An inline answer has a deadline: waiting in a queue or sleeping out a flood wait can only
+    make it late. The inline flow waits out a flood wait itself, and only if it ends in time.
+    """
+
+    async def process_request(
+        self,
+        callback: Callable[..., Coroutine[Any, Any, bool | JSONDict | list[JSONDict]]],
+        args: Any,
+        kwargs: dict[str, Any],
+        endpoint: str,
+        data: dict[str, Any],
+        rate_limit_args: int | None,
+    ) -> bool | JSONDict | list[JSONDict]:
+        """Pass inline answers straight through; everything else as `AIORateLimiter` does."""
+        if endpoint == "answerInlineQuery":
+            return await callback(*args, **kwargs)
+        return await super().process_request(
+            callback, args, kwargs, endpoint, data, rate_limit_args
+        )
+
+
+def register_handlers(application: AnyApplication) -> None:
+    """Register every handler; the first matching handler in group 0 wins."""
+    messages_only = filters.UpdateType.MESSAGE  # edits are not new requests
+    private_messages = filters.ChatType.PRIVATE & messages_only
+    group_messages = filters.ChatType.GROUPS & messages_only
+    # 0. Before anything else (group -1, same task as the handler that follows): the language
+    #    every text of this update is looked up in.
+    application.add_handler(TypeHandler(Update, language.set_request_locale), group=-1)
+    # 1. /start and /help anywhere (/start <parameter> comes from inline answers' button).
+    application.add_handler(
+        CommandHandler(["start", "help"], private.cmd_help, filters=messages_only)
+    )
+    # 1b. /language anywhere (before 5, which would take it for an unknown command).
+    application.add_handler(
+        CommandHandler("language", language.cmd_language, filters=messages_only)
+    )
+    # 2. /removebg and /nobg (also /removebg@thisbot): the group interface, fine in private too.
+    application.add_handler(
+        CommandHandler(list(group.REMOVEBG_COMMANDS), group.cmd_removebg, filters=messages_only)
+    )
+    # 3. A photo or file in a group with /removebg as its caption.
+    application.add_handler(
+        MessageHandler(
+            group_messages
+            & (filters.PHOTO | filters.Document.ALL)
+            & group.CaptionCommand(group.REMOVEBG_COMMANDS),
+            group.cmd_removebg,
+        )
+    )
+    # 4. Private photos, files and text: the handler decides if it is an image, a link or neither.
+    #    Nothing in groups gets here: plain photos and links there are ignored on purpose.
+    application.add_handler(
+        MessageHandler(
+            private_messages
+            & (filters.PHOTO | filters.Document.ALL | filters.TEXT)
+            & ~filters.COMMAND,
+            private.on_image,
+        )
+    )
+    # 5. Anything else in a private chat (stickers, voice, unknown commands) gets a hint.
+    application.add_handler(MessageHandler(private_messages, private.on_other))
+    # 6. Inline mode: "@thisbot <link>" from any chat.
+    application.add_handler(InlineQueryHandler(inline.on_inline_query))
+    # 7. The buttons of /language (the choice is per user); before 8, which takes any button.
+    application.add_handler(
+        CallbackQueryHandler(language.on_language_chosen, pattern=f"^{language.CALLBACK_PREFIX}")
+    )
+    # 8. The studio buttons under cutouts (Sticker, Add to my pack, Background, Crop).
+    application.add_handler(CallbackQueryHandler(studio.on_button))
+    application.add_error_handler(errors.on_error)

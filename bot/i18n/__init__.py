@@ -1,0 +1,1 @@
+"""Languages: gettext catalogs and every text a user reads."""

@@ -1,0 +1,503 @@
+"""Every text the bot shows to users, in one place, translated at reply time.
+
+Each text is a function: it looks the words up in the catalog of the current request's
+locale (`bot.i18n.locales`), so nothing is translated at import time. Placeholders are named
+(`{name}`) and filled with `str.format` after the lookup; HTML texts escape what they insert.
+"""
+
+from __future__ import annotations
+
+import math
+from html import escape
+
+import limits
+
+from bot.i18n.locales import gettext as _
+from bot.i18n.locales import ngettext
+
+INLINE_START_PARAMETER = "inline"
+
+
+def working() -> str:
+    """Status while one image is being cut out."""
+    return _("✂️ Removing the background…")
+
+
+def not_an_image() -> str:
+    """The message holds no image we can use."""
+    return _(
+        "I can only cut out images. Send a photo, an image file (JPEG, PNG or WebP) "
+        "or a link to an image."
+    )
+
+
+def input_too_large() -> str:
+    """The file is over the Bot API's download limit."""
+    return _(
+        "This file is too big: Telegram lets bots download files up to 20 MB. "
+        "Please send a smaller image."
+    )
+
+
+def source_unavailable() -> str:
+    """Telegram would not hand over the file."""
+    return _("I couldn't get this file from Telegram. Please send it again.")
+
+
+def no_link() -> str:
+    """Text without a link, stickers and the like in a private chat."""
+    return _(
+        "Send me a photo, an image file or a link to an image and I'll send it back "
+        "with the background removed. /help has the details."
+    )
+
+
+def not_http() -> str:
+    """A link with another scheme than http(s)."""
+    return _("Only http:// and https:// links work. Please send a web link to the image.")
+
+
+def image_rejected() -> str:
+    """Freepik could not read the image."""
+    return _(
+        "Sorry, I couldn't read this image. Send a JPEG or PNG photo up to 20 MB "
+        "(or a direct link to one)."
+    )
+
+
+def misconfigured() -> str:
+    """Freepik refused the API key."""
+    return _(
+        "Sorry, the background-removal service is misconfigured right now. "
+        "The operator has been notified; please try again later."
+    )
+
+
+def busy() -> str:
+    """Freepik's quota or rate limit is exhausted."""
+    return _(
+        "The background-removal service is busy right now. Please try again in a few minutes."
+    )
+
+
+def out_of_capacity() -> str:
+    """Freepik says the account is out of credits or over its quota."""
+    return _("The background-removal service is out of capacity for now. Please try again later.")
+
+
+def budget_used_up() -> str:
+    """FREEPIK_DAILY_BUDGET is spent for today: no new jobs until midnight UTC."""
+    return _(
+        "Today's capacity for new images is used up. Please try again after 00:00 UTC. "
+        "Images I have already cut out still come back at once."
+    )
+
+
+def unavailable() -> str:
+    """Freepik is down or answered nonsense."""
+    return _("The background-removal service is unavailable right now. Please try again later.")
+
+
+def too_many_pixels() -> str:
+    """The image's dimensions are over what the bot will decode."""
+    return _(
+        "This image has too many pixels for me to handle. Please send a smaller version of it."
+    )
+
+
+def timed_out() -> str:
+    """The job or its result download ran past its deadline."""
+    return _("This image took too long to process, so I gave up on it. Please try again later.")
+
+
+def result_too_large() -> str:
+    """The PNG is over Telegram's upload limit."""
+    return _("The cutout is larger than Telegram's 50 MB limit. Try a smaller image.")
+
+
+def undeliverable() -> str:
+    """The cutout exists but Telegram did not take it."""
+    return _("I made the cutout but couldn't send it to you. Please try again.")
+
+
+def aborted() -> str:
+    """The bot shut down in the middle of the job."""
+    return _(
+        "The bot is restarting and couldn't finish this image. Please send it again in a minute."
+    )
+
+
+def gave_up() -> str:
+    """A request was resumed after crashes too many times and is given up."""
+    return _(
+        "Sorry, I tried several times but couldn't finish this request (the bot kept failing "
+        "while working on it). Please send it again."
+    )
+
+
+def internal_error() -> str:
+    """Something unexpected broke."""
+    return _("Something went wrong on my side. Please try again.")
+
+
+def temporarily_unavailable() -> str:
+    """The storage backend cannot be reached."""
+    return _(
+        "I'm temporarily unavailable (my storage can't be reached). Please try again in a minute."
+    )
+
+
+def done_caption() -> str:
+    """Caption of the finished PNG."""
+    return _("Background removed.")
+
+
+def removebg_usage() -> str:
+    """/removebg without anything to work on."""
+    return _(
+        "Reply to a photo or image file with /removebg, write /removebg <link>, "
+        "or send a photo with /removebg as its caption."
+    )
+
+
+def inline_help(username: str) -> str:
+    """/start opened from an inline answer's button (HTML)."""
+    return _(
+        "<b>Inline mode</b>\n\n"
+        "In any chat, type my username followed by a link to an image, e.g.\n"
+        "<code>@{username} https://example.com/cat.jpg</code>\n"
+        "and pick the cutout to send it there. With nothing after my username you get your "
+        "recent cutouts. Inline results are uploaded to this chat first, so keep it open "
+        "(don't block me)."
+    ).format(username=escape(username))
+
+
+def queued(position: int) -> str:
+    """Status shown while a job waits for a free slot."""
+    ahead = position - 1
+    if ahead <= 0:
+        return _("⏳ You're next in line; I'll start in a moment…")
+    return ngettext(
+        "⏳ Queued: {count} image ahead of yours. Hang on…",
+        "⏳ Queued: {count} images ahead of yours. Hang on…",
+        ahead,
+    ).format(count=ahead)
+
+
+def rate_limited(wait_text: str, scope: str = "user") -> str:
+    """Reply when the user (or, in a group, the chat; or the bot's daily budget) is over."""
+    if scope == "budget":
+        return budget_used_up()
+    if scope == "chat":
+        return _(
+            "This chat has reached its limit for now. The next image can be sent in {wait}."
+        ).format(wait=wait_text)
+    return _("You've reached your limit for now. You can send your next image in {wait}.").format(
+        wait=wait_text
+    )
+
+
+def format_wait(seconds: float) -> str:
+    """A wait rounded up to a friendly unit: `42 seconds`, `3 minutes`, `2 hours`."""
+    whole = max(1, math.ceil(seconds))
+    if whole < 90:
+        return ngettext("{count} second", "{count} seconds", whole).format(count=whole)
+    minutes = math.ceil(whole / 60)
+    if minutes < 90:
+        return ngettext("{count} minute", "{count} minutes", minutes).format(count=minutes)
+    hours = math.ceil(minutes / 60)
+    return ngettext("{count} hour", "{count} hours", hours).format(count=hours)
+
+
+def _per_period(amount: int, unit: str) -> str:
+    if unit == "second":
+        return ngettext("{count} image per second", "{count} images per second", amount)
+    if unit == "minute":
+        return ngettext("{count} image per minute", "{count} images per minute", amount)
+    if unit == "hour":
+        return ngettext("{count} image per hour", "{count} images per hour", amount)
+    if unit == "day":
+        return ngettext("{count} image per day", "{count} images per day", amount)
+    if unit == "month":
+        return ngettext("{count} image per month", "{count} images per month", amount)
+    return ngettext("{count} image per year", "{count} images per year", amount)
+
+
+def _limit_part(item: limits.RateLimitItem) -> str:
+    if item.multiples == 1:
+        return _per_period(item.amount, item.GRANULARITY.name).format(count=item.amount)
+    period = format_wait(item.get_expiry())
+    return ngettext(
+        "{count} image every {period}", "{count} images every {period}", item.amount
+    ).format(count=item.amount, period=period)
+
+
+def join_list(parts: list[str]) -> str:
+    """`a`, `a and b`, `a, b and c` in the current language."""
+    if len(parts) <= 1:
+        return "".join(parts)
+    # TRANSLATORS: separator between items of a list, e.g. "1, 2 and 3".
+    head = _(", ").join(parts[:-1])
+    return _("{items} and {last}").format(items=head, last=parts[-1])
+
+
+def describe_limits(rate_limit: str) -> str:
+    """Human wording of a `limits` string such as `5/minute;50/day`."""
+    if not rate_limit:
+        return _("There is no limit on how many images you can send.")
+    parts = [_limit_part(item) for item in limits.parse_many(rate_limit)]
+    return _("You can send up to {limits}.").format(limits=join_list(parts))
+
+
+def help_text(rate_limit: str, username: str) -> str:
+    """The /start and /help text (HTML)."""
+    paragraphs = [
+        _("<b>I remove the background from images.</b>"),
+        _(
+            "Send me:\n"
+            "• a <b>photo</b> (or an album of photos),\n"
+            "• an <b>image file</b> (JPEG, PNG or WebP, up to 20 MB), or\n"
+            "• a <b>link</b> to an image (http or https)."
+        ),
+        _("I'll reply with a transparent PNG as a file, so the transparency is kept."),
+        _(
+            "Under each cutout, buttons make it a <b>sticker</b>, add it to <b>your own "
+            "sticker pack</b>, put it on a <b>white or coloured background</b> or "
+            "<b>crop</b> it to the subject, at no extra cost."
+        ),
+        _(
+            "<b>In groups:</b> reply to a photo or image file with /removebg (or /nobg), "
+            "write <code>/removebg &lt;link&gt;</code>, or send a photo with /removebg as "
+            "its caption.\n"
+            "<b>In any chat:</b> type <code>@{username} &lt;link&gt;</code> to "
+            "send a cutout there; with nothing after my name you get your recent cutouts."
+        ).format(username=escape(username)),
+        _(
+            "<b>Limits:</b> {limits} Images I have already cut out come back at once "
+            "and don't count."
+        ).format(limits=escape(describe_limits(rate_limit))),
+        _(
+            "<b>Privacy:</b> to do the work, your image is sent to Freepik's "
+            "background-removal API, which fetches it from a temporary link; Freepik's "
+            "result links expire after 5 minutes. I keep no copy of your image: only "
+            "Telegram's id of each finished cutout (so the same image is never processed "
+            "twice), your recent cutouts for inline mode, and counters for the limits."
+        ),
+    ]
+    return "\n\n".join(paragraphs)
+
+
+# --- cutout studio: the buttons under every cutout --------------------------------------------
+
+
+def studio_sticker() -> str:
+    """Button: the cutout as a sticker."""
+    # TRANSLATORS: button label, at most 32 characters.
+    return _("🏷 Sticker")
+
+
+def studio_pack() -> str:
+    """Button: the cutout as a sticker in the user's own pack."""
+    # TRANSLATORS: button label, at most 32 characters.
+    return _("➕ Add to my pack")
+
+
+def studio_background() -> str:
+    """Button: show the background colours."""
+    # TRANSLATORS: button label, at most 32 characters.
+    return _("🎨 Background")
+
+
+def studio_crop() -> str:
+    """Button: the cutout cropped to its subject."""
+    # TRANSLATORS: button label, at most 32 characters.
+    return _("✂️ Crop")
+
+
+def studio_back() -> str:
+    """Button: from the colours back to the first buttons."""
+    # TRANSLATORS: button label, at most 32 characters.
+    return _("⬅️ Back")
+
+
+def palette_labels() -> tuple[str, ...]:
+    """The background colour buttons, in keyboard order (colours in bot/studio.py)."""
+    # TRANSLATORS: button labels (one per colour), at most 32 characters each.
+    return (
+        _("⬜ White"),
+        _("⬛ Black"),
+        _("◻️ Light grey"),
+        _("🟥 Red"),
+        _("🟧 Orange"),
+        _("🟨 Yellow"),
+        _("🟩 Green"),
+        _("🟦 Blue"),
+        _("🩷 Pink"),
+    )
+
+
+def studio_album() -> str:
+    """The follow-up message carrying an album's buttons (albums cannot carry them)."""
+    return _("Edit these cutouts: each button works on every cutout of the album above.")
+
+
+def studio_working() -> str:
+    """Toast right after a button press."""
+    return _("Working…")
+
+
+def studio_not_yours() -> str:
+    """Toast for someone pressing another person's buttons in a group."""
+    return _("Only the person who asked for this cutout can use these buttons.")
+
+
+def studio_invalid() -> str:
+    """Toast for button data the bot did not make (forged or from an old version)."""
+    return _("This button doesn't work. Send the image again to get fresh buttons.")
+
+
+def studio_expired() -> str:
+    """Toast for buttons whose record is gone."""
+    return _("These buttons have expired. Send the image again to get fresh ones.")
+
+
+def studio_storage_down() -> str:
+    """Toast while the storage cannot be reached."""
+    return _("I'm temporarily unavailable. Please try again in a minute.")
+
+
+def studio_too_large() -> str:
+    """The cutout is over the Bot API's 20 MB download limit."""
+    return _(
+        "This cutout is too large to edit here: bots can only download files up to 20 MB. "
+        "It was sent as a file, which you can still save and use."
+    )
+
+
+def studio_too_many_pixels() -> str:
+    """The cutout is over 25 megapixels."""
+    return _("This cutout is over 25 megapixels, too big to edit here.")
+
+
+def studio_no_subject() -> str:
+    """A fully transparent cutout: nothing to trim to."""
+    return _(
+        "This cutout is completely transparent, so there is nothing to make a sticker of "
+        "or crop to."
+    )
+
+
+def studio_unreadable() -> str:
+    """The cutout's bytes could not be decoded."""
+    return _("I couldn't read this cutout to edit it. Please send the image again.")
+
+
+def studio_gone() -> str:
+    """Telegram no longer hands out the cutout."""
+    return _("I couldn't get this cutout from Telegram any more. Please send the image again.")
+
+
+def studio_busy() -> str:
+    """Every image worker is busy and the queue is full."""
+    return _("I'm busy editing other images right now. Please press the button again in a minute.")
+
+
+def studio_failed() -> str:
+    """Something unexpected broke while editing."""
+    return _("Something went wrong while editing this cutout. Please try again.")
+
+
+def studio_partly() -> str:
+    """First line of the reply naming album cutouts that could not be edited."""
+    return _("Some cutouts of this album could not be edited:")
+
+
+def studio_item_problem(number: int, reason: str) -> str:
+    """One line per album cutout that could not be edited."""
+    return _("• Cutout {number}: {reason}").format(number=number, reason=reason)
+
+
+def pack_full() -> str:
+    """The user's pack already holds 120 stickers."""
+    return _(
+        "Your sticker pack is full: Telegram allows 120 stickers in a pack. Remove some "
+        "(in Telegram's sticker settings or with @Stickers), then press the button again."
+    )
+
+
+def pack_title(bot_username: str) -> str:
+    """Title of a user's own sticker pack (Telegram allows 64 characters)."""
+    return _("My cutouts by @{username}").format(username=bot_username)[:64]
+
+
+def pack_added(link: str, count: int = 1) -> str:
+    """Reply after stickers went into the user's pack."""
+    return ngettext(
+        "The sticker is in your sticker pack: {link}",
+        "{count} stickers are in your sticker pack: {link}",
+        count,
+    ).format(link=link, count=count)
+
+
+def pack_created(link: str, count: int = 1) -> str:
+    """Reply after the user's pack was made with its first stickers."""
+    return ngettext(
+        "I made your own sticker pack with this sticker: {link}\nOpen the link to add it.",
+        "I made your own sticker pack with {count} stickers: {link}\nOpen the link to add it.",
+        count,
+    ).format(link=link, count=count)
+
+
+def pack_needs_start(bot_username: str) -> str:
+    """Telegram refuses a pack for a user who never opened a private chat with the bot."""
+    return _(
+        "Telegram only lets me make a sticker pack for you once you have started a private "
+        "chat with me: open @{username}, press Start, then press the button again."
+    ).format(username=bot_username)
+
+
+# --- the bot's profile and command menu (registered per language at start) -----------------
+
+
+def commands() -> list[tuple[str, str]]:
+    """The command menu: each command and what it does."""
+    return [
+        ("start", _("What this bot does")),
+        ("help", _("What to send, limits and privacy")),
+        ("removebg", _("Remove the background (reply to an image, or add a link)")),
+        ("nobg", _("Same as /removebg")),
+        ("language", _("Change the bot's language")),
+    ]
+
+
+def bot_description() -> str:
+    """The text of an empty chat with the bot (at most 512 characters)."""
+    return _(
+        "I remove the background from images. Send me a photo, an image file or a link to an "
+        "image and I'll send it back as a transparent PNG.\n\n"
+        "In groups, reply to an image with /removebg. In any chat, type my username and a link "
+        "to an image to use me inline."
+    )
+
+
+def bot_short_description() -> str:
+    """The bot's profile line (at most 120 characters)."""
+    return _("I remove the background from images: send a picture, get a transparent PNG back.")
+
+
+# --- /language ----------------------------------------------------------------------------------
+
+
+def language_prompt() -> str:
+    """/language: above the keyboard of languages."""
+    return _("Choose the language I speak with you:")
+
+
+def language_set() -> str:
+    """After a language was picked, in that language."""
+    return _("Done: I'll speak English with you from now on.")
+
+
+def button_expired() -> str:
+    """A button of an old message that no longer does anything."""
+    return _("This button no longer works. Send /language again.")

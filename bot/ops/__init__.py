@@ -1,0 +1,1 @@
+"""Operations: logs that keep secrets out, and metrics."""

@@ -1,0 +1,1 @@
+"""Background removal: the Freepik client, sources, pipeline, cache and coalescing, relay."""

@@ -1,0 +1,1 @@
+"""Requests: the lifecycle, admission (limits and budget), the durable journal, the stream."""

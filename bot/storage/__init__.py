@@ -1,0 +1,1 @@
+"""Shared state: one Protocol and its memory, SQLite and Redis backends."""

@@ -1,0 +1,1 @@
+"""Telegram transport: thin handlers, keyboards and the delivery surfaces."""

@@ -1,0 +1,17 @@
+"""Inline-mode handler."""
+
+from __future__ import annotations
+
+from telegram import Update
+from telegram.ext import ContextTypes
+
+from bot.app.services import get_services
+from bot.transport.arrivals import arrival_of
+
+
+async def on_inline_query(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """`@bot <link>`, or an empty query for the user's recent cutouts."""
+    query = update.inline_query
+    if query is not None:
+        received = arrival_of(context.application.update_queue, query.id)
+        await get_services(context).inline.answer(query, received=received)

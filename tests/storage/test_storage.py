@@ -1,0 +1,285 @@
+"""The state stores, memory, SQLite and Redis, against the same expectations."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bot.storage.base import (
+    RECENT_LIMIT,
+    MemoryStore,
+    StateStore,
+    StorageUnavailable,
+    StoredCutout,
+    create_store,
+)
+from bot.storage.redis_store import RedisStore
+from bot.storage.sqlite_store import DataDirError, SqliteStore
+from tests.redis_server import RedisServer
+
+
+def cutout(n: int) -> StoredCutout:
+    return StoredCutout(f"file-{n}", f"name-{n}.png", float(n))
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StateStore]:
+    if request.param == "memory":
+        yield MemoryStore()
+        return
+    if request.param == "sqlite":
+        sqlite_store = create_store(f"sqlite://{tmp_path / 'db' / 'state.sqlite3'}")
+        assert isinstance(sqlite_store, SqliteStore)
+        yield sqlite_store
+        await sqlite_store.aclose()
+        return
+    url = request.getfixturevalue("redis_url")
+    redis_store = create_store(url, prefix="test:")
+    assert isinstance(redis_store, RedisStore)
+    yield redis_store
+    await redis_store.aclose()
+
+
+async def test_cutouts_expire(store: StateStore) -> None:
+    await store.put_cutout("k", cutout(1), ttl=0.2)
+    assert await store.get_cutout("k") == cutout(1)
+    await asyncio.sleep(0.3)
+    assert await store.get_cutout("k") is None
+
+
+async def test_drop_cutout_only_drops_the_rejected_file_id(store: StateStore) -> None:
+    await store.put_cutout("k", cutout(1), ttl=60)
+    await store.drop_cutout("k", "file-2")  # someone cached a newer one meanwhile: kept
+    assert await store.get_cutout("k") == cutout(1)
+    await store.drop_cutout("k", "file-1")
+    assert await store.get_cutout("k") is None
+    await store.drop_cutout("missing", "file-1")  # nothing to drop: no error
+
+
+async def test_zero_ttl_is_not_cached(store: StateStore) -> None:
+    await store.put_cutout("k", cutout(1), ttl=0)
+    assert await store.get_cutout("k") is None
+
+
+async def test_studio_records_expire(store: StateStore) -> None:
+    await store.put_studio("tok", '{"owner": 1}', ttl=0.2)
+    assert await store.get_studio("tok") == '{"owner": 1}'
+    assert await store.get_studio("other") is None
+    await asyncio.sleep(0.3)
+    assert await store.get_studio("tok") is None
+
+
+async def test_recent_is_newest_first_deduplicated_and_capped(store: StateStore) -> None:
+    for n in range(RECENT_LIMIT + 5):
+        await store.push_recent(1, cutout(n))
+    await store.push_recent(1, StoredCutout("file-10", "name-10.png", 1000.0))
+    recent = await store.recent(1)
+    assert len(recent) == RECENT_LIMIT
+    assert recent[0].file_id == "file-10"
+    assert recent[1] == cutout(RECENT_LIMIT + 4)
+    assert [c.file_id for c in recent].count("file-10") == 1
+    assert await store.recent(2) == []
+    assert len(await store.recent(1, limit=3)) == 3
+
+
+async def test_drop_recent_forgets_one_file_id_of_one_user(store: StateStore) -> None:
+    for n in range(3):
+        await store.push_recent(1, cutout(n))
+    await store.push_recent(2, cutout(1))
+    await store.drop_recent(1, cutout(1).file_id)
+    await store.drop_recent(1, "never-there")
+    assert await store.recent(1) == [cutout(2), cutout(0)]
+    assert await store.recent(2) == [cutout(1)]
+
+
+async def test_claims(store: StateStore) -> None:
+    assert await store.claim("k", ttl=60)
+    assert not await store.claim("k", ttl=60)
+    await store.release("k")
+    assert await store.claim("k", ttl=0.1)
+    await asyncio.sleep(0.2)
+    assert await store.claim("k", ttl=60), "an expired claim can be taken over"
+
+
+async def test_a_renewed_claim_outlives_its_first_ttl(store: StateStore) -> None:
+    assert await store.claim("k", ttl=0.3)
+    for _ in range(3):
+        await asyncio.sleep(0.15)
+        await store.renew_claim("k", ttl=0.3)
+    assert not await store.claim("k", ttl=60), "renewed: still held"
+    await asyncio.sleep(0.4)
+    assert await store.claim("k", ttl=60), "no longer renewed: expired"
+    await store.renew_claim("gone", ttl=60)
+    assert await store.claim("gone", ttl=60), "renewing nothing claims nothing"
+
+
+async def test_relay_links_expire(store: StateStore) -> None:
+    await store.put_relay("tok", "file-id-1", ttl=0.2)
+    assert await store.get_relay("tok") == "file-id-1"
+    assert await store.get_relay("other") is None
+    await asyncio.sleep(0.3)
+    assert await store.get_relay("tok") is None
+
+
+async def test_language_choice_per_user(store: StateStore) -> None:
+    assert await store.get_language(1) is None
+    await store.set_language(1, "pt_BR")
+    await store.set_language(2, "ar")
+    await store.set_language(1, "uk")
+    assert await store.get_language(1) == "uk"
+    assert await store.get_language(2) == "ar"
+    assert await store.get_language(3) is None
+
+
+async def test_ping(store: StateStore) -> None:
+    assert await store.ping()
+
+
+async def test_request_records(store: StateStore) -> None:
+    update = json.dumps({"update_id": 7, "message": {"text": "hi"}})
+    assert await store.accept_update(7, update, ttl=60)
+    assert not await store.accept_update(7, update, ttl=60), "a redelivery is not new"
+    assert await store.accept_update(5, "{}", ttl=60)
+    pending = await store.pending_updates()
+    assert [p.update_id for p in pending] == [5, 7]
+    assert pending[1].payload == update
+    assert pending[1].attempts == 0
+    assert await store.count_attempt(7) == 1
+    assert await store.count_attempt(7) == 2
+    assert [p.attempts for p in await store.pending_updates()] == [0, 2]
+    await store.note_update(7, "status 1")
+    await store.note_update(7, "status 2")
+    assert [p.note for p in await store.pending_updates()] == [None, "status 2"]
+    await store.finish_update(7)
+    assert [p.update_id for p in await store.pending_updates()] == [5]
+    assert not await store.accept_update(7, update, ttl=60), "finished ids are remembered"
+
+
+async def test_request_ids_are_forgotten_after_their_ttl(store: StateStore) -> None:
+    assert await store.accept_update(1, "{}", ttl=0.2)
+    await store.finish_update(1)
+    await asyncio.sleep(0.3)
+    assert await store.accept_update(1, "{}", ttl=60)
+
+
+async def test_memory_cache_is_bounded() -> None:
+    store = MemoryStore(max_cached=2)
+    for n in range(3):
+        await store.put_cutout(f"k{n}", cutout(n), ttl=60)
+    assert await store.get_cutout("k0") is None
+    assert await store.get_cutout("k2") == cutout(2)
+
+
+async def test_redis_keys_carry_the_prefix_and_a_ttl(redis_url: str) -> None:
+    import redis.asyncio as redis
+
+    store = RedisStore(redis_url, prefix="pfx:")
+    await store.put_cutout("tg:abc", cutout(1), ttl=100)
+    await store.push_recent(5, cutout(2))
+    await store.claim("tg:abc", ttl=100)
+    await store.put_relay("tok", "f", ttl=100)
+    await store.set_language(5, "es")
+    await store.put_studio("tok", "{}", ttl=100)
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        keys = sorted(str(k) for k in await client.keys("*"))
+        assert keys == [
+            "pfx:claim:tg:abc",
+            "pfx:cutout:tg:abc",
+            "pfx:lang:5",
+            "pfx:recent:5",
+            "pfx:relay:tok",
+            "pfx:studio:tok",
+        ]
+        for key in keys:
+            assert await client.ttl(key) > 0
+    finally:
+        await client.aclose()
+        await store.aclose()
+
+
+async def test_redis_down_raises_storage_unavailable(own_redis: RedisServer) -> None:
+    store = RedisStore(own_redis.url, timeout=0.5)
+    await store.put_cutout("k", cutout(1), ttl=60)
+    own_redis.stop()
+    with pytest.raises(StorageUnavailable):
+        await store.get_cutout("k")
+    assert not await store.ping()
+    own_redis.start()
+    # Recovers by itself once Redis is back (the data went with the old process).
+    assert await store.ping()
+    assert await store.get_cutout("k") is None
+    await store.aclose()
+
+
+async def test_sqlite_keeps_everything_across_reopening(tmp_path: Path) -> None:
+    url = f"sqlite://{tmp_path / 'state.sqlite3'}"
+    first = create_store(url)
+    await first.put_cutout("k", cutout(1), ttl=60)
+    await first.push_recent(3, cutout(2))
+    await first.put_relay("tok", "f", ttl=60)
+    await first.accept_update(9, "{}", ttl=60)
+    assert await first.claim("job", ttl=60)
+    await first.aclose()
+    second = create_store(url)
+    try:
+        assert await second.get_cutout("k") == cutout(1)
+        assert await second.recent(3) == [cutout(2)]
+        assert await second.get_relay("tok") == "f"
+        assert [p.update_id for p in await second.pending_updates()] == [9]
+        assert await second.claim("job", ttl=60), "a dead process's claim does not block"
+    finally:
+        await second.aclose()
+
+
+async def test_sqlite_file_belongs_to_one_process(tmp_path: Path) -> None:
+    url = f"sqlite://{tmp_path / 'state.sqlite3'}"
+    first = create_store(url)
+    try:
+        with pytest.raises(DataDirError, match="another bot process"):
+            create_store(url)
+        doctor = create_store(url, exclusive=False)  # looking is fine
+        assert await doctor.ping()
+        await doctor.aclose()
+    finally:
+        await first.aclose()
+
+
+async def test_sqlite_unwritable_data_dir_is_a_clear_error(tmp_path: Path) -> None:
+    # A file where the directory should be: refused even for root, unlike permissions.
+    blocker = tmp_path / "data"
+    blocker.write_text("not a directory")
+    with pytest.raises(DataDirError, match=r"data directory .*data/sub is not writable"):
+        create_store(f"sqlite://{blocker / 'sub' / 'state.sqlite3'}")
+
+
+async def test_sqlite_sweeps_expired_rows_and_stays_bounded(tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite3"
+    store = SqliteStore(path)
+    try:
+        sizes = []
+        for round_ in range(4):
+            for n in range(2000):
+                await store.put_cutout(f"{round_}-{n}", cutout(n), ttl=0.05)
+                await store.put_relay(f"{round_}-{n}", "f" * 50, ttl=0.05)
+            await asyncio.sleep(0.1)
+            await store.db.sweep()
+            sizes.append(path.stat().st_size + path.with_name(path.name + "-wal").stat().st_size)
+        with sqlite3.connect(path) as conn:
+            assert conn.execute("SELECT count(*) FROM kv").fetchone()[0] == 0
+        # The first round sets the high-water mark; later rounds reuse the freed pages.
+        assert max(sizes[1:]) <= sizes[0] * 1.2, sizes
+    finally:
+        await store.aclose()
+
+
+def test_round_trip_and_factory() -> None:
+    assert StoredCutout.from_dict(cutout(3).to_dict()) == cutout(3)
+    assert isinstance(create_store("memory://"), MemoryStore)
+    with pytest.raises(ValueError, match="unsupported"):
+        create_store("mongodb://x")

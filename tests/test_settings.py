@@ -1,0 +1,159 @@
+"""Settings: names, defaults, validation and error wording."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.settings import ConfigError, Settings, load_settings
+
+TOKEN = "123456:AAH-secret_token_value_0123456789"
+KEY = "fpk-secret-key-0123"
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in list(Settings.model_fields):
+        monkeypatch.delenv(name.upper(), raising=False)
+    monkeypatch.chdir(tmp_path)  # no stray .env
+
+
+def test_defaults_with_required_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", TOKEN)
+    monkeypatch.setenv("FREEPIK_API_KEY", KEY)
+    settings = load_settings()
+    assert settings.telegram_bot_token.get_secret_value() == TOKEN
+    assert settings.telegram_api_url == "https://api.telegram.org"
+    assert settings.freepik_api_url == "https://api.freepik.com"
+    # Durable by default: SQLite in ./data (relative to the working directory).
+    assert settings.storage_url == f"sqlite://{Path.cwd() / 'data' / 'nobg.sqlite3'}"
+    assert settings.max_concurrent_jobs == 8
+    assert settings.admin_ids == frozenset()
+    assert settings.log_level == "INFO"
+    assert [str(item) for item in settings.rate_limits] == ["5 per 1 minute", "50 per 1 day"]
+
+
+def test_data_dir_and_sqlite_urls(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", TOKEN)
+    monkeypatch.setenv("FREEPIK_API_KEY", KEY)
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "state"))
+    assert load_settings().storage_url == f"sqlite://{tmp_path / 'state' / 'nobg.sqlite3'}"
+    monkeypatch.setenv("STORAGE_URL", "sqlite://")
+    assert load_settings().storage_url == f"sqlite://{tmp_path / 'state' / 'nobg.sqlite3'}"
+    monkeypatch.setenv("STORAGE_URL", "sqlite:///srv/bot.db")
+    assert load_settings().storage_url == "sqlite:///srv/bot.db"
+    monkeypatch.setenv("STORAGE_URL", "memory://")
+    assert load_settings().storage_url == "memory://"
+
+
+def test_reads_every_setting_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    env = {
+        "TELEGRAM_BOT_TOKEN": TOKEN,
+        "FREEPIK_API_KEY": KEY,
+        "TELEGRAM_API_URL": "http://127.0.0.1:8081/",
+        "FREEPIK_API_URL": "http://127.0.0.1:9000",
+        "RATE_LIMIT": "2/minute",
+        "STORAGE_URL": "memory://",
+        "ADMIN_IDS": "1, 22,333",
+        "MAX_CONCURRENT_JOBS": "3",
+        "LOG_LEVEL": "debug",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    settings = load_settings()
+    assert settings.telegram_api_url == "http://127.0.0.1:8081"
+    assert settings.freepik_api_url == "http://127.0.0.1:9000"
+    assert settings.rate_limit == "2/minute"
+    assert settings.admin_ids == frozenset({1, 22, 333})
+    assert settings.max_concurrent_jobs == 3
+    assert settings.log_level == "DEBUG"
+
+
+def test_reads_dotenv_file(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text(f"TELEGRAM_BOT_TOKEN={TOKEN}\nFREEPIK_API_KEY={KEY}\n")
+    assert load_settings().freepik_api_key.get_secret_value() == KEY
+
+
+def test_empty_rate_limit_means_unlimited(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RATE_LIMIT", "")
+    settings = load_settings(telegram_bot_token=TOKEN, freepik_api_key=KEY)
+    assert settings.rate_limits == []
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"FREEPIK_API_KEY": KEY}, "TELEGRAM_BOT_TOKEN is required"),
+        ({"TELEGRAM_BOT_TOKEN": TOKEN}, "FREEPIK_API_KEY is required"),
+        ({"TELEGRAM_BOT_TOKEN": "not-a-token", "FREEPIK_API_KEY": KEY}, "TELEGRAM_BOT_TOKEN"),
+        ({"RATE_LIMIT": "5/minit"}, "RATE_LIMIT"),
+        ({"MAX_CONCURRENT_JOBS": "0"}, "MAX_CONCURRENT_JOBS"),
+        ({"MAX_CONCURRENT_JOBS": "many"}, "MAX_CONCURRENT_JOBS"),
+        ({"ADMIN_IDS": "12,abc"}, "ADMIN_IDS"),
+        ({"TELEGRAM_API_URL": "ftp://example.org"}, "TELEGRAM_API_URL"),
+        ({"FREEPIK_API_URL": "not a url"}, "FREEPIK_API_URL"),
+        ({"STORAGE_URL": "mongodb://localhost"}, "STORAGE_URL"),
+        ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
+    ],
+)
+def test_bad_setting_is_named(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], named: str
+) -> None:
+    base = {"TELEGRAM_BOT_TOKEN": TOKEN, "FREEPIK_API_KEY": KEY}
+    if "is required" not in named:
+        env = base | env
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    message = str(caught.value)
+    assert named in message
+    assert "\n" not in message
+    assert TOKEN not in message
+    assert KEY not in message
+
+
+def test_malformed_secret_is_not_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
+    bad_token = "123:short secret with spaces"
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", bad_token)
+    monkeypatch.setenv("FREEPIK_API_KEY", "key with spaces")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert "TELEGRAM_BOT_TOKEN" in str(caught.value)
+    assert "FREEPIK_API_KEY" in str(caught.value)
+    assert "short secret" not in str(caught.value)
+    assert "key with spaces" not in str(caught.value)
+
+
+def test_start_with_missing_setting_prints_one_line(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "FREEPIK_API_KEY": KEY}
+    result = subprocess.run(
+        [sys.executable, "-m", "bot"],
+        cwd=tmp_path,
+        env=env | {"PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines == ["Configuration error: TELEGRAM_BOT_TOKEN is required but not set"]
+    assert "Traceback" not in result.stderr
+
+
+def test_env_example_lists_every_setting_and_loads(tmp_path: Path) -> None:
+    example = Path(__file__).resolve().parents[1] / ".env.example"
+    names = {
+        line.split("=", 1)[0]
+        for line in example.read_text().splitlines()
+        if line and not line.startswith("#")
+    }
+    assert names == {name.upper() for name in Settings.model_fields}
+    (tmp_path / ".env").write_text(example.read_text())
+    settings = load_settings()
+    assert settings.mode == "polling"
+    assert settings.inline_storage_chat_id is None

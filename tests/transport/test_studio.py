@@ -1,0 +1,733 @@
+"""The cutout studio end to end: the real bot, the fake Bot API and Freepik, real presses."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from PIL import Image, ImageDraw
+
+from bot.i18n import messages
+from bot.imaging import edits as imaging
+from bot.transport.studio import main_keyboard, new_token, pack_name
+from tests.conftest import StartBot
+from tests.fakes import FakeFreepik, FakeTelegram
+from tests.fakes.tg_methods import BotApi
+from tests.fakes.tg_state import TgCall
+from tests.fakes.updates import (
+    group_chat,
+    inline_query,
+    photo_message,
+    private_user,
+    text_message,
+    update,
+)
+from tests.support import visible_messages
+
+USER = 2001
+ANN = private_user(USER, "Ann")
+GROUP = -100777
+ALICE = private_user(7101, "Alice")
+BOB = private_user(7102, "Bob")
+BOT = "nobg_test_bot"
+
+
+def round_subject(
+    size: tuple[int, int] = (120, 90), color: tuple[int, int, int] = (20, 90, 200)
+) -> bytes:
+    """A PNG photo: a disc on a plain background, so the cutout has a round subject."""
+    image = Image.new("RGB", size, (250, 250, 250))
+    width, height = size
+    ImageDraw.Draw(image).ellipse(
+        (width // 4, height // 4, 3 * width // 4, 3 * height // 4), fill=color
+    )
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def opened(data: bytes) -> Image.Image:
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return image
+
+
+def send_photo(
+    telegram: FakeTelegram,
+    user: dict[str, Any] = ANN,
+    *,
+    data: bytes | None = None,
+    file: tuple[str, str] | None = None,
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """Push a photo message (a new image unless `file` repeats one); return it."""
+    file_id, unique_id = file or telegram.add_file(data or round_subject())
+    message = photo_message(user, file_id, unique_id, width=120, height=90, **kwargs)
+    telegram.push_update(update(message=message))
+    return message
+
+
+async def cutout_for(telegram: FakeTelegram, request: dict[str, Any]) -> dict[str, Any]:
+    """The bot's cutout message replying to `request` (as the fake holds it)."""
+    calls = await finished(
+        telegram,
+        "sendDocument",
+        where=lambda c: (
+            c.ok
+            and (c.params.get("reply_parameters") or {}).get("message_id") == request["message_id"]
+        ),
+        timeout=15,
+    )
+    return dict(calls[0].result)
+
+
+def buttons(message: dict[str, Any]) -> dict[str, str]:
+    """Label -> callback data of a message's inline keyboard, as the fake holds it now."""
+    markup = message.get("reply_markup") or {}
+    return {
+        b["text"]: b["callback_data"] for row in markup.get("inline_keyboard", []) for b in row
+    }
+
+
+def data_of(telegram: FakeTelegram, message: dict[str, Any], label: str) -> str:
+    """The callback data of the button whose label contains `label`."""
+    current = telegram.state.find_message(message["chat"]["id"], message["message_id"]) or message
+    found = [data for text, data in buttons(current).items() if label in text]
+    assert len(found) == 1, f"no single {label!r} button in {buttons(current)}"
+    return found[0]
+
+
+async def press(
+    telegram: FakeTelegram, user: dict[str, Any], message: dict[str, Any], label: str
+) -> str:
+    """Press a button and wait for the bot to answer the query; return the query id."""
+    query_id = telegram.press(user, message, data_of(telegram, message, label))
+    await answered(telegram, query_id)
+    return query_id
+
+
+async def answered(telegram: FakeTelegram, query_id: str) -> dict[str, Any]:
+    """The answerCallbackQuery of a query, once made."""
+    await telegram.wait_for(lambda t: t.callback_answer(query_id) is not None, timeout=15)
+    answer = telegram.callback_answer(query_id)
+    assert answer is not None
+    return answer
+
+
+async def finished(
+    telegram: FakeTelegram,
+    method: str,
+    count: int = 1,
+    timeout: float = 15,
+    where: Callable[[TgCall], bool] | None = None,
+) -> list[TgCall]:
+    """The first `count` answered calls of `method` (matching `where`), once there are."""
+
+    def found(t: FakeTelegram) -> list[TgCall]:
+        return [
+            c for c in t.calls_of(method) if c.response is not None and (where is None or where(c))
+        ]
+
+    await telegram.wait_for(lambda t: len(found(t)) >= count, timeout=timeout)
+    return found(telegram)[:count]
+
+
+def toast(telegram: FakeTelegram, query_id: str) -> str | None:
+    """The toast text the bot answered a press with."""
+    answer = telegram.callback_answer(query_id)
+    assert answer is not None
+    text = answer.get("text")
+    return str(text) if text is not None else None
+
+
+def stickers_in(telegram: FakeTelegram, name: str) -> int:
+    """How many stickers a pack holds."""
+    found = telegram.sticker_set(name)
+    assert found is not None
+    return len(found["stickers"])
+
+
+def ok(telegram: FakeTelegram, method: str, chat_id: int | None = None) -> list[TgCall]:
+    return [
+        c
+        for c in telegram.calls_of(method)
+        if c.ok and (chat_id is None or str(c.chat_id) == str(chat_id))
+    ]
+
+
+def assert_sticker_bytes(data: bytes) -> None:
+    """Telegram's static sticker rules, checked on the uploaded bytes."""
+    sticker = opened(data)
+    assert sticker.format == "WEBP"
+    assert max(sticker.size) == 512
+    assert min(sticker.size) <= 512
+    assert len(data) <= 512 * 1024
+    assert sticker.mode == "RGBA"
+    low, _high = sticker.getchannel("A").getextrema()
+    assert low == 0
+
+
+async def settle() -> None:
+    """Give a wrongly extra reply the time to show up."""
+    await asyncio.sleep(0.3)
+
+
+# --- the keyboard -----------------------------------------------------------------------------
+
+
+async def test_every_cutout_carries_the_studio_keyboard(
+    start_bot: StartBot, telegram: FakeTelegram
+) -> None:
+    await start_bot()
+    cutout = await cutout_for(telegram, send_photo(telegram))
+    labels = buttons(cutout)
+    for word in ("Sticker", "Add to my pack", "Background", "Crop"):
+        assert sum(word in label for label in labels) == 1, labels
+    assert all(1 <= len(data.encode()) <= 64 for data in labels.values())
+    assert len(set(labels.values())) == 4
+
+
+# --- private chat: each button ----------------------------------------------------------------
+
+
+async def test_sticker_then_the_same_press_again_is_a_resend(
+    start_bot: StartBot, telegram: FakeTelegram, freepik: FakeFreepik
+) -> None:
+    bot = await start_bot()
+    cutout = await cutout_for(telegram, send_photo(telegram))
+    downloads = len(telegram.file_downloads)
+    query_id = await press(telegram, ANN, cutout, "Sticker")
+    assert toast(telegram, query_id) == messages.studio_working()
+    [sticker] = await finished(telegram, "sendSticker", timeout=15)
+    assert sticker.ok
+    assert sticker.params["reply_parameters"]["message_id"] == cutout["message_id"]
+    assert_sticker_bytes(sticker.files["sticker"].data)
+    # Answered before the work: the toast came first.
+    calls = telegram.calls
+    assert calls.index(next(c for c in calls if c.method == "answerCallbackQuery")) < calls.index(
+        sticker
+    )
+    assert len(telegram.file_downloads) == downloads + 1
+    getfiles = len(telegram.calls_of("getFile"))
+
+    await press(telegram, ANN, cutout, "Sticker")
+    await finished(telegram, "sendSticker", count=2, timeout=15)
+    second = telegram.calls_of("sendSticker")[1]
+    assert second.ok
+    assert not second.files, "the second sticker is re-sent by file_id"
+    assert second.params["sticker"] == sticker.result["sticker"]["file_id"]
+    assert len(telegram.file_downloads) == downloads + 1
+    assert len(telegram.calls_of("getFile")) == getfiles
+    await settle()
+    assert len(freepik.calls) == 1
+    assert not telegram.calls_of("sendMessage")[1:], "nothing but the stickers was sent"
+    counted = 'nobg_studio_presses_total{action="sticker",outcome="ok"} 2.0'
+    await telegram.wait_for(lambda _: counted in bot.services.metrics.render().decode())
+
+
+async def test_crop_is_a_tight_png_document(
+    start_bot: StartBot, telegram: FakeTelegram, freepik: FakeFreepik
+) -> None:
+    await start_bot()
+    cutout = await cutout_for(telegram, send_photo(telegram))
+    original = telegram.file_bytes(cutout["document"]["file_id"])
+    await press(telegram, ANN, cutout, "Crop")
+    [document] = (await finished(telegram, "sendDocument", count=2, timeout=15))[1:]
+    assert document.ok
+    upload = document.files["document"]
+    assert (upload.filename or "").endswith("-crop.png")
+    cropped = opened(upload.data)
+    rgba = imaging.decode_rgba(original)
+    box = imaging.subject_box(rgba)
+    assert box is not None
+    left, top, right, bottom = imaging.with_margin(box, rgba.size)
+    assert cropped.size == (right - left, bottom - top)
+    assert cropped.size[0] < rgba.size[0]
+    assert cropped.size[1] < rgba.size[1]
+    assert cropped.mode == "RGBA"
+    assert document.params["reply_parameters"]["message_id"] == cutout["message_id"]
+    assert len(freepik.calls) == 1
+
+
+async def test_background_palette_colour_and_back(
+    start_bot: StartBot, telegram: FakeTelegram, freepik: FakeFreepik
+) -> None:
+    await start_bot()
+    cutout = await cutout_for(telegram, send_photo(telegram))
+    query_id = await press(telegram, ANN, cutout, "Background")
+    assert toast(telegram, query_id) is None
+    [edit] = await finished(telegram, "editMessageReplyMarkup", timeout=15)
+    assert edit.ok
+    palette = buttons(edit.result)
+    assert len(palette) >= 9 + 1
+    for colour in ("White", "Black", "Light grey"):
+        assert any(colour in label for label in palette)
+    assert any("Back" in label for label in palette)
+
+    await press(telegram, ANN, cutout, "White")
+    [document] = (await finished(telegram, "sendDocument", count=2, timeout=15))[1:]
+    assert document.ok
+    upload = document.files["document"]
+    assert (upload.filename or "").endswith("-white.jpg")
+    flat = opened(upload.data)
+    assert flat.format == "JPEG"
+    assert flat.size == (120, 90)
+    assert all(v >= 245 for v in flat.getpixel((1, 1)))  # type: ignore[union-attr]
+    assert document.params["reply_parameters"]["message_id"] == cutout["message_id"]
+
+    await press(telegram, ANN, cutout, "Back")
+    await finished(telegram, "editMessageReplyMarkup", count=2, timeout=15)
+    current = telegram.state.find_message(USER, cutout["message_id"])
+    assert current is not None
+    assert buttons(current) == buttons(cutout)
+    # A double tap on Back: "message is not modified" is no crash and no reply.
+    query_id = await press(telegram, ANN, cutout, "Background")
+    await finished(telegram, "editMessageReplyMarkup", count=3, timeout=15)
+    again = telegram.press(ANN, cutout, data_of(telegram, cutout, "Back"))
+    twice = telegram.press(ANN, cutout, data_of(telegram, cutout, "Back"))
+    await answered(telegram, again)
+    await answered(telegram, twice)
+    await settle()
+    assert len(ok(telegram, "sendDocument")) == 2
+    assert len(freepik.calls) == 1
+
+
+async def test_pack_created_then_added_then_already_there(
+    start_bot: StartBot, telegram: FakeTelegram, freepik: FakeFreepik
+) -> None:
+    await start_bot()
+    name = pack_name(USER, BOT)
+    link = f"https://t.me/addstickers/{name}"
+    first = await cutout_for(telegram, send_photo(telegram))
+    await press(telegram, ANN, first, "Add to my pack")
+    [created] = await finished(telegram, "createNewStickerSet", timeout=15)
+    assert created.ok
+    await telegram.wait_for(lambda t: any(link in x for x in t.texts_to(USER)), timeout=15)
+    assert messages.pack_created(link) in telegram.texts_to(USER)
+    sticker_set = telegram.sticker_set(name)
+    assert sticker_set is not None
+    assert len(sticker_set["stickers"]) == 1
+    for upload in created.files.values():
+        assert_sticker_bytes(upload.data)
+
+    second = await cutout_for(
+        telegram, send_photo(telegram, data=round_subject(color=(200, 0, 0)))
+    )
+    await press(telegram, ANN, second, "Add to my pack")
+    await telegram.wait_for(lambda t: messages.pack_added(link) in t.texts_to(USER), timeout=15)
+    assert len(telegram.sticker_set(name)["stickers"]) == 2  # type: ignore[index]
+    assert len(telegram.calls_of("createNewStickerSet")) == 1
+
+    getfiles = len(telegram.calls_of("getFile"))
+    await press(telegram, ANN, first, "Add to my pack")
+    await telegram.wait_for(
+        lambda t: t.texts_to(USER).count(messages.pack_added(link)) == 2, timeout=15
+    )
+    assert len(telegram.sticker_set(name)["stickers"]) == 2  # type: ignore[index]
+    assert len(telegram.calls_of("getFile")) == getfiles
+    assert len(freepik.calls) == 2
+
+
+async def test_a_full_pack_gets_a_plain_explanation(
+    start_bot: StartBot, telegram: FakeTelegram
+) -> None:
+    await start_bot()
+    name = pack_name(USER, BOT)
+    telegram.make_sticker_set(USER, name, 120)
+    cutout = await cutout_for(telegram, send_photo(telegram))
+    await press(telegram, ANN, cutout, "Add to my pack")
+    await telegram.wait_for(lambda t: messages.pack_full() in t.texts_to(USER), timeout=15)
+    [refused] = telegram.calls_of("addStickerToSet")
+    assert "STICKERS_TOO_MUCH" in str(refused.response)
+    assert len(telegram.sticker_set(name)["stickers"]) == 120  # type: ignore[index]
+
+
+async def test_a_cutout_over_20_mb_is_explained(
+    start_bot: StartBot, telegram: FakeTelegram, freepik: FakeFreepik
+) -> None:
+    freepik.result_padding = 21 * 1024 * 1024
+    await start_bot()
+    cutout = await cutout_for(telegram, send_photo(telegram))
+    assert cutout["document"]["file_size"] > 20 * 1024 * 1024
+    downloads = len(telegram.file_downloads)
+    await press(telegram, ANN, cutout, "Sticker")
+    await telegram.wait_for(lambda t: messages.studio_too_large() in t.texts_to(USER), timeout=15)
+    assert not telegram.calls_of("sendSticker")
+    assert len(telegram.file_downloads) == downloads
+
+
+async def test_a_press_after_the_answer_deadline_still_gets_its_result(
+    start_bot: StartBot, telegram: FakeTelegram
+) -> None:
+    await start_bot()
+    cutout = await cutout_for(telegram, send_photo(telegram))
+    telegram.callback_query_ttl = 0.0
+    telegram.press(ANN, cutout, data_of(telegram, cutout, "Crop"))
+    await finished(telegram, "sendDocument", count=2, timeout=15)
+    assert not ok(telegram, "answerCallbackQuery")
+
+
+@pytest.mark.parametrize(
+    "data",
+    ["garbage", "s9.st.AAAAAAAAAAAA", "s1.zz.AAAAAAAAAAAA", "s1.st.short", "s1.st.AAAA.AAAAAAAA"],
+)
+async def test_forged_callback_data_gets_a_toast(
+    start_bot: StartBot, telegram: FakeTelegram, data: str
+) -> None:
+    bot = await start_bot()
+    cutout = await cutout_for(telegram, send_photo(telegram))
+    query_id = telegram.press(ANN, cutout, data)
+    answer = await answered(telegram, query_id)
+    assert answer["text"] == messages.studio_invalid()
+    counted = 'nobg_studio_presses_total{action="-",outcome="invalid"} 1.0'
+    await telegram.wait_for(lambda _: counted in bot.services.metrics.render().decode())
+    await settle()
+    assert len(visible_messages(telegram, USER)) == 1
+    assert not telegram.calls_of("getFile")[1:]
+
+
+# --- restarts ---------------------------------------------------------------------------------
+
+
+async def test_buttons_work_after_a_restart_without_shared_storage(
+    start_bot: StartBot, telegram: FakeTelegram, freepik: FakeFreepik
+) -> None:
+    bot = await start_bot(storage_url="memory://")
+    cutout = await cutout_for(telegram, send_photo(telegram))
+    await bot.shutdown()
+    await start_bot(storage_url="memory://")  # a new process: the memory store is empty
+    await press(telegram, ANN, cutout, "Crop")
+    [_first, crop] = await finished(telegram, "sendDocument", count=2, timeout=15)
+    assert crop.ok
+    assert (crop.files["document"].filename or "").endswith("-crop.png")
+    assert len(freepik.calls) == 1
+
+
+# --- groups -----------------------------------------------------------------------------------
+
+
+async def test_group_only_the_asker_may_press_and_replies_go_to_the_group(
+    start_bot: StartBot, telegram: FakeTelegram, freepik: FakeFreepik
+) -> None:
+    await start_bot()
+    file_id, unique_id = telegram.add_file(round_subject())
+    photo = photo_message(ALICE, file_id, unique_id, chat=group_chat(GROUP))
+    telegram.push_update(update(message=photo))
+    command = text_message(ALICE, "/removebg", chat=group_chat(GROUP), reply_to_message=photo)
+    telegram.push_update(update(message=command))
+    cutout = await cutout_for(telegram, command)
+    assert len(buttons(cutout)) == 4
+
+    query_id = await press(telegram, BOB, cutout, "Crop")
+    assert toast(telegram, query_id) == messages.studio_not_yours()
+    await settle()
+    assert len(ok(telegram, "sendDocument")) == 1
+
+    await press(telegram, ALICE, cutout, "Crop")
+    [_cutout, crop] = await finished(telegram, "sendDocument", count=2, timeout=15)
+    assert crop.ok
+    assert crop.chat_id == GROUP
+    assert crop.params["reply_parameters"]["message_id"] == cutout["message_id"]
+
+    # Alice never opened a private chat with the bot: Telegram refuses her a pack.
+    await press(telegram, ALICE, cutout, "Add to my pack")
+    await telegram.wait_for(
+        lambda t: messages.pack_needs_start(BOT) in t.texts_to(GROUP), timeout=15
+    )
+    assert telegram.sticker_set(pack_name(ALICE["id"], BOT)) is None
+    assert len(freepik.calls) == 1
+
+
+async def test_group_buttons_work_after_a_restart_from_the_message_alone(
+    start_bot: StartBot, telegram: FakeTelegram
+) -> None:
+    bot = await start_bot()
+    file_id, unique_id = telegram.add_file(round_subject())
+    photo = photo_message(ALICE, file_id, unique_id, chat=group_chat(GROUP))
+    telegram.push_update(update(message=photo))
+    command = text_message(ALICE, "/removebg", chat=group_chat(GROUP), reply_to_message=photo)
+    telegram.push_update(update(message=command))
+    cutout = await cutout_for(telegram, command)
+    await bot.shutdown()
+    await start_bot()
+    query_id = await press(telegram, BOB, cutout, "Sticker")
+    assert toast(telegram, query_id) == messages.studio_not_yours()
+    await press(telegram, ALICE, cutout, "Sticker")
+    [sticker] = await finished(telegram, "sendSticker", timeout=15)
+    assert sticker.ok
+    assert sticker.chat_id == GROUP
+
+
+# --- albums -----------------------------------------------------------------------------------
+
+
+async def test_album_follow_up_acts_on_every_cutout(
+    start_bot: StartBot, telegram: FakeTelegram, freepik: FakeFreepik, redis_url: str
+) -> None:
+    bot = await start_bot(album_wait=0.3, storage_url=redis_url)
+    telegram.start_user(USER)
+    colours = [(200, 0, 0), (0, 150, 0), (0, 0, 200)]
+    album = [
+        send_photo(telegram, data=round_subject(color=c), media_group_id="g-studio")
+        for c in colours
+    ]
+    [follow_up] = await finished(
+        telegram, "sendMessage", where=lambda c: "reply_markup" in c.params, timeout=15
+    )
+    assert follow_up.ok
+    message = dict(follow_up.result)
+    assert message["text"] == messages.studio_album()
+    assert follow_up.params["reply_parameters"]["message_id"] == album[0]["message_id"]
+    assert len(buttons(message)) == 4
+
+    await press(telegram, ANN, message, "Sticker")
+    stickers = await finished(telegram, "sendSticker", count=3, timeout=20)
+    for call in stickers:
+        assert call.ok
+        assert_sticker_bytes(call.files["sticker"].data)
+
+    # The keyboard's record is in Redis: a restarted bot still knows the album.
+    await bot.shutdown()
+    await start_bot(album_wait=0.3, storage_url=redis_url)
+    await press(telegram, ANN, message, "Background")
+    await finished(telegram, "editMessageReplyMarkup", timeout=15)
+    await press(telegram, ANN, message, "Black")
+    [group] = (await finished(telegram, "sendMediaGroup", count=2, timeout=20))[1:]
+    assert group.ok
+    assert len(group.result) == 3
+    for part in group.files.values():
+        flat = opened(part.data)
+        assert flat.format == "JPEG"
+        assert flat.size == (120, 90)
+        assert max(flat.getpixel((1, 1))) <= 8  # type: ignore[arg-type]
+
+    await press(telegram, ANN, message, "Back")
+    await finished(telegram, "editMessageReplyMarkup", count=2)
+    await press(telegram, ANN, message, "Add to my pack")
+    link = f"https://t.me/addstickers/{pack_name(USER, BOT)}"
+    await telegram.wait_for(lambda t: messages.pack_created(link, 3) in t.texts_to(USER), 15)
+    sticker_set = telegram.sticker_set(pack_name(USER, BOT))
+    assert sticker_set is not None
+    assert len(sticker_set["stickers"]) == 3
+    # The stickers made for the first press went into the pack by file_id: no new download.
+    assert all(not c.files for c in telegram.calls_of("addStickerToSet"))
+    assert len(freepik.calls) == 3
+
+
+# --- cache hits and shared jobs ---------------------------------------------------------------
+
+
+async def test_cache_hit_and_joined_job_cutouts_carry_working_buttons(
+    start_bot: StartBot, telegram: FakeTelegram, freepik: FakeFreepik
+) -> None:
+    freepik.latency = 0.5
+    await start_bot()
+    file = telegram.add_file(round_subject())
+    leader = send_photo(telegram, file=file)
+    other = private_user(USER + 1, "Ben")
+    joined = send_photo(telegram, other, file=file)
+    first = await cutout_for(telegram, leader)
+    second = await cutout_for(telegram, joined)
+    hit = await cutout_for(telegram, send_photo(telegram, file=file))
+    assert len(freepik.calls) == 1
+    for cutout in (first, second, hit):
+        assert len(buttons(cutout)) == 4
+    await press(telegram, ANN, hit, "Crop")
+    await press(telegram, other, second, "Crop")
+    crops = await finished(
+        telegram, "sendDocument", count=2, where=lambda c: "caption" not in c.params, timeout=15
+    )
+    assert {c.chat_id for c in crops} == {USER, USER + 1}
+    # The same crop of the same cutout: made once, re-sent by file_id the second time.
+    assert sum(bool(c.files) for c in crops) == 1
+
+
+# --- inline mode ------------------------------------------------------------------------------
+
+
+async def test_inline_answer_offers_the_sticker_beside_the_document(
+    start_bot: StartBot, telegram: FakeTelegram, image_host: Any
+) -> None:
+    await start_bot()
+    telegram.start_user(USER)
+    url = image_host.add("disc.png", round_subject())
+    telegram.push_update(inline_query(ANN, url))
+    [answer] = await finished(telegram, "answerInlineQuery", timeout=15)
+    assert answer.ok
+    kinds = [r["type"] for r in answer.params["results"]]
+    assert kinds == ["document", "sticker"]
+    sticker_id = answer.params["results"][1]["sticker_file_id"]
+    [upload] = ok(telegram, "sendSticker")
+    assert upload.result["sticker"]["file_id"] == sticker_id
+    assert_sticker_bytes(upload.files["sticker"].data)
+
+    # The next query for the same link: both from the cache, nothing made again.
+    telegram.push_update(inline_query(ANN, url))
+    answers = await finished(telegram, "answerInlineQuery", count=2, timeout=15)
+    results = answers[1].params["results"]
+    assert [r["type"] for r in results] == ["document", "sticker"]
+    assert results[1]["sticker_file_id"] == sticker_id
+    assert len(ok(telegram, "sendSticker")) == 1
+
+
+# --- cutouts the studio cannot use ------------------------------------------------------------
+
+
+def plant_cutout(telegram: FakeTelegram, data: bytes) -> dict[str, Any]:
+    """A cutout document from the bot in Ann's chat, with studio buttons (no record stored)."""
+    stored = telegram.state.store_file(
+        data, kind="document", mime_type="image/png", file_name="odd-nobg.png"
+    )
+    chat = {"id": USER, "type": "private", "first_name": "Ann"}
+    return telegram.state.new_message(
+        chat,
+        document=BotApi._document(stored),
+        reply_markup=main_keyboard(new_token()).to_dict(),
+    )
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=9)
+    return buffer.getvalue()
+
+
+async def test_a_cutout_over_25_megapixels_is_refused_with_a_reply(
+    start_bot: StartBot, telegram: FakeTelegram
+) -> None:
+    await start_bot()
+    huge = plant_cutout(telegram, png_bytes(Image.new("LA", (5001, 5000))))
+    await press(telegram, ANN, huge, "Crop")
+    await telegram.wait_for(
+        lambda t: messages.studio_too_many_pixels() in t.texts_to(USER), timeout=20
+    )
+    await settle()
+    assert len(ok(telegram, "sendDocument")) == 0
+    assert len(ok(telegram, "sendMessage")) == 1
+
+
+async def test_a_fully_transparent_cutout_has_nothing_to_trim(
+    start_bot: StartBot, telegram: FakeTelegram
+) -> None:
+    await start_bot()
+    empty = plant_cutout(telegram, png_bytes(Image.new("RGBA", (200, 100), (0, 0, 0, 0))))
+    await press(telegram, ANN, empty, "Sticker")
+    await telegram.wait_for(lambda t: messages.studio_no_subject() in t.texts_to(USER), timeout=20)
+    assert not telegram.calls_of("sendSticker")
+    # A background still works: the colour alone, at the same size.
+    await press(telegram, ANN, empty, "Background")
+    await finished(telegram, "editMessageReplyMarkup")
+    await press(telegram, ANN, empty, "White")
+    [flat] = await finished(telegram, "sendDocument")
+    assert opened(flat.files["document"].data).size == (200, 100)
+
+
+async def test_busy_image_workers_get_a_plain_reply(
+    start_bot: StartBot, telegram: FakeTelegram
+) -> None:
+    await start_bot(image_workers=1, image_queue=0)
+    big = png_bytes(Image.new("RGB", (5000, 4000), (90, 160, 30)))
+    first, second = plant_cutout(telegram, big), plant_cutout(telegram, big)
+    for message in (first, second):
+        telegram.press(ANN, message, data_of(telegram, message, "Crop"))
+    await telegram.wait_for(lambda t: messages.studio_busy() in t.texts_to(USER), timeout=30)
+    [crop] = await finished(telegram, "sendDocument", timeout=30)
+    assert crop.ok
+    await settle()
+    assert len(ok(telegram, "sendMessage")) == 1
+
+
+async def test_a_single_cutout_is_edited_while_redis_is_down(
+    start_bot: StartBot, telegram: FakeTelegram, own_redis: Any
+) -> None:
+    await start_bot(storage_url=own_redis.url)
+    cutout = await cutout_for(telegram, send_photo(telegram))
+    own_redis.stop()
+    await press(telegram, ANN, cutout, "Crop")
+    [_cutout, crop] = await finished(telegram, "sendDocument", count=2, timeout=20)
+    assert crop.ok
+    assert (crop.files["document"].filename or "").endswith("-crop.png")
+
+
+async def test_results_stay_in_the_cutouts_forum_topic(
+    start_bot: StartBot, telegram: FakeTelegram
+) -> None:
+    forum = dict(group_chat(-1005011, "Forum"), is_forum=True)
+    await start_bot()
+    file_id, unique_id = telegram.add_file(round_subject())
+    request = photo_message(ALICE, file_id, unique_id, caption="/removebg", chat=forum)
+    request.update(message_thread_id=77, is_topic_message=True)
+    telegram.push_update(update(message=request))
+    cutout = await cutout_for(telegram, request)
+    assert cutout["message_thread_id"] == 77
+    await press(telegram, ALICE, cutout, "Sticker")
+    await press(telegram, ALICE, cutout, "Crop")
+    [sticker] = await finished(telegram, "sendSticker")
+    [_cutout, crop] = await finished(telegram, "sendDocument", count=2)
+    for call in (sticker, crop):
+        assert call.ok, telegram.summary()
+        assert call.params["message_thread_id"] == 77
+        assert call.result["message_thread_id"] == 77
+
+
+async def test_album_buttons_survive_a_restart_on_the_sqlite_store(
+    start_bot: StartBot, telegram: FakeTelegram, tmp_path: Any
+) -> None:
+    bot = await start_bot(album_wait=0.3, data_dir=tmp_path)  # the default store: SQLite
+    album = [
+        send_photo(telegram, data=round_subject(color=c), media_group_id="g-sqlite")
+        for c in ((200, 0, 0), (0, 0, 200))
+    ]
+    [follow_up] = await finished(
+        telegram, "sendMessage", where=lambda c: "reply_markup" in c.params
+    )
+    await bot.shutdown()
+    await start_bot(album_wait=0.3, data_dir=tmp_path)
+    await press(telegram, ANN, dict(follow_up.result), "Crop")
+    [_album, crops] = await finished(telegram, "sendMediaGroup", count=2)
+    assert crops.ok
+    assert len(crops.result) == 2
+    assert crops.params["reply_parameters"]["message_id"] == follow_up.result["message_id"]
+    assert album[0]["message_id"] != follow_up.result["message_id"]
+
+
+async def test_getfile_refusing_a_big_cutout_is_explained(
+    start_bot: StartBot, telegram: FakeTelegram
+) -> None:
+    await start_bot()
+    # A document without file_size (it is optional): only getFile can tell it is over 20 MB.
+    message = plant_cutout(telegram, png_bytes(Image.new("L", (8, 8))) + b"\0" * 21_000_000)
+    del message["document"]["file_size"]
+    telegram.state.remember_message(message)
+    await press(telegram, ANN, message, "Crop")
+    await telegram.wait_for(lambda t: messages.studio_too_large() in t.texts_to(USER), timeout=20)
+    [refused] = telegram.calls_of("getFile")
+    assert "too big" in str(refused.response)
+    assert not telegram.file_downloads
+
+
+async def test_studio_results_follow_a_group_upgraded_to_a_supergroup(
+    start_bot: StartBot, telegram: FakeTelegram, freepik: FakeFreepik
+) -> None:
+    old = group_chat(-4777, "Family", chat_type="group")
+    new_id = -1004777
+    await start_bot()
+    file_id, unique_id = telegram.add_file(round_subject())
+    photo = photo_message(ALICE, file_id, unique_id, chat=old)
+    telegram.push_update(update(message=photo))
+    command = text_message(ALICE, "/removebg", chat=old, reply_to_message=photo)
+    telegram.push_update(update(message=command))
+    cutout = await cutout_for(telegram, command)
+    telegram.migrate_chat(old["id"], new_id)
+
+    await press(telegram, ALICE, cutout, "Crop")
+    await telegram.wait_for(lambda t: len(ok(t, "sendDocument", new_id)) == 1, timeout=15)
+    [crop] = ok(telegram, "sendDocument", new_id)
+    assert "reply_parameters" not in crop.params  # the cutout stayed in the basic group
+    await press(telegram, ALICE, cutout, "Sticker")
+    await telegram.wait_for(lambda t: len(ok(t, "sendSticker", new_id)) == 1, timeout=15)
+    assert len(ok(telegram, "sendDocument", old["id"])) == 1  # only the cutout itself
+    assert len(freepik.calls) == 1
