@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -20,8 +21,48 @@ _SECRET_TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 _HEADER_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 
 
+# Telegram accepted one-off Stars invoices up to this amount when last measured.
+MAX_PACK_STARS = 100_000
+MAX_PACK_CREDITS = 1_000_000
+
+
 class ConfigError(Exception):
     """A setting is missing or malformed; the message names it and never echoes secrets."""
+
+
+@dataclass(frozen=True, slots=True)
+class CreditPack:
+    """One pack on sale: this many credits (removals) for this many Telegram Stars."""
+
+    credits: int
+    stars: int
+
+
+def parse_credit_packs(value: str) -> tuple[CreditPack, ...]:
+    """`10:25,50:100` -> packs in the given order; ValueError names what is wrong."""
+    packs: list[CreditPack] = []
+    for raw in value.replace(";", ",").split(","):
+        item = raw.strip()
+        if not item:
+            continue
+        credits_text, sep, stars_text = item.partition(":")
+        try:
+            credits, stars = int(credits_text.strip()), int(stars_text.strip())
+        except ValueError:
+            credits = stars = 0
+        if not sep or credits <= 0 or stars <= 0:
+            raise ValueError(
+                f"{item!r} is not credits:Stars with two positive whole numbers, e.g. 10:25"
+            )
+        if credits > MAX_PACK_CREDITS or stars > MAX_PACK_STARS:
+            raise ValueError(
+                f"{item!r} is too large (at most {MAX_PACK_CREDITS} credits "
+                f"and {MAX_PACK_STARS} Stars)"
+            )
+        if any(p.credits == credits for p in packs):
+            raise ValueError(f"two packs of {credits} credits; each pack size once")
+        packs.append(CreditPack(credits, stars))
+    return tuple(packs)
 
 
 class Settings(BaseSettings):
@@ -88,6 +129,13 @@ class Settings(BaseSettings):
     # Image work (conversions, studio) runs in worker processes; 0 = one per CPU.
     image_workers: int = Field(default=0, ge=0, le=64)
     image_queue: int = Field(default=32, ge=0, le=10_000)
+    # Telegram Stars: removals free per user (limits syntax; empty = unlimited), and the packs
+    # of credits on sale past them (`credits:Stars,...`; empty = payments off).
+    free_removals: str = ""
+    credit_packs: Annotated[tuple[CreditPack, ...], NoDecode] = ()
+    # The /paysupport answer (empty: the built-in text, translated) and a privacy policy link.
+    paysupport_text: str = Field(default="", max_length=3000)
+    privacy_url: str = ""
 
     @field_validator("telegram_bot_token")
     @classmethod
@@ -122,7 +170,7 @@ class Settings(BaseSettings):
             raise ValueError("must be an HTTP header name such as x-freepik-api-key")
         return value
 
-    @field_validator("rate_limit", "chat_rate_limit", "hint_rate_limit")
+    @field_validator("rate_limit", "chat_rate_limit", "hint_rate_limit", "free_removals")
     @classmethod
     def _check_rate_limit(cls, value: str) -> str:
         value = value.strip()
@@ -169,7 +217,19 @@ class Settings(BaseSettings):
             raise ValueError("must be a URL path starting with /, e.g. /telegram")
         return value
 
-    @field_validator("webhook_url", "public_base_url")
+    @field_validator("credit_packs", mode="before")
+    @classmethod
+    def _parse_packs(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return parse_credit_packs(value)
+        return value
+
+    @field_validator("paysupport_text")
+    @classmethod
+    def _strip_text(cls, value: str) -> str:
+        return value.strip()
+
+    @field_validator("webhook_url", "public_base_url", "privacy_url")
     @classmethod
     def _check_public_url(cls, value: str) -> str:
         value = value.strip()
@@ -251,6 +311,16 @@ class Settings(BaseSettings):
     def hint_rate_limits(self) -> list[limits.RateLimitItem]:
         """The parsed per-user hint limits (empty when unlimited)."""
         return limits.parse_many(self.hint_rate_limit) if self.hint_rate_limit else []
+
+    @property
+    def free_removal_limits(self) -> list[limits.RateLimitItem]:
+        """The parsed free allowance per user (empty when unlimited)."""
+        return limits.parse_many(self.free_removals) if self.free_removals else []
+
+    @property
+    def payments_enabled(self) -> bool:
+        """Whether credit packs are on sale (CREDIT_PACKS set)."""
+        return bool(self.credit_packs)
 
     @property
     def chat_rate_limits(self) -> list[limits.RateLimitItem]:

@@ -157,3 +157,67 @@ def test_env_example_lists_every_setting_and_loads(tmp_path: Path) -> None:
     settings = load_settings()
     assert settings.mode == "polling"
     assert settings.inline_storage_chat_id is None
+
+
+def test_payments_are_off_unless_packs_are_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", TOKEN)
+    monkeypatch.setenv("FREEPIK_API_KEY", KEY)
+    settings = load_settings()
+    assert settings.credit_packs == ()
+    assert not settings.payments_enabled
+    assert settings.free_removal_limits == []
+    assert settings.paysupport_text == ""
+    assert settings.privacy_url == ""
+
+
+def test_credit_packs_free_removals_and_privacy_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bot.settings import CreditPack
+
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", TOKEN)
+    monkeypatch.setenv("FREEPIK_API_KEY", KEY)
+    monkeypatch.setenv("CREDIT_PACKS", " 10:25, 50:100,200:350 ")
+    monkeypatch.setenv("FREE_REMOVALS", "3/day")
+    monkeypatch.setenv("PAYSUPPORT_TEXT", "  Write to @owner.  ")
+    monkeypatch.setenv("PRIVACY_URL", "https://example.org/privacy/")
+    settings = load_settings()
+    assert settings.credit_packs == (CreditPack(10, 25), CreditPack(50, 100), CreditPack(200, 350))
+    assert settings.payments_enabled
+    assert [str(item) for item in settings.free_removal_limits] == ["3 per 1 day"]
+    assert settings.paysupport_text == "Write to @owner."
+    assert settings.privacy_url == "https://example.org/privacy"
+
+
+@pytest.mark.parametrize(
+    ("packs", "wording"),
+    [
+        ("10:0", "two positive whole numbers"),
+        ("0:10", "two positive whole numbers"),
+        ("-5:10", "two positive whole numbers"),
+        ("10", "two positive whole numbers"),
+        ("10:25:3", "two positive whole numbers"),
+        ("ten:25", "two positive whole numbers"),
+        ("10:25,10:30", "two packs of 10 credits"),
+        ("10:100001", "too large"),
+    ],
+)
+def test_bad_credit_packs_are_named(
+    monkeypatch: pytest.MonkeyPatch, packs: str, wording: str
+) -> None:
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", TOKEN)
+    monkeypatch.setenv("FREEPIK_API_KEY", KEY)
+    monkeypatch.setenv("CREDIT_PACKS", packs)
+    with pytest.raises(ConfigError, match=f"CREDIT_PACKS: .*{wording}"):
+        load_settings()
+
+
+@pytest.mark.parametrize(
+    ("name", "value"), [("FREE_REMOVALS", "three a day"), ("PRIVACY_URL", "ftp://x/y")]
+)
+def test_bad_payment_settings_are_named(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", TOKEN)
+    monkeypatch.setenv("FREEPIK_API_KEY", KEY)
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=f"{name}:"):
+        load_settings()
