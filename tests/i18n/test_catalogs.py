@@ -43,7 +43,7 @@ def _strings(string: str | Sequence[str] | None) -> tuple[str, ...]:
 
 
 def test_template_lists_every_text_in_the_code() -> None:
-    """`pybabel extract` (README "Translations") was run after the last text changed."""
+    """`pybabel extract` (docs/languages.md) was run after the last text changed."""
     method_map = [("bot/**.py", "python")]
     extracted = {
         _key(context, message)
