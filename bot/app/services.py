@@ -19,15 +19,16 @@ from bot.removal.relay import RelayLinks
 from bot.removal.sources import PublicUrlProvider, TelegramFileLinks, accepted_mime_types
 from bot.requests.admission import Admission, HintGate, RateLimiter, async_storage, close_counters
 from bot.requests.journal import RequestJournal
+from bot.requests.lifecycle import Lifecycle
 from bot.requests.spending import DailyBudget, FreepikGate, RateCap
 from bot.requests.stream import UpdateStream
 from bot.settings import Settings
 from bot.storage.base import StateStore, create_store
 from bot.transport.albums import AlbumCollector
-from bot.transport.chat import ChatRemoval
 from bot.transport.inline import InlineRemoval
 from bot.transport.migrations import Migrations
 from bot.transport.studio import Studio
+from bot.transport.surfaces.chat import ChatRemoval
 
 logger = logging.getLogger(__name__)
 
@@ -145,16 +146,8 @@ def create_services(settings: Settings, bot: Bot, options: ServiceOptions) -> Se
     studio = Studio(
         bot, store, cpu, cache_ttl=settings.cache_ttl, metrics=metrics, migrations=migrations
     )
-    chat = ChatRemoval(
-        bot,
-        cutouts,
-        store,
-        admission,
-        metrics=metrics,
-        studio=studio,
-        hints=hints,
-        migrations=migrations,
-    )
+    lifecycle = Lifecycle(cutouts, store, admission, metrics=metrics, hints=hints)
+    chat = ChatRemoval(bot, lifecycle, studio=studio, migrations=migrations)
     albums = AlbumCollector(
         bot, cutouts, store, admission, wait=settings.album_wait, metrics=metrics, studio=studio
     )

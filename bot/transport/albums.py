@@ -22,16 +22,11 @@ from bot.removal.pipeline import Cutout
 from bot.removal.sources import ImageSource
 from bot.requests.admission import Admission, Refusal, format_wait
 from bot.requests.journal import note_status_message
+from bot.requests.outcomes import CACHE_RESULT as _CACHE_RESULT
+from bot.requests.outcomes import Outcome, classify
+from bot.requests.rejected import drop_rejected, is_rejected_file_id, rejected_file_ids
 from bot.storage.base import StateStore, StoredCutout
-from bot.transport.chat import CACHE_RESULT as _CACHE_RESULT
-from bot.transport.chat import (
-    Outcome,
-    classify,
-    drop_rejected,
-    is_rejected_file_id,
-    quietly,
-    rejected_file_ids,
-)
+from bot.transport.quiet import quietly
 from bot.transport.studio import Studio
 from bot.transport.uploads import upload_file
 

@@ -34,15 +34,9 @@ from bot.removal.cutouts import CutoutService, RateLimited, Role, Ticket
 from bot.removal.pipeline import Cutout, JobAborted, JobTimings
 from bot.removal.sources import ImageSource, NotHttpLink, normalise_link
 from bot.requests.admission import Admission, format_wait
+from bot.requests.outcomes import CACHE_RESULT, Outcome, classify
+from bot.requests.rejected import drop_rejected, is_rejected_file_id, rejected_file_ids
 from bot.storage.base import StateStore, StorageUnavailable, StoredCutout
-from bot.transport.chat import (
-    CACHE_RESULT,
-    Outcome,
-    classify,
-    drop_rejected,
-    is_rejected_file_id,
-    rejected_file_ids,
-)
 from bot.transport.studio import Studio
 from bot.transport.uploads import upload_file
 

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from bot.removal.sources import ImageSource, SourceKind
+from bot.requests.outcomes import Outcome
 from bot.storage.base import StoredCutout
 from bot.transport import albums
-from bot.transport.chat import Outcome
 from tests.conftest import BOT_TOKEN, StartBot
 from tests.fakes import FakeFreepik, FakeTelegram, TgCall, make_image
 from tests.fakes.images import is_transparent_png

@@ -9,7 +9,6 @@ from telegram.ext import ContextTypes, filters
 from bot.app.services import get_services
 from bot.i18n import messages
 from bot.removal.sources import ImageSource
-from bot.transport.chat import ChatRequest
 from bot.transport.handlers.common import (
     Unusable,
     send_hint,
@@ -17,6 +16,7 @@ from bot.transport.handlers.common import (
     source_from_message,
     source_from_text,
 )
+from bot.transport.surfaces.chat import ChatRequest
 
 REMOVEBG_COMMANDS = ("removebg", "nobg")
 

@@ -12,8 +12,8 @@ from bot.app.services import get_services
 from bot.i18n import locales as i18n
 from bot.i18n import messages
 from bot.storage.base import StorageUnavailable
-from bot.transport.chat import quietly
 from bot.transport.handlers.common import reply
+from bot.transport.quiet import quietly
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""Delivery surfaces: how a chat message, album, inline query and button press are answered."""

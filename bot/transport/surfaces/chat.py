@@ -1,0 +1,220 @@
+"""A photo, file or link in a chat: a status reply, then the PNG document or an explanation."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from telegram import Bot, Message, ReplyParameters
+from telegram.constants import ChatAction
+from telegram.error import Forbidden, TelegramError
+
+from bot.i18n import locales as i18n
+from bot.i18n import messages
+from bot.removal.cutouts import Produced
+from bot.removal.pipeline import Cutout, JobTimings
+from bot.removal.sources import ImageSource
+from bot.requests.admission import Refusal
+from bot.requests.journal import note_status_message
+from bot.requests.lifecycle import Lifecycle, Surface
+from bot.requests.outcomes import Outcome
+from bot.storage.base import StoredCutout
+from bot.transport.migrations import Migrations
+from bot.transport.quiet import quietly
+from bot.transport.studio import Studio
+from bot.transport.uploads import upload_file
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    """A user asked, in a chat, for the background of one image to be removed."""
+
+    source: ImageSource
+    user_id: int
+    chat_id: int
+    message_id: int
+    group: bool = False
+    # The forum topic the request came from: replies, status and chat actions go there too.
+    thread_id: int | None = None
+    # The requester's language, fixed when the request is made: the job may run elsewhere.
+    locale: str = field(default_factory=i18n.current_locale)
+
+
+class ChatRemoval:
+    """Turns a chat request into exactly one reply: the PNG document or an explanation."""
+
+    def __init__(
+        self,
+        bot: Bot,
+        lifecycle: Lifecycle,
+        *,
+        studio: Studio | None = None,
+        migrations: Migrations | None = None,
+    ) -> None:
+        self._bot = bot
+        self._lifecycle = lifecycle
+        self._studio = studio
+        # Groups upgraded to supergroups (shared with the handlers and the studio).
+        self._migrations = migrations or Migrations()
+
+    async def process(self, request: ChatRequest) -> Outcome:
+        """Run the whole request through the lifecycle."""
+        surface = ChatSurface(self._bot, request, self._studio, self._migrations)
+        return await self._lifecycle.run(surface, request.source)
+
+
+class ChatSurface(Surface):
+    """Replies in the request's chat (and topic), following a group that became a supergroup."""
+
+    def __init__(
+        self, bot: Bot, request: ChatRequest, studio: Studio | None, migrations: Migrations
+    ) -> None:
+        self._bot = bot
+        self._request = request
+        self._studio = studio
+        self._migrations = migrations
+        self._status: Message | None = None
+        self.kind = request.source.kind
+        self.user_id = request.user_id
+        self.locale = request.locale
+        self.group_chat_id = request.chat_id if request.group else None
+
+    async def refused(self, refusal: Refusal) -> None:
+        """Say which limit refused the job and when to try again."""
+        await self._reply_text(messages.rate_limited(refusal.wait_text(), refusal.scope))
+
+    async def resend(self, stored: StoredCutout) -> None:
+        """Send Telegram's copy of a cached cutout."""
+        await self._send_document(stored.file_id)
+
+    async def show_status(self, position: int) -> None:
+        """Reply "queued"/"working" and show the upload action."""
+        text = messages.queued(position) if position else messages.working()
+        try:
+            self._status = await self._reply(text)
+        except Forbidden:
+            raise
+        except TelegramError:
+            await self._chat_action()  # the job goes on: show it is being made
+            raise
+        await note_status_message(self._status)
+        await self._chat_action()
+
+    async def working(self) -> None:
+        """Turn "queued" into "working"."""
+        if self._status is not None:
+            await self._edit_quietly(self._status, messages.working())
+
+    async def upload(self, cutout: Cutout) -> str | None:
+        """Send the fresh PNG as the reply."""
+        sent = await self._send_document(cutout)
+        return sent.document.file_id if sent.document else None
+
+    async def deliver(self, produced: Produced) -> str | None:
+        """Send a cutout another request made: by file id if it has one, else the bytes."""
+        if produced.file_id is not None:
+            await self._send_document(produced.file_id)
+            return produced.file_id
+        if produced.cutout is None:
+            raise RuntimeError("shared job produced neither bytes nor a file id")
+        sent = await self._send_document(produced.cutout)
+        return sent.document.file_id if sent.document else None
+
+    async def succeeded(self, stored: StoredCutout) -> None:
+        """The PNG is the reply: the status message goes."""
+        if self._status is not None:
+            status = self._status
+            await quietly(
+                self._bot.delete_message(chat_id=status.chat_id, message_id=status.message_id),
+                f"delete status in chat {status.chat_id}",
+            )
+
+    async def explain(self, outcome: Outcome, text: str) -> None:
+        """Turn the status message into the explanation; if it is gone, reply afresh."""
+        if self._status is None or not await self._edit_quietly(self._status, text):
+            await self._reply_text(text)
+
+    def log(self, outcome: str, via: str, timings: JobTimings) -> None:
+        """One line per job."""
+        request = self._request
+        (logger.info if outcome == Outcome.OK else logger.warning)(
+            "job user=%s chat=%s kind=%s outcome=%s via=%s %s",
+            request.user_id,
+            request.chat_id,
+            request.source.kind,
+            outcome,
+            via,
+            timings.summary(),
+        )
+
+    async def _send_document(self, document: Cutout | str) -> Message:
+        """Send the PNG (uploaded from a cutout, or Telegram's copy by file id)."""
+        caption = messages.done_caption()
+        # Every cutout carries the studio buttons (sticker, pack, background, crop).
+        token, markup = self._studio.keyboard() if self._studio else (None, None)
+
+        def send(chat_id: int, thread_id: int | None) -> Awaitable[Message]:
+            # A fresh upload per attempt: a failed one has consumed its stream.
+            upload = document if isinstance(document, str) else upload_file(document)
+            return self._bot.send_document(
+                chat_id=chat_id,
+                document=upload,
+                caption=caption,
+                reply_parameters=self._reply_to(chat_id),
+                message_thread_id=thread_id,
+                disable_content_type_detection=True,
+                reply_markup=markup,
+            )
+
+        sent = await self._to_chat(send)
+        if self._studio is not None and token is not None and sent.document is not None:
+            await self._studio.remember(token, self.user_id, sent.chat_id, [sent.document])
+        return sent
+
+    async def _to_chat(self, send: Callable[[int, int | None], Awaitable[T]]) -> T:
+        """Send to the request's chat (and topic); if the group became a supergroup, there."""
+        return await self._migrations.send(self._request.chat_id, self._request.thread_id, send)
+
+    async def _reply(self, text: str) -> Message:
+        def send(chat_id: int, thread_id: int | None) -> Awaitable[Message]:
+            return self._bot.send_message(
+                chat_id=chat_id,
+                text=text,
+                reply_parameters=self._reply_to(chat_id),
+                message_thread_id=thread_id,
+            )
+
+        return await self._to_chat(send)
+
+    async def _reply_text(self, text: str) -> None:
+        await quietly(self._reply(text), f"reply to chat {self._request.chat_id}")
+
+    async def _chat_action(self) -> None:
+        def send(chat_id: int, thread_id: int | None) -> Awaitable[bool]:
+            return self._bot.send_chat_action(
+                chat_id=chat_id, action=ChatAction.UPLOAD_DOCUMENT, message_thread_id=thread_id
+            )
+
+        await quietly(self._to_chat(send), f"chat action in {self._request.chat_id}")
+
+    async def _edit_quietly(self, status: Message, text: str) -> bool:
+        return await quietly(
+            self._bot.edit_message_text(
+                chat_id=status.chat_id, message_id=status.message_id, text=text
+            ),
+            f"edit status in chat {status.chat_id}",
+        )
+
+    def _reply_to(self, chat_id: int) -> ReplyParameters | None:
+        if chat_id != self._request.chat_id:
+            # The request stayed behind in the basic group: nothing in the supergroup to reply to.
+            return None
+        return ReplyParameters(
+            message_id=self._request.message_id, allow_sending_without_reply=True
+        )
