@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections import OrderedDict
-from dataclasses import asdict, dataclass, replace
-from typing import Any, Protocol
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
 RECENT_LIMIT = 20
@@ -39,6 +40,132 @@ class PendingUpdate:
     attempts: int
     # What the request left in the chat (status messages), for the resumed run to clean up.
     note: str | None = None
+
+
+# Why a balance changed (`LedgerEntry.reason`).
+PURCHASE = "purchase"  # a successful_payment: a pack's credits, once per charge id
+SPEND = "spend"  # one Freepik call made for the user
+GIVE_BACK = "give_back"  # the job that spent a credit failed
+REFUND = "refund"  # an admin's /refund: the Stars went back, so do the credits
+TELEGRAM_REFUND = "telegram_refund"  # a refunded_payment message: refunded outside the bot
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    """One change of a user's credits: who, why, which payment, how much, before and after."""
+
+    user_id: int
+    reason: str
+    amount: int  # signed: + credits added, - credits taken
+    before: int
+    after: int
+    at: float  # Unix time
+    charge_id: str | None = None  # telegram_payment_charge_id of purchases and refunds
+    stars: int = 0  # Stars paid (purchase) or given back (refunds)
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain form for serialising backends."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LedgerEntry:
+        """Inverse of `to_dict`."""
+        charge = data.get("charge_id")
+        return cls(
+            int(data["user_id"]),
+            str(data["reason"]),
+            int(data["amount"]),
+            int(data["before"]),
+            int(data["after"]),
+            float(data["at"]),
+            None if charge in (None, "") else str(charge),
+            int(data.get("stars") or 0),
+            str(data.get("note") or ""),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Payment:
+    """A successful Stars payment as the ledger knows it (looked up by its charge id)."""
+
+    charge_id: str
+    user_id: int
+    credits: int
+    stars: int
+    at: float
+    refunded: float | None = None  # when its credits were taken back
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain form for serialising backends."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Payment:
+        """Inverse of `to_dict`."""
+        refunded = data.get("refunded")
+        return cls(
+            str(data["charge_id"]),
+            int(data["user_id"]),
+            int(data["credits"]),
+            int(data["stars"]),
+            float(data["at"]),
+            None if refunded is None else float(refunded),
+        )
+
+
+RefundStatus = Literal["refunded", "unknown", "already_refunded", "spent"]
+
+
+@dataclass(frozen=True, slots=True)
+class RefundOutcome:
+    """What `refund` did: the entry if credits were taken back, else why not."""
+
+    status: RefundStatus
+    payment: Payment | None = None
+    entry: LedgerEntry | None = None
+    balance: int = 0  # the user's balance now (for "spent": less than the payment's credits)
+
+
+@dataclass(slots=True)
+class LedgerTotals:
+    """Sums of the ledger over a time range (for /stats)."""
+
+    purchases: int = 0
+    credits_sold: int = 0
+    stars_received: int = 0
+    credits_spent: int = 0
+    credits_returned: int = 0  # given back after failed jobs
+    refunds: int = 0
+    credits_refunded: int = 0
+    stars_refunded: int = 0
+    buyers: set[int] = field(default_factory=set)
+    spenders: set[int] = field(default_factory=set)
+
+    def add(self, entry: LedgerEntry) -> None:
+        """Count one entry."""
+        if entry.reason == PURCHASE:
+            self.purchases += 1
+            self.credits_sold += entry.amount
+            self.stars_received += entry.stars
+            self.buyers.add(entry.user_id)
+        elif entry.reason == SPEND:
+            self.credits_spent -= entry.amount
+            self.spenders.add(entry.user_id)
+        elif entry.reason == GIVE_BACK:
+            self.credits_returned += entry.amount
+        elif entry.reason in (REFUND, TELEGRAM_REFUND):
+            self.refunds += 1
+            self.credits_refunded -= entry.amount
+            self.stars_refunded += entry.stars
+
+
+def totals_of(entries: list[LedgerEntry]) -> LedgerTotals:
+    """The sums of `entries`."""
+    totals = LedgerTotals()
+    for entry in entries:
+        totals.add(entry)
+    return totals
 
 
 class StateStore(Protocol):
@@ -124,6 +251,54 @@ class StateStore(Protocol):
         """Count one more attempt at an unfinished update; return the attempts so far."""
         ...
 
+    async def credit(
+        self, user_id: int, amount: int, charge_id: str, *, stars: int, note: str = ""
+    ) -> LedgerEntry | None:
+        """Add a payment's credits once per `charge_id`; None if that charge was credited."""
+        ...
+
+    async def debit(
+        self, user_id: int, reason: str = SPEND, *, amount: int = 1, note: str = ""
+    ) -> LedgerEntry | None:
+        """Take `amount` credits if the balance has them (atomically); None if it has not."""
+        ...
+
+    async def give_back(
+        self, user_id: int, reason: str = GIVE_BACK, *, amount: int = 1, note: str = ""
+    ) -> LedgerEntry:
+        """Return credits taken for a job that failed."""
+        ...
+
+    async def refund(
+        self, charge_id: str, reason: str = REFUND, *, partial: bool = False
+    ) -> RefundOutcome:
+        """Take a payment's credits back, once; refused if they are spent unless `partial`.
+
+        `partial` (Telegram already refunded the Stars) takes what is left of them instead.
+        """
+        ...
+
+    async def balance(self, user_id: int) -> int:
+        """A user's credits now."""
+        ...
+
+    async def payment(self, charge_id: str) -> Payment | None:
+        """The payment with this charge id, if it was credited."""
+        ...
+
+    async def ledger(
+        self, *, since: float = 0.0, until: float | None = None, user_id: int | None = None
+    ) -> list[LedgerEntry]:
+        """Ledger entries in [since, until), oldest first (optionally of one user)."""
+        ...
+
+    async def forget_user(self, user_id: int) -> None:
+        """Delete what is kept about a user (language, recent cutouts, studio records).
+
+        The ledger and balance stay: they are kept for refunds and disputes.
+        """
+        ...
+
     @property
     def durable(self) -> bool:
         """Whether records outlive this process (a restart resumes them)."""
@@ -182,6 +357,9 @@ class MemoryStore(ProcessClaims):
         self._max_cached = max_cached
         self._inbox: dict[int, PendingUpdate | None] = {}
         self._seen_expiry: dict[int, float] = {}
+        self._balances: dict[int, int] = {}
+        self._payments: dict[str, Payment] = {}
+        self._ledger: list[LedgerEntry] = []
 
     async def get_cutout(self, key: str) -> StoredCutout | None:
         """The cached cutout for a source key, if any and not expired."""
@@ -298,6 +476,102 @@ class MemoryStore(ProcessClaims):
         if pending is not None:
             self._inbox[update_id] = replace(pending, note=note)
 
+    # Credits: no await between reading and writing a balance, so each call is atomic.
+
+    def _change(
+        self,
+        user_id: int,
+        reason: str,
+        amount: int,
+        *,
+        charge_id: str | None = None,
+        stars: int = 0,
+        note: str = "",
+    ) -> LedgerEntry:
+        before = self._balances.get(user_id, 0)
+        entry = LedgerEntry(
+            user_id, reason, amount, before, before + amount, time.time(), charge_id, stars, note
+        )
+        self._balances[user_id] = entry.after
+        self._ledger.append(entry)
+        return entry
+
+    async def credit(
+        self, user_id: int, amount: int, charge_id: str, *, stars: int, note: str = ""
+    ) -> LedgerEntry | None:
+        """Add a payment's credits once per `charge_id`; None if that charge was credited."""
+        if charge_id in self._payments:
+            return None
+        entry = self._change(
+            user_id, PURCHASE, amount, charge_id=charge_id, stars=stars, note=note
+        )
+        self._payments[charge_id] = Payment(charge_id, user_id, amount, stars, entry.at)
+        return entry
+
+    async def debit(
+        self, user_id: int, reason: str = SPEND, *, amount: int = 1, note: str = ""
+    ) -> LedgerEntry | None:
+        """Take `amount` credits if the balance has them (atomically); None if it has not."""
+        if self._balances.get(user_id, 0) < amount:
+            return None
+        return self._change(user_id, reason, -amount, note=note)
+
+    async def give_back(
+        self, user_id: int, reason: str = GIVE_BACK, *, amount: int = 1, note: str = ""
+    ) -> LedgerEntry:
+        """Return credits taken for a job that failed."""
+        return self._change(user_id, reason, amount, note=note)
+
+    async def refund(
+        self, charge_id: str, reason: str = REFUND, *, partial: bool = False
+    ) -> RefundOutcome:
+        """Take a payment's credits back, once; refused if they are spent unless `partial`."""
+        payment = self._payments.get(charge_id)
+        if payment is None:
+            return RefundOutcome("unknown")
+        balance = self._balances.get(payment.user_id, 0)
+        if payment.refunded is not None:
+            return RefundOutcome("already_refunded", payment, balance=balance)
+        if balance < payment.credits and not partial:
+            return RefundOutcome("spent", payment, balance=balance)
+        take = min(balance, payment.credits)
+        entry = self._change(
+            payment.user_id, reason, -take, charge_id=charge_id, stars=payment.stars
+        )
+        payment = replace(payment, refunded=entry.at)
+        self._payments[charge_id] = payment
+        return RefundOutcome("refunded", payment, entry, entry.after)
+
+    async def balance(self, user_id: int) -> int:
+        """A user's credits now."""
+        return self._balances.get(user_id, 0)
+
+    async def payment(self, charge_id: str) -> Payment | None:
+        """The payment with this charge id, if it was credited."""
+        return self._payments.get(charge_id)
+
+    async def ledger(
+        self, *, since: float = 0.0, until: float | None = None, user_id: int | None = None
+    ) -> list[LedgerEntry]:
+        """Ledger entries in [since, until), oldest first (optionally of one user)."""
+        return [
+            e
+            for e in self._ledger
+            if e.at >= since
+            and (until is None or e.at < until)
+            and (user_id is None or e.user_id == user_id)
+        ]
+
+    async def forget_user(self, user_id: int) -> None:
+        """Delete what is kept about a user (language, recent cutouts, studio records)."""
+        self._languages.pop(user_id, None)
+        self._recent.pop(user_id, None)
+        self._studio = {
+            token: entry
+            for token, entry in self._studio.items()
+            if studio_owner(entry[1]) != user_id
+        }
+
     @property
     def durable(self) -> bool:
         """Records die with the process."""
@@ -309,6 +583,15 @@ class MemoryStore(ProcessClaims):
 
     async def aclose(self) -> None:
         """Nothing to release."""
+
+
+def studio_owner(record: str) -> int | None:
+    """The user a studio record belongs to (its "owner"), if readable."""
+    try:
+        owner = json.loads(record).get("owner")
+    except (ValueError, AttributeError):
+        return None
+    return owner if isinstance(owner, int) else None
 
 
 def create_store(

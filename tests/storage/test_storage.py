@@ -5,18 +5,26 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from bot.storage.base import (
+    GIVE_BACK,
+    PURCHASE,
     RECENT_LIMIT,
+    REFUND,
+    SPEND,
+    TELEGRAM_REFUND,
     MemoryStore,
+    RefundOutcome,
     StateStore,
     StorageUnavailable,
     StoredCutout,
     create_store,
+    totals_of,
 )
 from bot.storage.redis_store import RedisStore
 from bot.storage.sqlite_store import DataDirError, SqliteStore
@@ -283,3 +291,228 @@ def test_round_trip_and_factory() -> None:
     assert isinstance(create_store("memory://"), MemoryStore)
     with pytest.raises(ValueError, match="unsupported"):
         create_store("mongodb://x")
+
+
+# --- credits: the ledger ---------------------------------------------------------------------
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+async def two_stores(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[tuple[StateStore, StateStore]]:
+    """Two handles on one state: two SQLite connections, two Redis clients (memory: one)."""
+    if request.param == "memory":
+        memory = MemoryStore()
+        yield memory, memory
+        return
+    if request.param == "sqlite":
+        url = f"sqlite://{tmp_path / 'state.sqlite3'}"
+        first, second = create_store(url), create_store(url, exclusive=False)
+    else:
+        url = request.getfixturevalue("redis_url")
+        first, second = create_store(url, prefix="test:"), create_store(url, prefix="test:")
+    yield first, second
+    await first.aclose()
+    await second.aclose()
+
+
+async def test_credit_applies_once_per_charge_id(store: StateStore) -> None:
+    entry = await store.credit(7, 10, "charge-1", stars=25, note="pack 10")
+    assert entry is not None
+    assert (entry.user_id, entry.reason, entry.amount, entry.before, entry.after) == (
+        7,
+        PURCHASE,
+        10,
+        0,
+        10,
+    )
+    assert (entry.charge_id, entry.stars, entry.note) == ("charge-1", 25, "pack 10")
+    assert await store.credit(7, 10, "charge-1", stars=25) is None, "a redelivery adds nothing"
+    assert await store.credit(8, 10, "charge-1", stars=25) is None, "whoever it names"
+    assert await store.balance(7) == 10
+    assert await store.balance(8) == 0
+    payment = await store.payment("charge-1")
+    assert payment is not None
+    assert (payment.user_id, payment.credits, payment.stars, payment.refunded) == (7, 10, 25, None)
+    assert await store.payment("nope") is None
+    assert len(await store.ledger()) == 1
+
+
+async def test_debit_never_goes_below_zero_and_give_back_returns(store: StateStore) -> None:
+    assert await store.debit(7) is None, "no credits, nothing taken"
+    await store.credit(7, 2, "c", stars=5)
+    first = await store.debit(7, note="job a")
+    assert first is not None
+    assert (first.reason, first.amount, first.before, first.after, first.note) == (
+        SPEND,
+        -1,
+        2,
+        1,
+        "job a",
+    )
+    assert await store.debit(7, amount=2) is None, "not enough for two"
+    assert await store.debit(7) is not None
+    assert await store.debit(7) is None
+    assert await store.balance(7) == 0
+    back = await store.give_back(7, note="job a")
+    assert (back.reason, back.amount, back.before, back.after) == (GIVE_BACK, 1, 0, 1)
+    assert await store.balance(7) == 1
+    reasons = [(e.reason, e.amount, e.after) for e in await store.ledger(user_id=7)]
+    assert reasons == [(PURCHASE, 2, 2), (SPEND, -1, 1), (SPEND, -1, 0), (GIVE_BACK, 1, 1)]
+    assert await store.ledger(user_id=8) == []
+
+
+async def test_refund_takes_a_payments_credits_back_once(store: StateStore) -> None:
+    assert (await store.refund("missing")).status == "unknown"
+    await store.credit(7, 10, "a", stars=25)
+    await store.credit(7, 5, "b", stars=15)
+    done = await store.refund("a")
+    assert done.status == "refunded"
+    assert done.entry is not None
+    assert (done.entry.reason, done.entry.amount, done.entry.before, done.entry.after) == (
+        REFUND,
+        -10,
+        15,
+        5,
+    )
+    assert (done.entry.charge_id, done.entry.stars) == ("a", 25)
+    assert done.payment is not None
+    assert done.payment.refunded is not None
+    assert done.balance == 5
+    again = await store.refund("a")
+    assert again.status == "already_refunded", "a second refund is refused and says why"
+    assert again.entry is None
+    assert await store.balance(7) == 5
+    refunded = await store.payment("a")
+    assert refunded is not None
+    assert refunded.refunded is not None
+
+
+async def test_refund_of_spent_credits_is_refused_unless_partial(store: StateStore) -> None:
+    await store.credit(7, 3, "a", stars=10)
+    await store.debit(7)
+    refused = await store.refund("a")
+    assert (refused.status, refused.balance) == ("spent", 2), "says the credits are spent"
+    assert await store.balance(7) == 2
+    payment = await store.payment("a")
+    assert payment is not None
+    assert payment.refunded is None, "still refundable later"
+    # Telegram refunded it already (refunded_payment): take what is left.
+    taken = await store.refund("a", TELEGRAM_REFUND, partial=True)
+    assert taken.status == "refunded"
+    assert taken.entry is not None
+    assert (taken.entry.reason, taken.entry.amount, taken.entry.after) == (TELEGRAM_REFUND, -2, 0)
+    assert (await store.refund("a", TELEGRAM_REFUND, partial=True)).status == "already_refunded"
+
+
+async def test_ledger_ranges_and_totals(store: StateStore) -> None:
+    start = time.time()
+    await store.credit(1, 10, "a", stars=25)
+    await store.credit(2, 50, "b", stars=100)
+    await store.debit(1)
+    await store.debit(1)
+    await store.give_back(1)
+    await store.refund("b")
+    middle = time.time()
+    await asyncio.sleep(0.01)
+    await store.debit(1)
+    entries = await store.ledger(since=start)
+    assert [e.reason for e in entries] == [
+        PURCHASE,
+        PURCHASE,
+        SPEND,
+        SPEND,
+        GIVE_BACK,
+        REFUND,
+        SPEND,
+    ]
+    assert all(start <= e.at for e in entries)
+    assert len(await store.ledger(since=start, until=middle)) == 6
+    assert len(await store.ledger(since=middle)) == 1
+    totals = totals_of(await store.ledger(since=start, until=middle))
+    assert (totals.purchases, totals.credits_sold, totals.stars_received) == (2, 60, 125)
+    assert (totals.credits_spent, totals.credits_returned) == (2, 1)
+    assert (totals.refunds, totals.credits_refunded, totals.stars_refunded) == (1, 50, 100)
+    assert totals.buyers == {1, 2}
+    assert totals.spenders == {1}
+
+
+async def test_forget_user_keeps_the_ledger(store: StateStore) -> None:
+    await store.set_language(7, "de")
+    await store.set_language(8, "fr")
+    await store.push_recent(7, cutout(1))
+    await store.push_recent(8, cutout(2))
+    await store.put_studio("t7", json.dumps({"owner": 7, "chat": 7, "items": []}), ttl=60)
+    await store.put_studio("t8", json.dumps({"owner": 8, "chat": -5, "items": []}), ttl=60)
+    await store.credit(7, 10, "a", stars=25)
+    await store.forget_user(7)
+    assert await store.get_language(7) is None
+    assert await store.recent(7) == []
+    assert await store.get_studio("t7") is None
+    # Someone else's records stay, and so do the user's ledger and balance.
+    assert await store.get_language(8) == "fr"
+    assert await store.recent(8) == [cutout(2)]
+    assert await store.get_studio("t8") is not None
+    assert await store.balance(7) == 10
+    assert [e.charge_id for e in await store.ledger(user_id=7)] == ["a"]
+    assert (await store.refund("a")).status == "refunded", "refunds still work"
+
+
+async def test_concurrent_debits_never_go_below_zero(
+    two_stores: tuple[StateStore, StateStore],
+) -> None:
+    first, second = two_stores
+    await first.credit(7, 25, "c", stars=50)
+
+    async def spend(store: StateStore) -> bool:
+        return await store.debit(7) is not None
+
+    # 80 debits over two connections/clients against 25 credits, all at once.
+    results = await asyncio.gather(*(spend(first if n % 2 else second) for n in range(80)))
+    assert sum(results) == 25
+    assert await first.balance(7) == 0
+    assert await second.balance(7) == 0
+    entries = await second.ledger(user_id=7)
+    spends = [e for e in entries if e.reason == SPEND]
+    assert len(spends) == 25
+    # Each entry's before/after chains: no two debits read the same balance.
+    assert sorted(e.before for e in spends) == list(range(1, 26))
+    assert all(e.after == e.before - 1 for e in spends)
+
+
+async def test_concurrent_redeliveries_credit_once(
+    two_stores: tuple[StateStore, StateStore],
+) -> None:
+    first, second = two_stores
+
+    async def deliver(store: StateStore, charge: str) -> bool:
+        return await store.credit(7, 10, charge, stars=25) is not None
+
+    results = await asyncio.gather(
+        *(deliver(first if n % 2 else second, f"charge-{n % 3}") for n in range(60))
+    )
+    assert sum(results) == 3, "one success per charge id"
+    assert await first.balance(7) == 30
+    purchases = [e for e in await first.ledger(user_id=7) if e.reason == PURCHASE]
+    assert sorted(e.charge_id or "" for e in purchases) == ["charge-0", "charge-1", "charge-2"]
+
+
+async def test_concurrent_refund_and_debits_never_overdraw(
+    two_stores: tuple[StateStore, StateStore],
+) -> None:
+    first, second = two_stores
+    await first.credit(7, 10, "c", stars=25)
+
+    async def spend() -> bool:
+        return await second.debit(7) is not None
+
+    outcomes = await asyncio.gather(first.refund("c"), *(spend() for _ in range(5)))
+    refund, spent = outcomes[0], sum(bool(r) for r in outcomes[1:])
+    assert isinstance(refund, RefundOutcome)
+    balance = await first.balance(7)
+    assert balance >= 0
+    if refund.status == "refunded":
+        assert (spent, balance) == (0, 0), "refunded first: nothing left to spend"
+    else:
+        assert refund.status == "spent"
+        assert balance == 10 - spent
