@@ -74,6 +74,12 @@ STRING_PARAMS = frozenset(
         "error_message",
         "shipping_query_id",
         "pre_checkout_query_id",
+        "payload",
+        "currency",
+        "provider_token",
+        "provider_data",
+        "telegram_payment_charge_id",
+        "photo_url",
     ]
 )
 BLOCKED = "Forbidden: bot was blocked by the user"
@@ -114,6 +120,7 @@ class FakeTelegram:
     ) -> None:
         self.token = token
         self.state = TelegramState(token=token, bot_id=bot_id, username=username)
+        self.state.refund_listener = self._announce_refund
         self.api = BotApi(self.state)
         app = Starlette(
             routes=[
@@ -250,6 +257,161 @@ class FakeTelegram:
             }
         )
         return query_id
+
+    # payments in Stars
+
+    def invoices_to(self, chat_id: int) -> list[tuple[JsonDict, JsonDict]]:
+        """(message, invoice with its payload) of every invoice sent to a chat, in order."""
+        with self.state.lock:
+            return [
+                (copy.deepcopy(self.state.messages.get(key, {})), dict(invoice))
+                for key, invoice in self.state.invoices.items()
+                if key[0] == chat_id
+            ]
+
+    def checkout(
+        self,
+        user: JsonDict,
+        *,
+        payload: str,
+        total_amount: int,
+        currency: str = "XTR",
+        query_id: str | None = None,
+    ) -> str:
+        """The user presses Pay on an invoice: a pre_checkout_query; returns its id."""
+        query_id = query_id or f"{secrets.randbelow(10**18)}"
+        query = {
+            "id": query_id,
+            "from": user,
+            "currency": currency,
+            "total_amount": total_amount,
+            "invoice_payload": payload,
+        }
+        with self.state.lock:
+            self.state.pre_checkout_queries[query_id] = (time.monotonic(), query)
+        self.push_update({"pre_checkout_query": query})
+        return query_id
+
+    def checkout_invoice(self, user: JsonDict, invoice: JsonDict) -> str:
+        """`checkout` of an invoice the bot sent (from `invoices_to`)."""
+        return self.checkout(
+            user,
+            payload=str(invoice["payload"]),
+            total_amount=int(invoice["total_amount"]),
+            currency=str(invoice["currency"]),
+        )
+
+    def pre_checkout_answer(self, query_id: str) -> JsonDict | None:
+        """The bot's answerPreCheckoutQuery for a query, once answered."""
+        with self.state.lock:
+            answer = self.state.pre_checkout_answers.get(query_id)
+            return dict(answer) if answer is not None else None
+
+    @property
+    def pre_checkout_ttl(self) -> float:
+        """Seconds a pre-checkout query can be answered after it was pushed."""
+        return self.state.pre_checkout_ttl
+
+    @pre_checkout_ttl.setter
+    def pre_checkout_ttl(self, value: float) -> None:
+        self.state.pre_checkout_ttl = value
+
+    def complete_payment(self, query_id: str) -> tuple[str, JsonDict]:
+        """Telegram takes the Stars of an approved checkout: (charge id, the message pushed).
+
+        Refuses (AssertionError) a checkout the bot did not answer with ok=True.
+        """
+        answer = self.pre_checkout_answer(query_id)
+        assert answer is not None, f"checkout {query_id} was not answered"
+        assert answer["ok"], f"checkout {query_id} was not approved"
+        query = answer["query"]
+        charge_id = f"stxc{secrets.token_hex(20)}"
+        user = query["from"]
+        with self.state.lock:
+            self.state.star_payments[charge_id] = {
+                "user": user,
+                "total_amount": query["total_amount"],
+                "invoice_payload": query["invoice_payload"],
+                "refunded": False,
+            }
+            self.state.star_transactions.append(
+                {
+                    "id": charge_id,
+                    "amount": query["total_amount"],
+                    "date": int(time.time()),
+                    "source": {
+                        "type": "user",
+                        "transaction_type": "invoice_payment",
+                        "user": user,
+                        "invoice_payload": query["invoice_payload"],
+                    },
+                }
+            )
+        message = self.payment_message(
+            user,
+            "successful_payment",
+            {
+                "currency": query["currency"],
+                "total_amount": query["total_amount"],
+                "invoice_payload": query["invoice_payload"],
+                "telegram_payment_charge_id": charge_id,
+                "provider_payment_charge_id": "",
+            },
+        )
+        self.push_message(message)
+        return charge_id, message
+
+    def payment_message(self, user: JsonDict, kind: str, payment: JsonDict) -> JsonDict:
+        """A service message in the user's private chat (successful_ or refunded_payment)."""
+        with self.state.lock:
+            message_id = self.state.last_message_id.get(user["id"], 0) + 1
+        chat = {"id": user["id"], "type": "private", "first_name": user.get("first_name", "")}
+        return {
+            "message_id": message_id,
+            "date": int(time.time()),
+            "chat": chat,
+            "from": user,
+            kind: payment,
+        }
+
+    def refund_elsewhere(self, charge_id: str) -> JsonDict:
+        """Telegram refunds a payment without the bot asking (a dispute): refunded_payment."""
+        with self.state.lock:
+            payment = self.state.star_payments[charge_id]
+            assert not payment["refunded"], "already refunded"
+            payment["refunded"] = True
+        return self._announce_refund(charge_id)
+
+    def _announce_refund(self, charge_id: str) -> JsonDict:
+        with self.state.lock:
+            payment = dict(self.state.star_payments[charge_id])
+        message = self.payment_message(
+            payment["user"],
+            "refunded_payment",
+            {
+                "currency": "XTR",
+                "total_amount": payment["total_amount"],
+                "invoice_payload": payment["invoice_payload"],
+                "telegram_payment_charge_id": charge_id,
+            },
+        )
+        self.push_message(message)
+        return message
+
+    def star_payment(self, charge_id: str) -> JsonDict | None:
+        """What the fake knows of a payment (user, total_amount, invoice_payload, refunded)."""
+        with self.state.lock:
+            found = self.state.star_payments.get(charge_id)
+            return copy.deepcopy(found) if found is not None else None
+
+    @property
+    def refund_messages(self) -> bool:
+        """Whether refundStarPayment is followed by a refunded_payment message."""
+        return self.state.refund_messages
+
+    @refund_messages.setter
+    def refund_messages(self, value: bool) -> None:
+        self.state.refund_messages = value
 
     def callback_answer(self, query_id: str) -> JsonDict | None:
         """The parameters of the answerCallbackQuery for a query, once answered."""

@@ -17,6 +17,7 @@ from PIL import Image
 
 from tests.fakes.forms import UploadedFile
 from tests.fakes.tg_format import EntityError, plain_text
+from tests.fakes.tg_payments import PaymentMethods
 from tests.fakes.tg_state import (
     MAX_GETFILE_SIZE,
     MAX_UPLOAD_SIZE,
@@ -68,7 +69,7 @@ def _image_size(data: bytes) -> tuple[int, int]:
         return (0, 0)
 
 
-class BotApi(StudioMethods):
+class BotApi(StudioMethods, PaymentMethods):
     """Implements Bot API methods on a TelegramState."""
 
     def __init__(self, state: TelegramState) -> None:
@@ -102,6 +103,12 @@ class BotApi(StudioMethods):
             "createNewStickerSet",
             "addStickerToSet",
             "getStickerSet",
+            "sendInvoice",
+            "createInvoiceLink",
+            "answerPreCheckoutQuery",
+            "refundStarPayment",
+            "getStarTransactions",
+            "getMyStarBalance",
             "close",
             "logOut",
         ]:

@@ -8,6 +8,7 @@ import secrets
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -149,6 +150,19 @@ class TelegramState:
     # Per language_code ("" = default): setMyDescription and setMyShortDescription.
     descriptions: dict[str, str] = field(default_factory=dict)
     short_descriptions: dict[str, str] = field(default_factory=dict)
+    # Payments in Stars: invoices sent (by chat and message id) and links made, with payload.
+    invoices: dict[tuple[int, int], JsonDict] = field(default_factory=dict)
+    invoice_links: dict[str, JsonDict] = field(default_factory=dict)
+    # Pre-checkout query id -> (when it was pushed, the query); removed once answered.
+    pre_checkout_queries: dict[str, tuple[float, JsonDict]] = field(default_factory=dict)
+    pre_checkout_answers: dict[str, JsonDict] = field(default_factory=dict)
+    pre_checkout_ttl: float = 10.0
+    # Charge id -> {"user", "total_amount", "invoice_payload", "refunded"}.
+    star_payments: dict[str, JsonDict] = field(default_factory=dict)
+    star_transactions: list[JsonDict] = field(default_factory=list)
+    # Whether a refund by refundStarPayment is also announced with a refunded_payment message.
+    refund_messages: bool = True
+    refund_listener: Callable[[str], object] | None = None
     _counter: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     @property
