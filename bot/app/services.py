@@ -25,10 +25,10 @@ from bot.requests.stream import UpdateStream
 from bot.settings import Settings
 from bot.storage.base import StateStore, create_store
 from bot.transport.albums import AlbumCollector
-from bot.transport.inline import InlineRemoval
 from bot.transport.migrations import Migrations
 from bot.transport.studio import Studio
 from bot.transport.surfaces.chat import ChatRemoval
+from bot.transport.surfaces.inline import InlineRemoval
 
 logger = logging.getLogger(__name__)
 
@@ -153,12 +153,9 @@ def create_services(settings: Settings, bot: Bot, options: ServiceOptions) -> Se
     )
     inline = InlineRemoval(
         bot,
-        cutouts,
-        store,
-        admission,
+        lifecycle,
         storage_chat_id=settings.inline_storage_chat_id,
         answer_timeout=settings.inline_answer_timeout,
-        metrics=metrics,
         studio=studio,
     )
     journal = RequestJournal(store, bot, max_attempts=settings.request_attempts)

@@ -72,6 +72,9 @@ class Surface(ABC):
     async def still_working(self) -> None:  # noqa: B027 - optional step
         """The deadline came before the cutout: the one reply says it is still being made."""
 
+    async def blocked(self) -> None:  # noqa: B027 - optional step
+        """Telegram refused to let the bot write where the cutout goes (Forbidden)."""
+
     @abstractmethod
     async def explain(self, outcome: Outcome, text: str) -> None:
         """The one reply to a request that failed: a plain explanation."""
@@ -236,6 +239,7 @@ class Lifecycle:
             stored = await work
         except Forbidden as err:
             logger.warning("User %s's chat refuses the bot: %s", surface.user_id, err.message)
+            await surface.blocked()
             return Outcome.UNDELIVERABLE
         except TelegramError as err:
             logger.error("Could not deliver the cutout to user %s: %s", surface.user_id, err)
@@ -280,6 +284,7 @@ class Lifecycle:
             await surface.resend(stored)
         except Forbidden as err:
             logger.warning("User %s's chat refuses the bot: %s", surface.user_id, err.message)
+            await surface.blocked()
             return Outcome.UNDELIVERABLE
         except BadRequest as err:
             if not is_rejected_file_id(err):

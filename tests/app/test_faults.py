@@ -15,7 +15,7 @@ import pytest
 
 from bot.app.web import SECRET_HEADER
 from bot.i18n import messages
-from bot.transport import inline
+from bot.transport.surfaces import inline
 from tests.conftest import WEBHOOK_PATH, WEBHOOK_SECRET, StartBot, bot_env
 from tests.fakes import FakeFreepik, FakeTelegram, make_image
 from tests.fakes.images import huge_png

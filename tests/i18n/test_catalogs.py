@@ -20,7 +20,7 @@ from babel.messages.pofile import read_po
 
 from bot.i18n import locales as i18n
 from bot.i18n import messages
-from bot.transport import inline
+from bot.transport.surfaces import inline
 from tests.fakes.tg_format import HTML_TAGS
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,7 +12,7 @@ import pytest
 
 from bot.i18n import messages
 from bot.removal.sources import NotHttpLink
-from bot.transport import inline
+from bot.transport.surfaces import inline
 from tests.conftest import BOT_TOKEN, ImageHost, StartBot
 from tests.fakes import FakeFreepik, FakeTelegram, TgCall, make_image
 from tests.fakes.images import is_transparent_png

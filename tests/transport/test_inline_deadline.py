@@ -9,8 +9,8 @@ from telegram import Update
 
 from bot.removal.sources import ImageSource
 from bot.storage.base import StoredCutout
-from bot.transport import inline
 from bot.transport.arrivals import MAX_TRACKED, ArrivalQueue, arrival_of
+from bot.transport.surfaces import inline
 from tests.conftest import ImageHost, StartBot
 from tests.fakes import FakeFreepik, FakeTelegram, make_image
 from tests.fakes.updates import inline_query, private_user, update

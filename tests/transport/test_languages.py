@@ -11,7 +11,7 @@ from telegram import Update
 
 from bot.i18n import locales as i18n
 from bot.i18n import messages
-from bot.transport import inline
+from bot.transport.surfaces import inline
 from tests.conftest import StartBot
 from tests.fakes import FakeFreepik, FakeTelegram, make_image
 from tests.fakes.updates import (
