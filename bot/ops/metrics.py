@@ -71,6 +71,18 @@ class Metrics:
             "Freepik calls left today under FREEPIK_DAILY_BUDGET (all replicas; absent: none)",
             registry=self.registry,
         )
+        self.stars = Counter(
+            "nobg_stars",
+            "Telegram Stars received for credit packs, and given back by refunds",
+            ["direction"],
+            registry=self.registry,
+        )
+        self.credits = Counter(
+            "nobg_credits",
+            "Credits sold, spent on Freepik calls, returned after failed jobs, and refunded",
+            ["event"],
+            registry=self.registry,
+        )
         self.in_flight = Gauge(
             "nobg_jobs_in_flight", "Jobs holding a slot", registry=self.registry
         )
@@ -114,6 +126,18 @@ class Metrics:
     def studio_press(self, action: str, outcome: str) -> None:
         """Count one press of a studio button."""
         self.studio.labels(action=action, outcome=outcome).inc()
+
+    def stars_paid(self, amount: int) -> None:
+        """Count Stars received for a pack."""
+        self.stars.labels(direction="received").inc(amount)
+
+    def stars_refunded(self, amount: int) -> None:
+        """Count Stars given back by a refund."""
+        self.stars.labels(direction="refunded").inc(amount)
+
+    def credits_changed(self, event: str, amount: int) -> None:
+        """Count credits `sold`, `spent`, `returned` (failed job) or `refunded`."""
+        self.credits.labels(event=event).inc(amount)
 
     def render(self) -> bytes:
         """The Prometheus text exposition."""

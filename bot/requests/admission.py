@@ -106,6 +106,24 @@ class RateLimiter:
         except Exception as err:
             raise StorageUnavailable(f"rate-limit storage failed: {type(err).__name__}") from err
 
+    async def remaining(self, identity: str | int) -> tuple[int, float | None]:
+        """Requests left now under the tightest limit, and seconds until one more comes back."""
+        key = str(identity)
+        now = time.time()
+        left: int | None = None
+        back_in: float | None = None
+        try:
+            for item in self._items:
+                stats = await self._limiter.get_window_stats(item, self._namespace, key)
+                if left is None or stats.remaining < left:
+                    left = int(stats.remaining)
+                    back_in = (
+                        max(0.0, stats.reset_time - now) if stats.remaining < item.amount else None
+                    )
+        except Exception as err:
+            raise StorageUnavailable(f"rate-limit storage failed: {type(err).__name__}") from err
+        return (0 if left is None else left), back_in
+
     @property
     def storage(self) -> Storage:
         """The counters' storage."""
