@@ -18,7 +18,7 @@ from bot.removal.pipeline import RemovalPipeline
 from bot.removal.relay import RelayLinks
 from bot.removal.sources import PublicUrlProvider, TelegramFileLinks, accepted_mime_types
 from bot.requests.admission import Admission, HintGate, RateLimiter, async_storage, close_counters
-from bot.requests.journal import RequestJournal
+from bot.requests.journal import ArrivedUpdates, RequestJournal
 from bot.requests.lifecycle import Lifecycle
 from bot.requests.spending import DailyBudget, FreepikGate, RateCap
 from bot.requests.stream import UpdateStream
@@ -84,8 +84,10 @@ class ServiceOptions:
     freepik_retry: RetryPolicy | None = None
 
 
-def create_services(settings: Settings, bot: Bot, options: ServiceOptions) -> Services:
-    """Build the services for one Application."""
+def create_services(
+    settings: Settings, bot: Bot, options: ServiceOptions, arrived: ArrivedUpdates | None = None
+) -> Services:
+    """Build the services for one Application (`arrived`: the JSON polling keeps)."""
     metrics = Metrics()
     store = create_store(
         settings.storage_url,
@@ -158,7 +160,7 @@ def create_services(settings: Settings, bot: Bot, options: ServiceOptions) -> Se
         answer_timeout=settings.inline_answer_timeout,
         studio=studio,
     )
-    journal = RequestJournal(store, bot, max_attempts=settings.request_attempts)
+    journal = RequestJournal(store, bot, max_attempts=settings.request_attempts, arrived=arrived)
     stream: UpdateStream | None = None
     if settings.uses_stream:
         stream = UpdateStream(

@@ -42,8 +42,11 @@ class MalformedUpdate(ValueError):
     """A webhook body that is not an update python-telegram-bot can use."""
 
 
-def parse_update(body: bytes, bot: Bot) -> Update:
-    """The update in a webhook body; `MalformedUpdate` for anything else, whatever its shape."""
+def parse_update(body: bytes, bot: Bot) -> tuple[Update, str]:
+    """The update in a webhook body and its JSON as sent; `MalformedUpdate` for anything else.
+
+    The JSON is what the journal records: `Update.to_dict()` does not always serialise.
+    """
     try:
         data = json.loads(body)
         if not isinstance(data, dict):
@@ -54,6 +57,7 @@ def parse_update(body: bytes, bot: Bot) -> Update:
         # Telegram sends valid UTF-8: a lone surrogate (a "\ud800" escape) would only fail
         # later, when a handler encodes the text.
         json.dumps(data, ensure_ascii=False).encode()
+        raw = json.dumps(data, separators=(",", ":"))
         update = Update.de_json(data, bot)
     except MalformedUpdate:
         raise
@@ -65,7 +69,7 @@ def parse_update(body: bytes, bot: Bot) -> Update:
         raise MalformedUpdate(type(err).__name__) from err
     if update is None:
         raise MalformedUpdate("empty update")
-    return update
+    return update, raw
 
 
 def create_web_app(state: WebState) -> Starlette:
@@ -131,7 +135,7 @@ def create_web_app(state: WebState) -> Starlette:
         except TimeoutError:
             return PlainTextResponse("request body too slow", status_code=408)
         try:
-            update = parse_update(bytes(body), state.application.bot)
+            update, raw = parse_update(bytes(body), state.application.bot)
         except MalformedUpdate as err:
             logger.warning("Rejected a malformed webhook body: %s", err)
             return PlainTextResponse("malformed update", status_code=400)
@@ -140,16 +144,14 @@ def create_web_app(state: WebState) -> Starlette:
         if services.stream is not None:
             # Several replicas: into the shared stream; whichever replica is free takes it.
             try:
-                await services.stream.append(
-                    update, json.dumps(update.to_dict(), separators=(",", ":"))
-                )
+                await services.stream.append(update, raw)
             except StorageUnavailable as err:
                 logger.error("Could not add the webhook update to the stream: %s", err)
                 return PlainTextResponse("storage unavailable", status_code=503)
             return PlainTextResponse("ok")
         journal = services.journal
         try:
-            if not await journal.accept(update):
+            if not await journal.accept(update, raw):
                 return PlainTextResponse("ok")  # a repeat of an update already taken
         except StorageUnavailable as err:
             logger.error("Could not record webhook update: %s", err)

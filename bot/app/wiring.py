@@ -25,7 +25,7 @@ from bot.app import httpcore_fix
 from bot.app.services import ServiceOptions, attach_services, create_services, services_of
 from bot.i18n import locales as i18n
 from bot.i18n import messages
-from bot.requests.journal import RecordingQueue
+from bot.requests.journal import ArrivedUpdates, RecordingQueue
 from bot.settings import Settings
 from bot.transport.arrivals import ArrivalQueue
 from bot.transport.handlers import errors, group, inline, language, private, studio
@@ -88,9 +88,10 @@ def build_application(settings: Settings, options: ServiceOptions | None = None)
     options = options or ServiceOptions()
     root = settings.telegram_api_url
     httpcore_fix.apply()  # before the first connection pool is used
+    arrived = ArrivedUpdates()  # polling keeps each update's JSON here for the journal
 
     async def post_init(application: AnyApplication) -> None:
-        services = create_services(settings, application.bot, options)
+        services = create_services(settings, application.bot, options, arrived)
         attach_services(application, services)
         if isinstance(application.update_queue, RecordingQueue):
             application.update_queue.journal = services.journal
@@ -110,15 +111,16 @@ def build_application(settings: Settings, options: ServiceOptions | None = None)
         if "nobg.services" in application.bot_data:
             await services_of(application).aclose()
 
+    # The one update queue: records each update on the way in, notes inline queries' arrival.
     builder = (
-        ApplicationBuilder().application_class(JournaledApplication).update_queue(RecordingQueue())
+        ApplicationBuilder().application_class(JournaledApplication).update_queue(ArrivalQueue())
     )
     if settings.mode == "webhook":
         builder = builder.updater(None)  # updates arrive through our own HTTP server
     else:
         # One update the library cannot parse must not stop polling for good.
         builder = builder.get_updates_request(
-            TolerantUpdatesRequest(connection_pool_size=1, read_timeout=30.0)
+            TolerantUpdatesRequest(arrived, connection_pool_size=1, read_timeout=30.0)
         )
     application: AnyApplication = (
         builder.token(settings.telegram_bot_token.get_secret_value())
@@ -134,8 +136,6 @@ def build_application(settings: Settings, options: ServiceOptions | None = None)
                 inner=BotRateLimiter(overall_max_rate=0, overall_time_period=0, max_retries=3),
             )
         )
-        # Notes when inline queries arrive: their answer deadline counts from there.
-        .update_queue(ArrivalQueue())
         .connection_pool_size(64)
         .pool_timeout(30.0)
         .read_timeout(30.0)
@@ -212,8 +212,11 @@ def register_handlers(application: AnyApplication) -> None:
             private.on_image,
         )
     )
-    # 5. Anything else in a private chat (stickers, voice, unknown commands) gets a hint.
-    application.add_handler(MessageHandler(private_messages, private.on_other))
+    # 5. Anything else in a private chat (stickers, voice, unknown commands) gets a hint; not
+    #    service messages (a pin, an auto-delete timer): nobody asked the bot anything.
+    application.add_handler(
+        MessageHandler(private_messages & ~filters.StatusUpdate.ALL, private.on_other)
+    )
     # 6. Inline mode: "@thisbot <link>" from any chat.
     application.add_handler(InlineQueryHandler(inline.on_inline_query))
     # 7. The buttons of /language (the choice is per user); before 8, which takes any button.

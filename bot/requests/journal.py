@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dtm
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from typing import Any
 
@@ -41,6 +43,54 @@ Done = Callable[[], Awaitable[None]]
 SEEN_TTL = 24 * 3600.0
 
 
+def update_json(update: Update) -> str:
+    """`update` as JSON, for an update that came without its own (built in this process).
+
+    `Update.to_dict()` is not always JSON: an `InaccessibleMessage` (a pinned message Telegram
+    can no longer show) keeps its `date` as a datetime. Dates go back to Unix time, as sent.
+    """
+    return json.dumps(update.to_dict(), separators=(",", ":"), default=_unix_time)
+
+
+def _unix_time(value: object) -> int:
+    if isinstance(value, dtm.datetime):
+        return int(value.timestamp())
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+class ArrivedUpdates:
+    """The JSON of updates as Telegram sent them, kept until the journal records them.
+
+    The JSON as it arrived always serialises and round-trips exactly, whatever
+    python-telegram-bot makes of it. Bounded: updates the journal never records (inline
+    queries) make way for new ones.
+    """
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self._limit = limit
+        self._json: OrderedDict[int, str] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._json)
+
+    def keep(self, raw: Mapping[str, Any]) -> None:
+        """Remember one update of a getUpdates answer (a parsed JSON object)."""
+        update_id = raw.get("update_id")
+        if not isinstance(update_id, int):
+            return
+        self._json[update_id] = json.dumps(raw, separators=(",", ":"))
+        while len(self._json) > self._limit:
+            self._json.popitem(last=False)
+
+    def peek(self, update_id: int) -> str | None:
+        """The JSON of update `update_id`, if it was kept."""
+        return self._json.get(update_id)
+
+    def take(self, update_id: int) -> str | None:
+        """The JSON of update `update_id` (forgotten once taken), if it was kept."""
+        return self._json.pop(update_id, None)
+
+
 def recordable(update: Update) -> bool:
     """Requests that expect a reply later: new messages and button presses.
 
@@ -54,10 +104,19 @@ def recordable(update: Update) -> bool:
 class RequestJournal:
     """Records requests in the state store and resumes them after a crash."""
 
-    def __init__(self, store: StateStore, bot: Bot, *, max_attempts: int = 3) -> None:
+    def __init__(
+        self,
+        store: StateStore,
+        bot: Bot,
+        *,
+        max_attempts: int = 3,
+        arrived: ArrivedUpdates | None = None,
+    ) -> None:
         self._store = store
         self._bot = bot
         self._max_attempts = max_attempts
+        # Polling fills it (bot.transport.polling): the JSON to record for each update.
+        self.arrived = arrived if arrived is not None else ArrivedUpdates()
         # Updates recorded (or resumed) and queued by this process: `run` takes these very
         # objects without asking the store again; any other copy of their id is a repeat.
         self._queued: dict[int, tuple[Update, Done | None]] = {}
@@ -75,15 +134,18 @@ class RequestJournal:
         """Requests being processed now."""
         return len(self._running)
 
-    async def accept(self, update: Update) -> bool:
-        """Record `update` before any work on it; False if it was seen before.
+    async def accept(self, update: Update, raw: str | None = None) -> bool:
+        """Record `update` (`raw`: its JSON as sent) before any work on it; False if seen before.
 
         Raises `StorageUnavailable` if it cannot be recorded (webhook mode answers 503 then).
         """
         if not recordable(update):
+            self.arrived.take(update.update_id)
             return True
-        payload = json.dumps(update.to_dict(), separators=(",", ":"))
-        return await self._store.accept_update(update.update_id, payload, SEEN_TTL)
+        payload = raw or self.arrived.peek(update.update_id) or update_json(update)
+        accepted = await self._store.accept_update(update.update_id, payload, SEEN_TTL)
+        self.arrived.take(update.update_id)  # kept if storage failed: `run` tries again
+        return accepted
 
     def queued(self, update: Update, on_done: Done | None = None) -> None:
         """`update` was recorded (by `accept`, or as a stream entry) and is about to be queued.
@@ -111,6 +173,7 @@ class RequestJournal:
             del self._queued[update_id]
             on_done = queued[1]
         elif not recordable(update):
+            self.arrived.take(update_id)  # never recorded: its JSON is not needed
             await process()
             return
         else:

@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import OrderedDict
 from typing import Any
 
 from telegram import Update
 
+from bot.requests.journal import RecordingQueue
+
 # Inline queries whose handler has not started yet; old entries go first if it never does.
 MAX_TRACKED = 10_000
 
 
-class ArrivalQueue(asyncio.Queue[object]):
+class ArrivalQueue(RecordingQueue):
     """The Application's update queue, noting when each inline query was put on it.
 
     Polling (the Updater) and webhook mode (our route) both put updates here, so this is the
-    moment the update reached the bot, before it waits for a free handler.
+    moment the update reached the bot, before it waits for a free handler. It is also the
+    journal's `RecordingQueue`: polled updates are on record before getUpdates confirms them.
     """
 
     def __init__(self) -> None:

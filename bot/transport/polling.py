@@ -5,6 +5,9 @@ a poll from a self-hosted Bot API server older than the library expects) fails t
 offset never advances and the same batch is fetched again at once, forever. Here each update is
 checked on its own first; one that cannot be built is replaced by an empty update with the same
 `update_id`, which no handler takes but which moves the offset past it.
+
+It also keeps each update's JSON as it arrived, for the journal to record (python-telegram-bot's
+`Update.to_dict()` does not always serialise).
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from typing import Any
 from telegram import Update
 from telegram.error import TelegramError
 from telegram.request import BaseRequest, HTTPXRequest, RequestData
+
+from bot.requests.journal import ArrivedUpdates
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +51,10 @@ def usable_updates(raw: list[Any]) -> list[Any]:
 class TolerantUpdatesRequest(HTTPXRequest):
     """The `getUpdates` connection, handing the library only updates it can build."""
 
+    def __init__(self, arrived: ArrivedUpdates | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._arrived = arrived
+
     async def do_request(
         self,
         url: str,
@@ -67,11 +76,11 @@ class TolerantUpdatesRequest(HTTPXRequest):
             pool_timeout=pool_timeout,
         )
         if status == 200 and url.endswith("/getUpdates"):
-            payload = _sanitised(payload)
+            payload = _sanitised(payload, self._arrived)
         return status, payload
 
 
-def _sanitised(payload: bytes) -> bytes:
+def _sanitised(payload: bytes, arrived: ArrivedUpdates | None = None) -> bytes:
     try:
         answer = json.loads(payload)
     except ValueError:
@@ -80,6 +89,10 @@ def _sanitised(payload: bytes) -> bytes:
     if not isinstance(result, list):
         return payload
     usable = usable_updates(result)
+    if arrived is not None:
+        for item in usable:
+            if isinstance(item, dict):
+                arrived.keep(item)
     if usable == result:
         return payload
     return json.dumps({**answer, "result": usable}).encode()

@@ -217,6 +217,7 @@ def photo_message(
     message_id: int | None = None,
     media_group_id: str | None = None,
     chat: JsonDict | None = None,
+    reply_to_message: JsonDict | None = None,
 ) -> JsonDict:
     """A photo Message with three sizes (the last, largest, has file_id/file_unique_id)."""
     return _message(
@@ -225,6 +226,7 @@ def photo_message(
         message_id,
         media_group_id=media_group_id,
         photo=photo_sizes(file_id, file_unique_id, width, height, file_size),
+        reply_to_message=reply_to_message,
         **_caption(caption),
     )
 
@@ -287,6 +289,22 @@ def sticker_message(
         "file_size": 20_000,
     }
     return _message(user, chat, message_id, sticker=sticker)
+
+
+def inaccessible_message(chat: JsonDict, message_id: int) -> JsonDict:
+    """A message Telegram can no longer show (deleted): an InaccessibleMessage, `date` 0."""
+    return {"chat": chat, "message_id": message_id, "date": 0}
+
+
+def pin_notice(
+    user: JsonDict,
+    pinned: JsonDict,
+    *,
+    chat: JsonDict | None = None,
+    message_id: int | None = None,
+) -> JsonDict:
+    """The service message "<user> pinned a message" (`pinned` may be inaccessible)."""
+    return _message(user, chat, message_id, pinned_message=pinned)
 
 
 def update(

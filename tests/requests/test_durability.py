@@ -12,6 +12,7 @@ import signal
 import sqlite3
 from pathlib import Path
 
+import pytest
 from telegram import Update
 
 from bot.i18n import messages
@@ -277,3 +278,31 @@ async def test_polled_updates_are_on_record_before_the_next_poll_confirms_them(
         assert queue.qsize() == 2
     finally:
         await store.aclose()
+
+
+async def test_the_running_bot_records_a_polled_update_before_confirming_it(
+    start_bot: StartBot, telegram: FakeTelegram, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bot = await start_bot()
+    store = bot.services.store
+    accept = store.accept_update
+    confirmed_before_recorded: list[bool] = []
+
+    def confirmed(update_id: int) -> bool:
+        offsets = [int(c.params.get("offset") or 0) for c in telegram.calls_of("getUpdates")]
+        return any(offset > update_id for offset in offsets)
+
+    async def slow_accept(update_id: int, payload: str, ttl: float) -> bool:
+        await asyncio.sleep(0.3)  # a slow disk: the next poll must still wait for the record
+        done = await accept(update_id, payload, ttl)
+        confirmed_before_recorded.append(confirmed(update_id))
+        return done
+
+    monkeypatch.setattr(store, "accept_update", slow_accept)
+    file_id, unique_id = telegram.add_file(make_image("JPEG"))
+    telegram.push_update(
+        update(message=photo_message(private_user(331), file_id, unique_id), update_id=9001)
+    )
+    await telegram.wait_for(lambda t: bool(t.sent_documents(331)), timeout=15)
+    assert confirmed_before_recorded == [False]
+    assert confirmed(9001)
