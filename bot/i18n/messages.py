@@ -321,7 +321,7 @@ def studio_back() -> str:
 
 
 def palette_labels() -> tuple[str, ...]:
-    """The background colour buttons, in keyboard order (colours in bot/studio.py)."""
+    """The background colour buttons, in keyboard order (colours in bot/studio/actions.py)."""
     # TRANSLATORS: button labels (one per colour), at most 32 characters each.
     return (
         _("⬜ White"),

@@ -13,14 +13,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import io
-import json
 import logging
-import re
-import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import PurePosixPath
 from typing import Any, TypeVar
 
@@ -28,7 +24,6 @@ from telegram import (
     Bot,
     CallbackQuery,
     Document,
-    InlineKeyboardButton,
     InlineKeyboardMarkup,
     InputFile,
     InputMediaDocument,
@@ -44,197 +39,21 @@ from bot.imaging import edits as imaging
 from bot.imaging.pool import CpuBusy, CpuPool, CpuWorkerLost
 from bot.ops.metrics import Metrics
 from bot.storage.base import StateStore, StorageUnavailable, StoredCutout
+from bot.studio.actions import ACTIONS, Action, Delivery, action_name
+from bot.studio.callback import new_token, parse_callback
+from bot.studio.packs import STICKER_EMOJI, pack_link, pack_name
+from bot.studio.records import MIN_RECORD_TTL, Item, Record
+from bot.transport.keyboards import KEYBOARDS, main_keyboard
 from bot.transport.migrations import Migrations, Send
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# Callback data: "<version>.<action>.<token>", well under Telegram's 64 bytes.
-CALLBACK_VERSION = "s1"
-TOKEN_BYTES = 9  # -> 12 URL-safe characters
-_TOKEN = re.compile(r"[A-Za-z0-9_-]{12}")
 # getFile hands out files up to 20 MB (MB as Telegram counts them).
 MAX_DOWNLOAD_BYTES = 20 * 1024 * 1024
-# Records outlive short cache settings: a keyboard should work for at least a day.
-MIN_RECORD_TTL = 24 * 3600.0
-STICKER_EMOJI = "✂️"
 # sendMediaGroup takes 2-10 items.
 ALBUM_SIZE = 10
-
-RGB = tuple[int, int, int]
-# Keyboard order; the labels are in messages.palette_labels(), the same order.
-PALETTE: tuple[tuple[str, RGB], ...] = (
-    ("white", (255, 255, 255)),
-    ("black", (0, 0, 0)),
-    ("lightgrey", (235, 235, 235)),
-    ("red", (229, 57, 53)),
-    ("orange", (251, 140, 0)),
-    ("yellow", (253, 216, 53)),
-    ("green", (67, 160, 71)),
-    ("blue", (30, 136, 229)),
-    ("pink", (244, 143, 177)),
-)
-
-
-class Action(StrEnum):
-    """What a button does (its code in callback data)."""
-
-    STICKER = "st"
-    PACK = "pk"
-    PALETTE = "bg"
-    BACK = "bk"
-    CROP = "cp"
-
-
-_COLOUR_ACTIONS = {f"c{index}": index for index in range(len(PALETTE))}
-_ACTIONS = {a.value for a in Action} | set(_COLOUR_ACTIONS)
-
-
-def callback_data(action: str, token: str) -> str:
-    """The data of one button."""
-    return f"{CALLBACK_VERSION}.{action}.{token}"
-
-
-def parse_callback(data: str | None) -> tuple[str, str] | None:
-    """(action, token) of data this bot made, or None for anything else."""
-    if not data:
-        return None
-    parts = data.split(".")
-    if len(parts) != 3 or parts[0] != CALLBACK_VERSION:
-        return None
-    _version, action, token = parts
-    if action not in _ACTIONS or not _TOKEN.fullmatch(token):
-        return None
-    return action, token
-
-
-def action_name(action: str) -> str:
-    """A readable name of an action code, for logs and metrics (colours are all `colour`)."""
-    if action in _COLOUR_ACTIONS:
-        return "colour"
-    names: dict[str, str] = {
-        Action.STICKER.value: "sticker",
-        Action.PACK.value: "pack",
-        Action.PALETTE.value: "background",
-        Action.BACK.value: "back",
-        Action.CROP.value: "crop",
-    }
-    return names.get(action, "-")
-
-
-def new_token() -> str:
-    """A fresh storage token for one keyboard."""
-    return secrets.token_urlsafe(TOKEN_BYTES)
-
-
-def main_keyboard(token: str) -> InlineKeyboardMarkup:
-    """Sticker, Add to my pack, Background and Crop (in the current locale)."""
-    return InlineKeyboardMarkup(
-        [
-            [
-                InlineKeyboardButton(
-                    messages.studio_sticker(), callback_data=callback_data(Action.STICKER, token)
-                ),
-                InlineKeyboardButton(
-                    messages.studio_pack(), callback_data=callback_data(Action.PACK, token)
-                ),
-            ],
-            [
-                InlineKeyboardButton(
-                    messages.studio_background(),
-                    callback_data=callback_data(Action.PALETTE, token),
-                ),
-                InlineKeyboardButton(
-                    messages.studio_crop(), callback_data=callback_data(Action.CROP, token)
-                ),
-            ],
-        ]
-    )
-
-
-def palette_keyboard(token: str) -> InlineKeyboardMarkup:
-    """The background colours, three a row, and Back."""
-    buttons = [
-        InlineKeyboardButton(label, callback_data=callback_data(f"c{index}", token))
-        for index, label in enumerate(messages.palette_labels())
-    ]
-    rows = [buttons[start : start + 3] for start in range(0, len(buttons), 3)]
-    rows.append(
-        [
-            InlineKeyboardButton(
-                messages.studio_back(), callback_data=callback_data(Action.BACK, token)
-            )
-        ]
-    )
-    return InlineKeyboardMarkup(rows)
-
-
-def pack_name(user_id: int, bot_username: str) -> str:
-    """The user's own pack: letters, digits, single underscores, `_by_<bot>`, <= 64 chars."""
-    return f"cutouts_{user_id}_by_{bot_username}"
-
-
-def pack_link(name: str) -> str:
-    """The link that opens a sticker pack in Telegram."""
-    return f"https://t.me/addstickers/{name}"
-
-
-# --- records ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Item:
-    """One cutout a keyboard acts on: Telegram's document."""
-
-    file_id: str
-    unique_id: str
-    name: str
-    size: int | None
-
-    @classmethod
-    def of(cls, document: Document) -> Item:
-        """The item for a sent document."""
-        return cls(
-            document.file_id,
-            document.file_unique_id,
-            document.file_name or "cutout.png",
-            document.file_size,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Record:
-    """Who may press a keyboard, where it is, and which cutouts it acts on."""
-
-    owner: int
-    chat: int
-    items: tuple[Item, ...]
-
-    def dumps(self) -> str:
-        """JSON for the store."""
-        return json.dumps(
-            {
-                "v": 1,
-                "owner": self.owner,
-                "chat": self.chat,
-                "items": [[i.file_id, i.unique_id, i.name, i.size] for i in self.items],
-            },
-            separators=(",", ":"),
-        )
-
-    @classmethod
-    def loads(cls, raw: str) -> Record | None:
-        """Inverse of `dumps` (None for anything unreadable)."""
-        try:
-            data = json.loads(raw)
-            items = tuple(
-                Item(str(f), str(u), str(n), int(s) if s is not None else None)
-                for f, u, n, s in data["items"]
-            )
-            return cls(int(data["owner"]), int(data["chat"]), items)
-        except (ValueError, KeyError, TypeError):
-            return None
 
 
 # --- outcomes ---------------------------------------------------------------------------------
@@ -390,8 +209,8 @@ class Studio:
         if parsed is None:
             await self._toast(press, messages.studio_invalid())
             return 0, "invalid"
-        action, token = parsed
-        press.action = action
+        studio_action, token = parsed
+        action = press.action = studio_action.code
         try:
             record = await self._record(token, query)
         except StorageUnavailable as err:
@@ -405,10 +224,9 @@ class Studio:
             await self._toast(press, messages.studio_not_yours())
             return len(record.items), "not_owner"
         self._where(press, record)
-        if action in (Action.PALETTE, Action.BACK):
+        if studio_action.delivery is Delivery.KEYBOARD:
             await self._toast(press, None)
-            markup = palette_keyboard(token) if action == Action.PALETTE else main_keyboard(token)
-            await self._switch_keyboard(press, markup)
+            await self._switch_keyboard(press, KEYBOARDS[studio_action.keyboard](token))
             return len(record.items), "keyboard"
         await self._toast(press, messages.studio_working())
         try:
@@ -520,7 +338,7 @@ class Studio:
         async with self._lock(kind, record):
             made, problems = await self._make_all(record, make)
             if made:
-                if action == Action.STICKER:
+                if ACTIONS[action].delivery is Delivery.STICKER:
                     await self._send_stickers(press, made)
                 else:
                     await self._send_documents(press, made)
@@ -528,22 +346,12 @@ class Studio:
 
     def _maker(self, action: str) -> tuple[str, Callable[[Item], Awaitable[Made]]]:
         """The cache kind of an action's result, and how to make it from one cutout."""
-        if action == Action.STICKER:
-            return "st", self._sticker_maker
-        if action == Action.CROP:
-            return "cp", functools.partial(
-                self._make, kind="cp", suffix="-crop.png", function=imaging.crop
-            )
-        colour_name, colour = PALETTE[_COLOUR_ACTIONS[action]]
-        kind = f"bg-{colour_name}"
+        spec = ACTIONS[action]
+        assert spec.function is not None
         make = functools.partial(
-            self._make,
-            kind=kind,
-            suffix=f"-{colour_name}.jpg",
-            function=imaging.flatten,
-            args=(colour,),
+            self._make, kind=spec.kind, suffix=spec.suffix, function=spec.function, args=spec.args
         )
-        return kind, make
+        return spec.kind, make
 
     async def _make_all(
         self, record: Record, make: Callable[[Item], Awaitable[Made]]

@@ -12,7 +12,9 @@ from PIL import Image, ImageDraw
 
 from bot.i18n import messages
 from bot.imaging import edits as imaging
-from bot.transport.studio import main_keyboard, new_token, pack_name
+from bot.studio.callback import new_token
+from bot.studio.packs import pack_name
+from bot.transport.keyboards import main_keyboard
 from tests.conftest import StartBot
 from tests.fakes import FakeFreepik, FakeTelegram
 from tests.fakes.tg_methods import BotApi

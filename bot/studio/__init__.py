@@ -1,0 +1,1 @@
+"""The cutout studio's actions, records and callback data, no Telegram code."""
