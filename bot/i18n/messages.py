@@ -8,6 +8,7 @@ locale (`bot.i18n.locales`), so nothing is translated at import time. Placeholde
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from html import escape
 
 import limits
@@ -16,6 +17,9 @@ from bot.i18n.locales import gettext as _
 from bot.i18n.locales import ngettext
 
 INLINE_START_PARAMETER = "inline"
+
+
+# --- private and group chats: status, replies and help ------------------------------------------
 
 
 def working() -> str:
@@ -501,3 +505,177 @@ def language_set() -> str:
 def button_expired() -> str:
     """A button of an old message that no longer does anything."""
     return _("This button no longer works. Send /language again.")
+
+
+# --- inline mode: results, their titles and buttons ---------------------------------------------
+
+
+def inline_cutout_title() -> str:
+    """Title of a finished cutout among the inline results."""
+    return _("Background removed")
+
+
+def inline_stored_caption() -> str:
+    """Caption of the copy uploaded to the storage chat (the user's own chat when none is set)."""
+    return _("Background removed (made for inline mode).")
+
+
+def inline_working_title() -> str:
+    """Title of the answer when the job outlives the inline deadline."""
+    return _("✂️ Still removing the background…")
+
+
+def inline_working_text() -> str:
+    """Description of the "still working" answer."""
+    return _(
+        "This image takes a little longer. Keep typing, or send the same query again in a few "
+        "seconds, and the cutout will be here."
+    )
+
+
+def inline_no_link_title() -> str:
+    """Title when the query holds no link."""
+    return _("Type a link to an image")
+
+
+def inline_no_link_text() -> str:
+    """Description when the query holds no link."""
+    return _(
+        "Type a link to a JPEG or PNG image after my username to get it back without its "
+        "background. With nothing after my username you get your recent cutouts."
+    )
+
+
+def inline_not_http_title() -> str:
+    """Title when the link is not http(s)."""
+    return _("Only http(s) links work")
+
+
+def inline_not_http_text() -> str:
+    """Description when the link is not http(s)."""
+    return _("Only http:// and https:// links work. Type a web link to the image.")
+
+
+def inline_limit_title() -> str:
+    """Title when the user is over the rate limit."""
+    return _("Limit reached")
+
+
+def inline_limit_text(wait_text: str) -> str:
+    """Explanation when the user is over the rate limit."""
+    return _(
+        "You've reached your limit for now. You can cut out the next image in {wait}."
+    ).format(wait=wait_text)
+
+
+def inline_failed_title() -> str:
+    """Title of every failure answer."""
+    return _("Couldn't remove the background")
+
+
+def inline_store_failed_text() -> str:
+    """The cutout could not be uploaded for inline use."""
+    return _("I made the cutout but couldn't prepare it for inline mode. Please try again.")
+
+
+def inline_start_button() -> str:
+    """Button text when the user must start the bot first."""
+    # TRANSLATORS: button label, at most 32 characters.
+    return _("Start the bot to use inline mode")
+
+
+def inline_no_recent_button() -> str:
+    """Button text for an empty query with no recent cutouts."""
+    # TRANSLATORS: button label, at most 32 characters.
+    return _("No cutouts yet: open the bot")
+
+
+def inline_made_ago(seconds: float) -> str:
+    """Description of a recent cutout, e.g. `Made 3 minutes ago`."""
+    return _("Made {time} ago").format(time=format_wait(seconds))
+
+
+# --- albums: status and the summary of images that did not come back ----------------------------
+
+
+def album_working(count: int) -> str:
+    """Status shown while the images of an album are being cut out."""
+    return ngettext(
+        "✂️ Removing the background from {count} image…",
+        "✂️ Removing the background from {count} images…",
+        count,
+    ).format(count=count)
+
+
+def album_summary_header(ok: int, total: int) -> str:
+    """First line of the reply naming the images that did not come back."""
+    if ok:
+        return ngettext(
+            "Cut out {ok} of {total} image. These didn't work:",
+            "Cut out {ok} of {total} images. These didn't work:",
+            total,
+        ).format(ok=ok, total=total)
+    return ngettext(
+        "I couldn't cut out {total} image:",
+        "I couldn't cut out any of these {total} images:",
+        total,
+    ).format(total=total)
+
+
+def album_limited_reason(count: int, wait_text: str, scope: str = "user") -> str:
+    """Why images over the rate limit were skipped, and when to resend them."""
+    if scope == "budget":
+        return ngettext(
+            "today's capacity is used up; send it again after 00:00 UTC",
+            "today's capacity is used up; send them again after 00:00 UTC",
+            count,
+        )
+    return ngettext(
+        "you've reached your limit for now; you can send it again in {wait}",
+        "you've reached your limit for now; you can send them again in {wait}",
+        count,
+    ).format(wait=wait_text)
+
+
+def album_problem_reason(problem: str) -> str:
+    """Short form of a single-image explanation, for one line per image in the summary."""
+    reasons = {
+        not_an_image(): _("it isn't an image (send photos or JPEG, PNG or WebP files)"),
+        input_too_large(): _("it's over Telegram's 20 MB limit for bots"),
+        not_http(): _("only http:// and https:// links work"),
+    }
+    return reasons.get(problem, problem)
+
+
+def album_outcome_reason(outcome: str) -> str:
+    """Short reason an image failed, by the job's outcome (`Outcome` value), for the summary."""
+    # Keyed by the values of bot.requests.outcomes.Outcome (a StrEnum): i18n sits below requests.
+    reasons = {
+        "input_too_large": _("it's over Telegram's 20 MB limit for bots"),
+        "source_unavailable": _("I couldn't get it from Telegram; please send it again"),
+        "rejected": _("I couldn't read it (JPEG or PNG up to 20 MB work)"),
+        "bad_key": _("the background-removal service is misconfigured right now"),
+        "busy": _("the background-removal service is busy; try again in a few minutes"),
+        "unavailable": _("the background-removal service is unavailable; try again later"),
+        "result_too_large": _("the cutout is larger than Telegram's 50 MB limit"),
+        "undeliverable": _("I made the cutout but couldn't send it to you; please try again"),
+        "aborted": _("the bot restarted before it was done; please send it again"),
+        "timed_out": _("it took too long to process; please try again later"),
+        "internal_error": _("something went wrong on my side; please try again"),
+        "storage_down": _("I'm temporarily unavailable; please try again in a minute"),
+        "out_of_capacity": _("the background-removal service is out of capacity for now"),
+        "misconfigured": _("the background-removal service is misconfigured right now"),
+        "budget_spent": _("today's capacity is used up; please try again after 00:00 UTC"),
+    }
+    return reasons.get(outcome, reasons["internal_error"])
+
+
+def album_image_names(numbers: Sequence[int]) -> str:
+    """`Image 3`, `Images 2 and 5`, `Images 1, 2 and 4`."""
+    listed = join_list([str(n) for n in numbers])
+    return ngettext("Image {numbers}", "Images {numbers}", len(numbers)).format(numbers=listed)
+
+
+def album_summary_line(names: str, reason: str) -> str:
+    """One line of the summary: the images and what went wrong with them."""
+    return _("• {images}: {reason}.").format(images=names, reason=reason)

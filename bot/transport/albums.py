@@ -14,8 +14,6 @@ from telegram.constants import ChatAction
 from telegram.error import BadRequest, Forbidden, TelegramError
 
 from bot.i18n import messages
-from bot.i18n.locales import gettext as _
-from bot.i18n.locales import ngettext
 from bot.ops.metrics import Metrics
 from bot.removal.cutouts import CutoutService, Produced, RateLimited, Role, Ticket
 from bot.removal.pipeline import Cutout
@@ -36,93 +34,6 @@ logger = logging.getLogger(__name__)
 MAX_COLLECT_SECONDS = 10.0
 # sendMediaGroup takes 2-10 items.
 ALBUM_SIZE = 10
-
-# --- what the user reads ----------------------------------------------------------------------
-
-
-def working(count: int) -> str:
-    """Status shown while the images of an album are being cut out."""
-    return ngettext(
-        "✂️ Removing the background from {count} image…",
-        "✂️ Removing the background from {count} images…",
-        count,
-    ).format(count=count)
-
-
-def summary_header(ok: int, total: int) -> str:
-    """First line of the reply naming the images that did not come back."""
-    if ok:
-        return ngettext(
-            "Cut out {ok} of {total} image. These didn't work:",
-            "Cut out {ok} of {total} images. These didn't work:",
-            total,
-        ).format(ok=ok, total=total)
-    return ngettext(
-        "I couldn't cut out {total} image:",
-        "I couldn't cut out any of these {total} images:",
-        total,
-    ).format(total=total)
-
-
-def limited_reason(count: int, wait_text: str, scope: str = "user") -> str:
-    """Why images over the rate limit were skipped, and when to resend them."""
-    if scope == "budget":
-        return ngettext(
-            "today's capacity is used up; send it again after 00:00 UTC",
-            "today's capacity is used up; send them again after 00:00 UTC",
-            count,
-        )
-    return ngettext(
-        "you've reached your limit for now; you can send it again in {wait}",
-        "you've reached your limit for now; you can send them again in {wait}",
-        count,
-    ).format(wait=wait_text)
-
-
-def problem_reason(problem: str) -> str:
-    """Short form of a single-image explanation, for one line per image in the summary."""
-    reasons = {
-        messages.not_an_image(): _("it isn't an image (send photos or JPEG, PNG or WebP files)"),
-        messages.input_too_large(): _("it's over Telegram's 20 MB limit for bots"),
-        messages.not_http(): _("only http:// and https:// links work"),
-    }
-    return reasons.get(problem, problem)
-
-
-def outcome_reason(outcome: Outcome) -> str:
-    """Short reason an image failed, for one line per image in the summary."""
-    reasons = {
-        Outcome.INPUT_TOO_LARGE: _("it's over Telegram's 20 MB limit for bots"),
-        Outcome.SOURCE_UNAVAILABLE: _("I couldn't get it from Telegram; please send it again"),
-        Outcome.REJECTED: _("I couldn't read it (JPEG or PNG up to 20 MB work)"),
-        Outcome.BAD_KEY: _("the background-removal service is misconfigured right now"),
-        Outcome.BUSY: _("the background-removal service is busy; try again in a few minutes"),
-        Outcome.UNAVAILABLE: _("the background-removal service is unavailable; try again later"),
-        Outcome.RESULT_TOO_LARGE: _("the cutout is larger than Telegram's 50 MB limit"),
-        Outcome.UNDELIVERABLE: _(
-            "I made the cutout but couldn't send it to you; please try again"
-        ),
-        Outcome.ABORTED: _("the bot restarted before it was done; please send it again"),
-        Outcome.TIMED_OUT: _("it took too long to process; please try again later"),
-        Outcome.INTERNAL_ERROR: _("something went wrong on my side; please try again"),
-        Outcome.STORAGE_DOWN: _("I'm temporarily unavailable; please try again in a minute"),
-        Outcome.OUT_OF_CAPACITY: _("the background-removal service is out of capacity for now"),
-        Outcome.MISCONFIGURED: _("the background-removal service is misconfigured right now"),
-        Outcome.BUDGET_SPENT: _("today's capacity is used up; please try again after 00:00 UTC"),
-    }
-    return reasons.get(outcome, reasons[Outcome.INTERNAL_ERROR])
-
-
-def image_names(numbers: Sequence[int]) -> str:
-    """`Image 3`, `Images 2 and 5`, `Images 1, 2 and 4`."""
-    listed = messages.join_list([str(n) for n in numbers])
-    return ngettext("Image {numbers}", "Images {numbers}", len(numbers)).format(numbers=listed)
-
-
-def summary_line(names: str, reason: str) -> str:
-    """One line of the summary: the images and what went wrong with them."""
-    return _("• {images}: {reason}.").format(images=names, reason=reason)
-
 
 # --- collecting -------------------------------------------------------------------------------
 
@@ -247,7 +158,7 @@ class _Entry:
         """Mark the image as not delivered, with the short reason the user will read."""
         self.state = _State.FAILED
         self.outcome = outcome
-        self.reason = reason or outcome_reason(outcome)
+        self.reason = reason or messages.album_outcome_reason(outcome)
 
 
 async def _no_upload(cutout: Cutout) -> str | None:
@@ -334,7 +245,7 @@ class _AlbumRun:
         for entry in self._entries:
             if entry.item.source is None or entry.item.problem is not None:
                 problem = entry.item.problem or messages.not_an_image()
-                entry.fail(Outcome.BAD_INPUT, problem_reason(problem))
+                entry.fail(Outcome.BAD_INPUT, messages.album_problem_reason(problem))
         await self._start_jobs()
         started = [e for e in self._entries if e.ticket is not None]
         # Cache hits come back at once: a status message would only flicker.
@@ -373,7 +284,9 @@ class _AlbumRun:
         """Post the status reply and the chat action; False if the user blocked the bot."""
         try:
             self._status = await self._bot.send_message(
-                chat_id=self._chat_id, text=working(count), reply_parameters=self._reply()
+                chat_id=self._chat_id,
+                text=messages.album_working(count),
+                reply_parameters=self._reply(),
             )
             await note_status_message(self._status)
         except Forbidden as err:
@@ -553,19 +466,20 @@ class _AlbumRun:
         limited = [e for e in self._entries if e.state is _State.LIMITED]
         for entry in self._entries:
             if entry.state in (_State.FAILED, _State.PENDING):
-                reason = entry.reason or outcome_reason(Outcome.INTERNAL_ERROR)
+                reason = entry.reason or messages.album_outcome_reason(Outcome.INTERNAL_ERROR)
                 reasons.setdefault(reason, []).append(entry.number)
-        lines = [summary_header(ok, len(self._entries))]
+        lines = [messages.album_summary_header(ok, len(self._entries))]
         if limited:
             waits = [e.refusal.retry_after for e in limited if e.refusal is not None]
             wait_text = format_wait(max(waits, default=60.0))
             numbers = [e.number for e in limited]
             scopes = {e.refusal.scope for e in limited if e.refusal is not None}
             scope = "budget" if "budget" in scopes else "user"
-            reason = limited_reason(len(numbers), wait_text, scope)
-            lines.append(summary_line(image_names(numbers), reason))
+            reason = messages.album_limited_reason(len(numbers), wait_text, scope)
+            lines.append(messages.album_summary_line(messages.album_image_names(numbers), reason))
         lines.extend(
-            summary_line(image_names(numbers), reason) for reason, numbers in reasons.items()
+            messages.album_summary_line(messages.album_image_names(numbers), reason)
+            for reason, numbers in reasons.items()
         )
         return "\n".join(lines)
 

@@ -15,7 +15,6 @@ import pytest
 
 from bot.app.web import SECRET_HEADER
 from bot.i18n import messages
-from bot.transport.surfaces import inline
 from tests.conftest import WEBHOOK_PATH, WEBHOOK_SECRET, StartBot, bot_env
 from tests.fakes import FakeFreepik, FakeTelegram, make_image
 from tests.fakes.images import huge_png
@@ -116,7 +115,7 @@ async def test_malformed_link_inline_gets_the_not_http_article(
         "answerInlineQuery", where=lambda c: c.params.get("inline_query_id") == query_id
     )
     (article,) = call.params["results"]
-    assert article["title"] == inline.not_http_title()
+    assert article["title"] == messages.inline_not_http_title()
     assert not freepik.calls
 
 

@@ -20,7 +20,6 @@ from babel.messages.pofile import read_po
 
 from bot.i18n import locales as i18n
 from bot.i18n import messages
-from bot.transport.surfaces import inline
 from tests.fakes.tg_format import HTML_TAGS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -232,8 +231,8 @@ def test_texts_fit_telegram_limits(locale: str) -> None:
         description = messages.bot_description()
         short_description = messages.bot_short_description()
         buttons = [
-            inline.start_button(),
-            inline.no_recent_button(),
+            messages.inline_start_button(),
+            messages.inline_no_recent_button(),
             messages.studio_sticker(),
             messages.studio_pack(),
             messages.studio_background(),
@@ -274,7 +273,7 @@ def test_button_labels_are_marked_for_translators() -> None:
         template = read_po(handle)
     labels = {_msgid(m.id) for m in template if any("button label" in c for c in m.auto_comments)}
     with i18n.using(i18n.DEFAULT_LOCALE):
-        assert labels >= {inline.start_button(), inline.no_recent_button()}
+        assert labels >= {messages.inline_start_button(), messages.inline_no_recent_button()}
     for locale in TRANSLATED:
         catalog = _catalog(locale)
         for label in labels:

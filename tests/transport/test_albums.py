@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
+from bot.i18n import messages
 from bot.removal.sources import ImageSource, SourceKind
 from bot.requests.outcomes import Outcome
 from bot.storage.base import StoredCutout
-from bot.transport import albums
 from tests.conftest import BOT_TOKEN, StartBot
 from tests.fakes import FakeFreepik, FakeTelegram, TgCall, make_image
 from tests.fakes.images import is_transparent_png
@@ -113,7 +113,7 @@ async def test_album_comes_back_as_one_album_of_transparent_pngs(
     # It showed it was working, then cleaned up: no text is left, only the album.
     status, buttons = telegram.calls_of("sendMessage")
     assert is_studio_buttons(buttons)
-    assert status.params["text"] == albums.working(3)
+    assert status.params["text"] == messages.album_working(3)
     assert status.params["reply_parameters"]["message_id"] == album[0]["message_id"]
     assert telegram.calls_of("sendChatAction")[0].params["action"] == "upload_document"
     assert not texts(telegram)
@@ -485,5 +485,5 @@ async def test_album_refused_without_a_culprit_remakes_its_cached_images_once(
     assert len(freepik.calls) == 2  # once each, not a third time
     [summary] = texts(telegram)
     assert "Images 1 and 2" in summary
-    assert albums.outcome_reason(Outcome.UNDELIVERABLE) in summary
+    assert messages.album_outcome_reason(Outcome.UNDELIVERABLE) in summary
     assert "items=2 ok=0 failed=2" in lines[0]

@@ -108,7 +108,7 @@ async def test_link_is_answered_with_the_uploaded_cutout(
     result = only_result(call)
     assert result["type"] == "document"
     assert result["document_file_id"] == file_id
-    assert result["caption"] == inline.cutout_caption()
+    assert result["caption"] == messages.done_caption()
     assert result["title"]
     assert call.params["cache_time"] > 0
     assert [c.image_url for c in freepik.calls] == [link]
@@ -167,7 +167,7 @@ async def slow_job_then_cached_answer(
     assert timeout - 1.0 < waited < timeout + 0.3, waited
     working = only_result(first)
     assert working["type"] == "article"
-    assert working["title"] == inline.working_title()
+    assert working["title"] == messages.inline_working_title()
     assert first.params["cache_time"] == 0
     assert not freepik.calls, "Freepik was still working when the answer went"
 
@@ -298,7 +298,7 @@ async def test_empty_query_without_cutouts_offers_the_bot(
     call = await answer_to(telegram, query_id)
     assert call.params["results"] == []
     assert call.params["button"]["start_parameter"] == messages.INLINE_START_PARAMETER
-    assert call.params["button"]["text"] == inline.no_recent_button()
+    assert call.params["button"]["text"] == messages.inline_no_recent_button()
     assert call.params["cache_time"] == 0
     await settle(telegram, query_id)
     assert not freepik.calls
@@ -311,8 +311,12 @@ async def test_empty_query_without_cutouts_offers_the_bot(
 @pytest.mark.parametrize(
     ("text", "title", "explanation"),
     [
-        ("a cat on a sofa", inline.no_link_title(), inline.no_link_text()),
-        ("ftp://example.com/cat.jpg", inline.not_http_title(), inline.not_http_text()),
+        ("a cat on a sofa", messages.inline_no_link_title(), messages.inline_no_link_text()),
+        (
+            "ftp://example.com/cat.jpg",
+            messages.inline_not_http_title(),
+            messages.inline_not_http_text(),
+        ),
     ],
 )
 async def test_not_a_link_gets_one_article(
@@ -346,7 +350,7 @@ async def test_user_who_never_started_the_bot_gets_a_button(
     call = await answer_to(telegram, query_id)
     assert call.params["results"] == []
     assert call.params["button"] == {
-        "text": inline.start_button(),
+        "text": messages.inline_start_button(),
         "start_parameter": messages.INLINE_START_PARAMETER,
     }
     await settle(telegram, query_id)
@@ -366,7 +370,7 @@ async def test_rate_limit_applies_to_new_inline_jobs(
     query_id, _ = ask(telegram, ANN, second)
     call = await answer_to(telegram, query_id)
     article = only_result(call)
-    assert article["title"] == inline.limit_title()
+    assert article["title"] == messages.inline_limit_title()
     assert "limit" in article["input_message_content"]["message_text"]
     assert "second" in article["input_message_content"]["message_text"]
     assert call.params["cache_time"] == 0
@@ -388,7 +392,7 @@ async def test_freepik_fault_is_explained(
     call = await answer_to(telegram, query_id)
     article = only_result(call)
     assert article["type"] == "article"
-    assert article["title"] == inline.failed_title()
+    assert article["title"] == messages.inline_failed_title()
     assert article["input_message_content"]["message_text"] == messages.image_rejected()
     assert "couldn't read" in article["description"]
     assert call.params["cache_time"] == 0

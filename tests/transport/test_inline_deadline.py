@@ -7,10 +7,10 @@ import time
 
 from telegram import Update
 
+from bot.i18n import messages
 from bot.removal.sources import ImageSource
 from bot.storage.base import StoredCutout
 from bot.transport.arrivals import MAX_TRACKED, ArrivalQueue, arrival_of
-from bot.transport.surfaces import inline
 from tests.conftest import ImageHost, StartBot
 from tests.fakes import FakeFreepik, FakeTelegram, make_image
 from tests.fakes.updates import inline_query, private_user, update
@@ -58,7 +58,7 @@ async def test_deadline_counts_from_when_the_update_reached_the_bot(
     answering = asyncio.create_task(bot.services.inline.answer(query, received=started - 1.5))
     (call,) = await telegram.wait_for_call("answerInlineQuery", timeout=5)
     assert time.monotonic() - started < 1.0
-    assert call.params["results"][0]["title"] == inline.working_title()
+    assert call.params["results"][0]["title"] == messages.inline_working_title()
     await answering
 
 
@@ -159,6 +159,6 @@ async def test_recent_list_refused_without_a_culprit_is_answered_with_the_bot_bu
     await telegram.wait_for(lambda t: accepted.response is not None, timeout=5)
     assert accepted.ok, accepted.response
     assert accepted.params["results"] == []
-    assert accepted.params["button"]["text"] == inline.no_recent_button()
+    assert accepted.params["button"]["text"] == messages.inline_no_recent_button()
     assert [c.params["file_id"] for c in telegram.calls_of("getFile")] == [good_id]
     assert await bot.services.store.recent(USER["id"]) == [good]

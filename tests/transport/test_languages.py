@@ -11,7 +11,6 @@ from telegram import Update
 
 from bot.i18n import locales as i18n
 from bot.i18n import messages
-from bot.transport.surfaces import inline
 from tests.conftest import StartBot
 from tests.fakes import FakeFreepik, FakeTelegram, make_image
 from tests.fakes.updates import (
@@ -135,9 +134,9 @@ async def test_inline_answers_in_the_users_language(
     telegram.push_update(pushed)
     (call,) = await telegram.wait_for_call("answerInlineQuery", timeout=10)
     (article,) = call.params["results"]
-    assert article["title"] == in_language("ru", inline.no_link_title)
+    assert article["title"] == in_language("ru", messages.inline_no_link_title)
     assert article["input_message_content"]["message_text"] == in_language(
-        "ru", inline.no_link_text
+        "ru", messages.inline_no_link_text
     )
 
 

@@ -29,11 +29,10 @@ from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
 
 from bot.i18n import locales as i18n
 from bot.i18n import messages
-from bot.i18n.locales import gettext as _
 from bot.removal.cutouts import Produced
 from bot.removal.pipeline import Cutout, JobTimings
 from bot.removal.sources import ImageSource, NotHttpLink, normalise_link
-from bot.requests.admission import Refusal, format_wait
+from bot.requests.admission import Refusal
 from bot.requests.lifecycle import Lifecycle, Surface
 from bot.requests.outcomes import Outcome
 from bot.requests.rejected import is_rejected_file_id, rejected_file_ids
@@ -42,99 +41,6 @@ from bot.transport.studio import Studio
 from bot.transport.uploads import upload_file
 
 logger = logging.getLogger(__name__)
-
-# --- what the user reads ----------------------------------------------------------------------
-
-
-def cutout_title() -> str:
-    """Title of a finished cutout among the inline results."""
-    return _("Background removed")
-
-
-def cutout_caption() -> str:
-    """Caption of the cutout sent into the chat."""
-    return messages.done_caption()
-
-
-def stored_caption() -> str:
-    """Caption of the copy uploaded to the storage chat (the user's own chat when none is set)."""
-    return _("Background removed (made for inline mode).")
-
-
-def working_title() -> str:
-    """Title of the answer when the job outlives the inline deadline."""
-    return _("✂️ Still removing the background…")
-
-
-def working_text() -> str:
-    """Description of the "still working" answer."""
-    return _(
-        "This image takes a little longer. Keep typing, or send the same query again in a few "
-        "seconds, and the cutout will be here."
-    )
-
-
-def no_link_title() -> str:
-    """Title when the query holds no link."""
-    return _("Type a link to an image")
-
-
-def no_link_text() -> str:
-    """Description when the query holds no link."""
-    return _(
-        "Type a link to a JPEG or PNG image after my username to get it back without its "
-        "background. With nothing after my username you get your recent cutouts."
-    )
-
-
-def not_http_title() -> str:
-    """Title when the link is not http(s)."""
-    return _("Only http(s) links work")
-
-
-def not_http_text() -> str:
-    """Description when the link is not http(s)."""
-    return _("Only http:// and https:// links work. Type a web link to the image.")
-
-
-def limit_title() -> str:
-    """Title when the user is over the rate limit."""
-    return _("Limit reached")
-
-
-def failed_title() -> str:
-    """Title of every failure answer."""
-    return _("Couldn't remove the background")
-
-
-def store_failed_text() -> str:
-    """The cutout could not be uploaded for inline use."""
-    return _("I made the cutout but couldn't prepare it for inline mode. Please try again.")
-
-
-def start_button() -> str:
-    """Button text when the user must start the bot first."""
-    # TRANSLATORS: button label, at most 32 characters.
-    return _("Start the bot to use inline mode")
-
-
-def no_recent_button() -> str:
-    """Button text for an empty query with no recent cutouts."""
-    # TRANSLATORS: button label, at most 32 characters.
-    return _("No cutouts yet: open the bot")
-
-
-def limit_text(wait_text: str) -> str:
-    """Explanation when the user is over the rate limit."""
-    return _(
-        "You've reached your limit for now. You can cut out the next image in {wait}."
-    ).format(wait=wait_text)
-
-
-def made_ago(seconds: float) -> str:
-    """Description of a recent cutout, e.g. `Made 3 minutes ago`."""
-    return _("Made {time} ago").format(time=format_wait(seconds))
-
 
 # --- tuning -----------------------------------------------------------------------------------
 
@@ -251,11 +157,19 @@ class InlineRemoval:
         try:
             url = find_link(text)
         except NotHttpLink:
-            reply = _article(InlineOutcome.NOT_HTTP, not_http_title(), not_http_text())
+            reply = _article(
+                InlineOutcome.NOT_HTTP,
+                messages.inline_not_http_title(),
+                messages.inline_not_http_text(),
+            )
             await self._finish_early(surface, reply)
             return None
         if url is None:
-            reply = _article(InlineOutcome.NO_LINK, no_link_title(), no_link_text())
+            reply = _article(
+                InlineOutcome.NO_LINK,
+                messages.inline_no_link_title(),
+                messages.inline_no_link_text(),
+            )
             await self._finish_early(surface, reply)
             return None
         source = ImageSource.link(url)
@@ -298,8 +212,8 @@ class InlineRemoval:
                     id=result_id,
                     title=item.file_name,
                     document_file_id=item.file_id,
-                    description=made_ago(now - item.created),
-                    caption=cutout_caption(),
+                    description=messages.inline_made_ago(now - item.created),
+                    caption=messages.done_caption(),
                 )
             )
         return _Reply(Shown.RECENT, InlineOutcome.RECENT, results)
@@ -377,8 +291,8 @@ class InlineSurface(Surface):
         if refusal.scope == "budget":
             text = messages.budget_used_up()
         else:
-            text = limit_text(refusal.wait_text())
-        await self.send(_article(Outcome.RATE_LIMITED, limit_title(), text))
+            text = messages.inline_limit_text(refusal.wait_text())
+        await self.send(_article(Outcome.RATE_LIMITED, messages.inline_limit_title(), text))
 
     async def resend(self, stored: StoredCutout) -> None:
         """Answer with the cached cutout; a rejected file id raises for the lifecycle."""
@@ -389,7 +303,7 @@ class InlineSurface(Surface):
         sent = await self._bot.send_document(
             chat_id=self._target,
             document=upload_file(cutout),
-            caption=stored_caption(),
+            caption=messages.inline_stored_caption(),
             disable_content_type_detection=True,
             # The user is busy in another chat; the copy here needs no ping.
             disable_notification=True,
@@ -414,7 +328,12 @@ class InlineSurface(Surface):
 
     async def still_working(self) -> None:
         """The job outlives the deadline: it goes on, so the next query finds it cached."""
-        reply = _article(Outcome.OK, working_title(), working_text(), shown=Shown.WORKING)
+        reply = _article(
+            Outcome.OK,
+            messages.inline_working_title(),
+            messages.inline_working_text(),
+            shown=Shown.WORKING,
+        )
         await self.send(reply)
 
     async def explain(self, outcome: Outcome, text: str) -> None:
@@ -422,15 +341,21 @@ class InlineSurface(Surface):
         if self._shown is not None:
             return
         if outcome is Outcome.UNDELIVERABLE:
-            text = store_failed_text()
-        await self.send(_article(outcome, failed_title(), text))
+            text = messages.inline_store_failed_text()
+        await self.send(_article(outcome, messages.inline_failed_title(), text))
 
     async def blocked(self) -> None:
         """The user's own chat refused the upload: they must start the bot first."""
         if self._shown is None and self._own_chat:
             await self.send(_needs_start())
         elif self._shown is None:
-            await self.send(_article(Outcome.UNDELIVERABLE, failed_title(), store_failed_text()))
+            await self.send(
+                _article(
+                    Outcome.UNDELIVERABLE,
+                    messages.inline_failed_title(),
+                    messages.inline_store_failed_text(),
+                )
+            )
 
     def log(self, outcome: str, via: str, timings: JobTimings) -> None:
         """One line per query."""
@@ -571,7 +496,7 @@ def find_link(text: str) -> str | None:
 
 def _no_recent() -> _Reply:
     button = InlineQueryResultsButton(
-        text=no_recent_button(), start_parameter=messages.INLINE_START_PARAMETER
+        text=messages.inline_no_recent_button(), start_parameter=messages.INLINE_START_PARAMETER
     )
     return _Reply(Shown.BUTTON, InlineOutcome.NO_RECENT, button=button)
 
@@ -585,10 +510,10 @@ def _document_reply(items: Sequence[StoredCutout]) -> _Reply:
     results: list[InlineQueryResult] = [
         InlineQueryResultCachedDocument(
             id=_result_id(item.file_id),
-            title=cutout_title(),
+            title=messages.inline_cutout_title(),
             document_file_id=item.file_id,
             description=item.file_name,
-            caption=cutout_caption(),
+            caption=messages.done_caption(),
         )
         for item in items
     ]
@@ -607,6 +532,6 @@ def _article(outcome: str, title: str, text: str, *, shown: Shown = Shown.ARTICL
 
 def _needs_start() -> _Reply:
     button = InlineQueryResultsButton(
-        text=start_button(), start_parameter=messages.INLINE_START_PARAMETER
+        text=messages.inline_start_button(), start_parameter=messages.INLINE_START_PARAMETER
     )
     return _Reply(Shown.BUTTON, InlineOutcome.NEEDS_START, button=button)
