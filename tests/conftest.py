@@ -21,10 +21,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from bot.app.runner import run_bot
-from bot.app.services import ServiceOptions, Services, services_of
+from bot.app.services import ServiceOptions
 from bot.app.wiring import AnyApplication, build_application
 from bot.removal.freepik import RetryPolicy
 from bot.settings import Settings, load_settings
+from bot.transport.services import Services, services_of
 from tests.fakes import FakeFreepik, FakeTelegram, ThreadedServer
 from tests.fakes.images import sniff_mime
 from tests.redis_server import RedisServer

@@ -14,7 +14,8 @@ from bot.ops.logs import redact
 from bot.requests.admission import async_storage, close_counters
 from bot.requests.spending import DailyBudget, utc_day
 from bot.settings import Settings
-from bot.storage.base import StorageUnavailable, create_store
+from bot.storage.base import StorageUnavailable
+from bot.storage.factory import create_store
 from bot.storage.sqlite_store import DataDirError
 
 Printer = Callable[[str], None]

@@ -16,11 +16,11 @@ from collections.abc import Iterator
 import uvicorn
 
 from bot.app.http_guard import guarded_protocol
-from bot.app.services import services_of
 from bot.app.web import WebState, create_web_app
 from bot.app.wiring import ALLOWED_UPDATES, AnyApplication
 from bot.settings import Settings
 from bot.transport.polling import log_polling_error
+from bot.transport.services import services_of
 
 logger = logging.getLogger(__name__)
 

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import httpx
 from telegram import Bot
-from telegram.ext import Application, CallbackContext
 
 from bot.imaging.pool import CpuPool
 from bot.ops.metrics import Metrics
@@ -16,64 +14,23 @@ from bot.removal.cutouts import CutoutService
 from bot.removal.freepik import FreepikClient, RetryPolicy
 from bot.removal.pipeline import RemovalPipeline
 from bot.removal.relay import RelayLinks
-from bot.removal.sources import PublicUrlProvider, TelegramFileLinks, accepted_mime_types
-from bot.requests.admission import Admission, HintGate, RateLimiter, async_storage, close_counters
+from bot.removal.sources import PublicUrlProvider, TelegramFileLinks
+from bot.requests.admission import Admission, HintGate, RateLimiter, async_storage
 from bot.requests.journal import ArrivedUpdates, RequestJournal
 from bot.requests.lifecycle import Lifecycle
 from bot.requests.spending import DailyBudget, FreepikGate, RateCap
 from bot.requests.stream import UpdateStream
 from bot.settings import Settings
-from bot.storage.base import StateStore, create_store
+from bot.storage.factory import create_store
 from bot.transport.albums import AlbumCollector
+from bot.transport.files import BotFiles
 from bot.transport.migrations import Migrations
+from bot.transport.services import Services
 from bot.transport.studio import Studio
 from bot.transport.surfaces.chat import ChatRemoval
 from bot.transport.surfaces.inline import InlineRemoval
 
 logger = logging.getLogger(__name__)
-
-_KEY = "nobg.services"
-
-
-@dataclass(slots=True)
-class Services:
-    """Everything handlers need, reached through `get_services`."""
-
-    settings: Settings
-    freepik: FreepikClient
-    pipeline: RemovalPipeline
-    store: StateStore
-    cutouts: CutoutService
-    admission: Admission
-    chat: ChatRemoval
-    albums: AlbumCollector
-    inline: InlineRemoval
-    metrics: Metrics
-    relay: RelayLinks | None
-    cpu: CpuPool
-    studio: Studio
-    gate: FreepikGate
-    hints: HintGate
-    journal: RequestJournal
-    stream: UpdateStream | None = None
-    # Groups upgraded to supergroups: replies from handlers, jobs and the studio follow them.
-    migrations: Migrations = field(default_factory=Migrations)
-
-    @property
-    def accepted_mime_types(self) -> frozenset[str]:
-        """Image files the handlers accept (more in relay mode, which converts them)."""
-        return accepted_mime_types(self.settings.photo_url_mode)
-
-    async def aclose(self) -> None:
-        """Release connections."""
-        await self.freepik.aclose()
-        if self.relay is not None:
-            await self.relay.aclose()
-        await self.store.aclose()
-        await close_counters(self.admission.users.storage)
-        if self.stream is not None:
-            await self.stream.aclose()
-        await self.cpu.aclose()
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,10 +77,11 @@ def create_services(
     )
     cpu = CpuPool(settings.image_workers, settings.image_queue)
     relay: RelayLinks | None = None
-    urls: PublicUrlProvider = TelegramFileLinks(bot)
+    files = BotFiles(bot)
+    urls: PublicUrlProvider = TelegramFileLinks(files)
     if settings.photo_url_mode == "relay":
         relay = RelayLinks(
-            bot, store, base_url=settings.public_base_url, ttl=settings.relay_ttl, cpu=cpu
+            files, store, base_url=settings.public_base_url, ttl=settings.relay_ttl, cpu=cpu
         )
         urls = relay
     pipeline = RemovalPipeline(
@@ -191,21 +149,3 @@ def create_services(
         stream=stream,
         migrations=migrations,
     )
-
-
-def attach_services(application: Application[Any, Any, Any, Any, Any, Any], s: Services) -> None:
-    """Make `s` reachable from handlers."""
-    application.bot_data[_KEY] = s
-
-
-def services_of(application: Application[Any, Any, Any, Any, Any, Any]) -> Services:
-    """The services of a running Application."""
-    found = application.bot_data.get(_KEY)
-    if not isinstance(found, Services):
-        raise RuntimeError("services are not started: was post_init run?")
-    return found
-
-
-def get_services(context: CallbackContext[Any, Any, Any, Any]) -> Services:
-    """The services, from a handler's context."""
-    return services_of(context.application)

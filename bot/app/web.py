@@ -14,10 +14,10 @@ from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 from telegram import Bot, Update
 
-from bot.app.services import services_of
 from bot.app.wiring import AnyApplication
 from bot.removal.relay import RelayNotFound
 from bot.storage.base import StorageUnavailable
+from bot.transport.services import services_of
 
 logger = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from telegram.ext import (
 )
 
 from bot.app import httpcore_fix
-from bot.app.services import ServiceOptions, attach_services, create_services, services_of
+from bot.app.services import ServiceOptions, create_services
 from bot.i18n import locales as i18n
 from bot.i18n import messages
 from bot.requests.journal import ArrivedUpdates, RecordingQueue
@@ -30,6 +30,7 @@ from bot.settings import Settings
 from bot.transport.arrivals import ArrivalQueue
 from bot.transport.handlers import errors, group, inline, language, private, studio
 from bot.transport.polling import TolerantUpdatesRequest
+from bot.transport.services import attach_services, services_of
 from bot.transport.telegram_rate import FairRateLimiter
 
 logger = logging.getLogger(__name__)

@@ -11,21 +11,13 @@ from enum import StrEnum
 
 from bot.removal.pipeline import Cutout, Job, JobAborted, JobTimings, RemovalPipeline
 from bot.removal.sources import ImageSource
-from bot.requests.admission import Refusal
 from bot.storage.base import StateStore, StorageUnavailable, StoredCutout
 
 logger = logging.getLogger(__name__)
 
 Deliver = Callable[[Cutout], Awaitable[str | None]]
-Admit = Callable[[], Awaitable[Refusal | None]]
-
-
-class RateLimited(Exception):
-    """A new Freepik job would exceed a limit."""
-
-    def __init__(self, refusal: Refusal) -> None:
-        super().__init__(f"rate limited for {refusal.retry_after:.0f}s")
-        self.refusal = refusal
+# Asked before a new Freepik job: None to go ahead, or the exception to raise instead.
+Admit = Callable[[], Awaitable[Exception | None]]
 
 
 class Role(StrEnum):
@@ -128,6 +120,8 @@ class CutoutService:
     ) -> Ticket:
         """Find or start the job for `source`; `admit` is asked only before a new Freepik job.
 
+        A refusal from `admit` is raised here and no job starts.
+
         `deliver` runs only for the leader; it returns the uploaded file id (or None).
         """
         key = source.key
@@ -145,9 +139,9 @@ class CutoutService:
                 async with lock:
                     if key in self._inflight:
                         return self._follower_ticket(self._inflight[key])
-                    refusal = await admit()
-                    if refusal is not None:
-                        raise RateLimited(refusal)
+                    refused = await admit()
+                    if refused is not None:
+                        raise refused
                     if key in self._inflight:  # someone started it while we were counting
                         return self._follower_ticket(self._inflight[key])
                     shared = self._register(key)

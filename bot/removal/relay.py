@@ -14,7 +14,6 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 
 import httpx
-from telegram import Bot
 
 from bot.imaging.convert import (
     HEIF_SUPPORT,
@@ -33,7 +32,7 @@ from bot.removal.sources import (
     SourceKind,
     SourceTooLarge,
     SourceUnavailable,
-    get_file,
+    TelegramFiles,
     telegram_file_id,
 )
 from bot.storage.base import StateStore
@@ -66,7 +65,7 @@ class RelayLinks:
 
     def __init__(
         self,
-        bot: Bot,
+        files: TelegramFiles,
         store: StateStore,
         *,
         base_url: str,
@@ -74,7 +73,7 @@ class RelayLinks:
         cpu: CpuPool,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self._bot = bot
+        self._files = files
         self._cpu = cpu
         # Converted PNGs by file id: Freepik's retries and the pipeline's re-runs fetch the
         # same image again, and must not decode it again.
@@ -103,11 +102,11 @@ class RelayLinks:
         file_id = telegram_file_id(source)
         # Ask Telegram first: a file it cannot give us is explained to the user as such,
         # and Freepik is never called (nor billed) for a link that would answer 404.
-        telegram_file = await get_file(self._bot, file_id)
+        file_path = await self._files.file_path(file_id)
         if source.kind is not SourceKind.PHOTO and self._converted.get(file_id) is None:
-            if not telegram_file.file_path:
+            if not file_path:
                 raise SourceUnavailable("getFile returned no file_path")
-            await self._prepare(file_id, telegram_file.file_path)
+            await self._prepare(file_id, file_path)
         token = secrets.token_urlsafe(32)  # 256 bits
         await self._store.put_relay(token, file_id, self._ttl)
         return f"{self._base_url}/files/{token}"
@@ -154,12 +153,12 @@ class RelayLinks:
         if png is not None:
             return RelayedImage("image/png", _once(png), len(png))
         try:
-            telegram_file = await get_file(self._bot, file_id)
+            file_path = await self._files.file_path(file_id)
         except (SourceUnavailable, SourceTooLarge) as err:
             raise RelayNotFound(f"Telegram refused the file: {err}") from err
-        if not telegram_file.file_path:
+        if not file_path:
             raise RelayNotFound("Telegram gave no file path")
-        request = self._client.build_request("GET", telegram_file.file_path)
+        request = self._client.build_request("GET", file_path)
         response = await self._client.send(request, stream=True)
         if response.status_code != 200:
             await response.aclose()

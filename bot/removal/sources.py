@@ -3,29 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import logging
 import re
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import PurePosixPath
 from typing import Protocol
 from urllib.parse import unquote, urlsplit
-
-from telegram import Bot, File
-from telegram.error import BadRequest, NetworkError, TelegramError
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential,
-    wait_random,
-)
-
-logger = logging.getLogger(__name__)
-
-# getFile is free and idempotent: transient failures (5xx, network) are retried this often.
-GET_FILE_ATTEMPTS = 3
 
 # Telegram refuses getFile above 20 MB, and Freepik takes inputs up to 20 MB.
 MAX_INPUT_BYTES = 20_000_000
@@ -132,56 +115,31 @@ def telegram_file_id(source: ImageSource) -> str:
     return source.file_id
 
 
+class TelegramFiles(Protocol):
+    """Telegram's `getFile`, as the removal needs it (bot.transport.files implements it)."""
+
+    async def file_path(self, file_id: str) -> str | None:
+        """The file's download URL, with the bot token in it: never log it.
+
+        None when Telegram named no path; raises `SourceTooLarge` or `SourceUnavailable`.
+        """
+        ...
+
+
 class TelegramFileLinks:
     """Uses Telegram's own file link. It embeds the bot token: never log what it returns."""
 
-    def __init__(self, bot: Bot) -> None:
-        self._bot = bot
+    def __init__(self, files: TelegramFiles) -> None:
+        self._files = files
 
     async def public_url(self, source: ImageSource) -> str:
         """Links pass through; Telegram files become `{root}/file/bot<token>/<path>`."""
         if source.url:
             return source.url
-        telegram_file = await get_file(self._bot, telegram_file_id(source))
-        if not telegram_file.file_path:
+        file_path = await self._files.file_path(telegram_file_id(source))
+        if not file_path:
             raise SourceUnavailable("getFile returned no file_path")
-        return telegram_file.file_path
-
-
-def _transient(error: BaseException) -> bool:
-    # BadRequest is a NetworkError in python-telegram-bot, but retrying it cannot help.
-    return isinstance(error, NetworkError) and not isinstance(error, BadRequest)
-
-
-def _log_get_file_retry(state: RetryCallState) -> None:
-    error = state.outcome.exception() if state.outcome else None
-    logger.warning("getFile attempt %d failed (%s); retrying", state.attempt_number, error)
-
-
-async def get_file(bot: Bot, file_id: str, *, wait_initial: float = 0.5) -> File:
-    """`getFile` with bounded retries of transient failures; `SourceTooLarge`/`SourceUnavailable`.
-
-    The returned `File.file_path` is a URL with the bot token: never log it.
-    """
-    retrying = AsyncRetrying(
-        retry=retry_if_exception(_transient),
-        stop=stop_after_attempt(GET_FILE_ATTEMPTS),
-        wait=wait_exponential(multiplier=wait_initial, max=4 * wait_initial)
-        + wait_random(0, wait_initial),
-        before_sleep=_log_get_file_retry,
-        reraise=True,
-    )
-    try:
-        async for attempt in retrying:
-            with attempt:
-                return await bot.get_file(file_id)
-    except BadRequest as err:
-        if "too big" in err.message.lower():
-            raise SourceTooLarge(err.message) from err
-        raise SourceUnavailable(err.message) from err
-    except TelegramError as err:
-        raise SourceUnavailable(f"getFile failed: {err}") from err
-    raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
+        return file_path
 
 
 class NotHttpLink(ValueError):

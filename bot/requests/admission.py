@@ -59,6 +59,14 @@ class Refusal:
         return format_wait(self.retry_after)
 
 
+class RateLimited(Exception):
+    """A new Freepik job would exceed a limit."""
+
+    def __init__(self, refusal: Refusal) -> None:
+        super().__init__(f"rate limited for {refusal.retry_after:.0f}s")
+        self.refusal = refusal
+
+
 class RateLimiter:
     """Moving-window limits per identity; several limits all have to allow a request."""
 
@@ -170,8 +178,12 @@ class Admission:
     admin_ids: frozenset[int] = frozenset()
     budget: DailyBudget | None = None
 
-    async def admit(self, user_id: int, group_chat_id: int | None = None) -> Refusal | None:
-        """Count one new job (and its first Freepik call), or say why not."""
+    async def admit(self, user_id: int, group_chat_id: int | None = None) -> RateLimited | None:
+        """Count one new job (and its first Freepik call), or return the refusal to raise."""
+        refusal = await self._admit(user_id, group_chat_id)
+        return RateLimited(refusal) if refusal is not None else None
+
+    async def _admit(self, user_id: int, group_chat_id: int | None) -> Refusal | None:
         budget = self.budget
         if user_id in self.admin_ids:
             if budget is not None:

@@ -19,10 +19,10 @@ from telegram.error import BadRequest, Forbidden, TelegramError
 from bot.i18n import locales as i18n
 from bot.i18n import messages
 from bot.ops.metrics import Metrics
-from bot.removal.cutouts import CutoutService, Deliver, Produced, RateLimited, Role, Ticket
+from bot.removal.cutouts import CutoutService, Deliver, Produced, Role, Ticket
 from bot.removal.pipeline import Cutout, JobAborted, JobTimings
 from bot.removal.sources import ImageSource
-from bot.requests.admission import Admission, HintGate, Refusal
+from bot.requests.admission import Admission, HintGate, RateLimited, Refusal
 from bot.requests.outcomes import CACHE_RESULT, Outcome, classify, log_failure
 from bot.requests.rejected import drop_rejected, is_rejected_file_id
 from bot.storage.base import StateStore, StorageUnavailable, StoredCutout
@@ -143,7 +143,7 @@ class Lifecycle:
         Raises `RateLimited` (counted here) when a limit or the budget refuses a new job.
         """
 
-        async def admit() -> Refusal | None:
+        async def admit() -> RateLimited | None:
             return await self.admission.admit(user_id, group_chat_id)
 
         try:

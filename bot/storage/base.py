@@ -7,7 +7,6 @@ import time
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal, Protocol
-from urllib.parse import urlsplit
 
 RECENT_LIMIT = 20
 
@@ -592,28 +591,3 @@ def studio_owner(record: str) -> int | None:
     except (ValueError, AttributeError):
         return None
     return owner if isinstance(owner, int) else None
-
-
-def create_store(
-    storage_url: str,
-    *,
-    prefix: str = "nobg:",
-    sqlite_synchronous: str = "normal",
-    exclusive: bool = True,
-) -> StateStore:
-    """The store for a `STORAGE_URL`: `sqlite://PATH`, `memory://` or `redis://host:port/db`."""
-    url = storage_url.removeprefix("async+")
-    scheme = urlsplit(url).scheme
-    if scheme == "memory":
-        return MemoryStore()
-    if scheme == "sqlite":
-        from bot.storage.sqlite_store import SqliteStore, sqlite_path, synchronous_mode
-
-        return SqliteStore(
-            sqlite_path(url), synchronous=synchronous_mode(sqlite_synchronous), exclusive=exclusive
-        )
-    if scheme in ("redis", "rediss"):
-        from bot.storage.redis_store import RedisStore  # only deployments with Redis need redis-py
-
-        return RedisStore(url, prefix=prefix)
-    raise ValueError(f"unsupported storage scheme {scheme!r}")

@@ -15,10 +15,10 @@ from telegram.error import BadRequest, Forbidden, TelegramError
 
 from bot.i18n import messages
 from bot.ops.metrics import Metrics
-from bot.removal.cutouts import CutoutService, Produced, RateLimited, Role, Ticket
+from bot.removal.cutouts import CutoutService, Produced, Role, Ticket
 from bot.removal.pipeline import Cutout
 from bot.removal.sources import ImageSource
-from bot.requests.admission import Admission, Refusal, format_wait
+from bot.requests.admission import Admission, RateLimited, Refusal, format_wait
 from bot.requests.journal import note_status_message
 from bot.requests.outcomes import CACHE_RESULT as _CACHE_RESULT
 from bot.requests.outcomes import Outcome, classify
@@ -269,7 +269,7 @@ class _AlbumRun:
                 await self._start_job(entry, entry.item.source)
 
     async def _start_job(self, entry: _Entry, source: ImageSource) -> None:
-        async def admit() -> Refusal | None:
+        async def admit() -> RateLimited | None:
             return await self._admission.admit(self._user_id)
 
         try:

@@ -7,11 +7,11 @@ import asyncio
 import httpx
 import pytest
 
-from bot.removal.cutouts import CutoutService, RateLimited, Role
+from bot.removal.cutouts import CutoutService, Role
 from bot.removal.freepik import FreepikClient, ImageRejected, RetryPolicy
 from bot.removal.pipeline import Cutout, RemovalPipeline
 from bot.removal.sources import ImageSource
-from bot.requests.admission import Refusal
+from bot.requests.admission import RateLimited, Refusal
 from bot.storage.base import MemoryStore, StoredCutout
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 10
@@ -69,7 +69,7 @@ async def test_followers_join_and_admit_is_not_asked() -> None:
     cutouts = service(freepik(calls))
     asked: list[int] = []
 
-    async def admit() -> Refusal | None:
+    async def admit() -> RateLimited | None:
         asked.append(1)
         return None
 
@@ -105,10 +105,10 @@ async def test_errors_reach_followers_and_are_not_cached() -> None:
 async def test_refused_admission_raises() -> None:
     cutouts = service(freepik([]))
 
-    async def admit() -> Refusal | None:
+    async def admit() -> RateLimited | None:
         import limits
 
-        return Refusal(12.0, limits.parse("1/minute"))
+        return RateLimited(Refusal(12.0, limits.parse("1/minute")))
 
     async def deliver(cutout: Cutout) -> None:
         return None

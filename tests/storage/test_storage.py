@@ -23,9 +23,9 @@ from bot.storage.base import (
     StateStore,
     StorageUnavailable,
     StoredCutout,
-    create_store,
     totals_of,
 )
+from bot.storage.factory import create_store
 from bot.storage.redis_store import RedisStore
 from bot.storage.sqlite_store import DataDirError, SqliteStore
 from tests.redis_server import RedisServer

@@ -9,7 +9,6 @@ from typing import Any
 from telegram import Message, MessageEntity
 from telegram.ext import ContextTypes
 
-from bot.app.services import get_services
 from bot.i18n import messages
 from bot.removal.sources import (
     ACCEPTED_MIME_TYPES,
@@ -22,6 +21,7 @@ from bot.removal.sources import (
 )
 from bot.requests.admission import HintGate
 from bot.transport.migrations import Migrations
+from bot.transport.services import get_services
 
 logger = logging.getLogger(__name__)
 

@@ -6,7 +6,6 @@ from telegram import Message, MessageEntity, Update
 from telegram.constants import ChatType
 from telegram.ext import ContextTypes, filters
 
-from bot.app.services import get_services
 from bot.i18n import messages
 from bot.removal.sources import ImageSource
 from bot.transport.handlers.common import (
@@ -16,6 +15,7 @@ from bot.transport.handlers.common import (
     source_from_message,
     source_from_text,
 )
+from bot.transport.services import get_services
 from bot.transport.surfaces.chat import ChatRequest
 
 REMOVEBG_COMMANDS = ("removebg", "nobg")

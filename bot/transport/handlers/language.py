@@ -8,12 +8,12 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
 from telegram.constants import ChatType
 from telegram.ext import ContextTypes
 
-from bot.app.services import get_services
 from bot.i18n import locales as i18n
 from bot.i18n import messages
 from bot.storage.base import StorageUnavailable
 from bot.transport.handlers.common import reply
 from bot.transport.quiet import quietly
+from bot.transport.services import get_services
 
 logger = logging.getLogger(__name__)
 

@@ -8,10 +8,10 @@ from telegram import Update
 from telegram.constants import ParseMode
 from telegram.ext import ContextTypes
 
-from bot.app.services import get_services
 from bot.i18n import messages
 from bot.transport.albums import AlbumItem
 from bot.transport.handlers.common import Unusable, reply, send_hint, source_from_message
+from bot.transport.services import get_services
 from bot.transport.surfaces.chat import ChatRequest
 
 logger = logging.getLogger(__name__)

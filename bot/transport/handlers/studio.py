@@ -5,7 +5,7 @@ from __future__ import annotations
 from telegram import Update
 from telegram.ext import ContextTypes
 
-from bot.app.services import get_services
+from bot.transport.services import get_services
 
 
 async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
