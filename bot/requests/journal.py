@@ -271,6 +271,10 @@ class RequestJournal:
             await self._store.finish_update(record.update_id)
             return 0
         attempts = await self._store.count_attempt(record.update_id)
+        if attempts == 0:
+            # Finished since the records were read (another process answered it): not ours.
+            logger.info("Update %s was finished meanwhile; not resumed", record.update_id)
+            return 0
         await self._clean_up(record)
         if attempts > self._max_attempts:
             age = time.time() - record.accepted

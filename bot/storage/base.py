@@ -247,7 +247,7 @@ class StateStore(Protocol):
         ...
 
     async def count_attempt(self, update_id: int) -> int:
-        """Count one more attempt at an unfinished update; return the attempts so far."""
+        """Count one more attempt at an unfinished update; the attempts so far, 0 if finished."""
         ...
 
     async def credit(

@@ -52,6 +52,22 @@ end
 return 0
 """
 
+# KEYS: inbox, then the hash to change. Only while the update is on record: a finished one (say,
+# finished by another process while this one resumed it) must not get a field back, which
+# nothing would ever remove.
+_COUNT_ATTEMPT = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
+  return redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
+end
+return 0
+"""
+_NOTE = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
+  redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+end
+return 0
+"""
+
 
 # Credits: each change is one script, so replicas never interleave a read and a write of a
 # balance. KEYS: balances (hash user -> credits), payments (hash charge id -> JSON of strings),
@@ -143,6 +159,8 @@ class RedisStore:
             decode_responses=True,
         )
         self._accept = self._redis.register_script(_ACCEPT)
+        self._count_attempt = self._redis.register_script(_COUNT_ATTEMPT)
+        self._note = self._redis.register_script(_NOTE)
         self._credit = self._redis.register_script(_CREDIT)
         self._change = self._redis.register_script(_CHANGE)
         self._refund = self._redis.register_script(_REFUND)
@@ -324,18 +342,18 @@ class RedisStore:
 
     async def note_update(self, update_id: int, note: str) -> None:
         """Attach `note` to an unfinished update's record (replacing any earlier note)."""
-        await self._call(
-            "hset", lambda: self._redis.hset(self._key("inbox", "notes"), str(update_id), note)
-        )
+        keys = [self._key("inbox"), self._key("inbox", "notes")]
+        args = [str(update_id), note]
+        await self._call("note", lambda: self._note(keys=keys, args=args))
 
     async def _hgetall(self, key: str) -> dict[Any, Any]:
         return dict(await self._redis.hgetall(key))
 
     async def count_attempt(self, update_id: int) -> int:
         """Count one more attempt at an unfinished update; return the attempts so far."""
+        keys = [self._key("inbox"), self._key("inbox", "attempts")]
         count = await self._call(
-            "hincrby",
-            lambda: self._redis.hincrby(self._key("inbox", "attempts"), str(update_id), 1),
+            "count_attempt", lambda: self._count_attempt(keys=keys, args=[str(update_id)])
         )
         return int(count)
 

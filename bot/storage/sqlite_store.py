@@ -417,7 +417,8 @@ class SqliteStore(ProcessClaims):
 
         def op(conn: sqlite3.Connection) -> int:
             row = conn.execute(
-                "UPDATE inbox SET attempts = attempts + 1 WHERE update_id = ? RETURNING attempts",
+                "UPDATE inbox SET attempts = attempts + 1 "
+                "WHERE update_id = ? AND payload IS NOT NULL RETURNING attempts",
                 (update_id,),
             ).fetchone()
             return 0 if row is None else int(row[0])

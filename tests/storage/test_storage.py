@@ -168,6 +168,34 @@ async def test_request_records(store: StateStore) -> None:
     assert not await store.accept_update(7, update, ttl=60), "finished ids are remembered"
 
 
+async def test_a_finished_update_takes_no_attempt_and_no_note(store: StateStore) -> None:
+    # A process resuming a record another one just finished: nothing of it comes back.
+    assert await store.accept_update(8, "{}", ttl=60)
+    await store.finish_update(8)
+    assert await store.count_attempt(8) == 0
+    await store.note_update(8, "status")
+    assert await store.count_attempt(99) == 0, "never accepted"
+    assert await store.pending_updates() == []
+    assert await store.accept_update(9, "{}", ttl=60)
+    assert [p.attempts for p in await store.pending_updates()] == [0]
+    if isinstance(store, RedisStore):
+        # Only the documented marker (update ids are remembered for 24 hours) stays.
+        assert await leftovers(store, 8) == ["test:seen:8"]
+
+
+async def leftovers(store: RedisStore, update_id: int) -> list[str]:
+    """Every Redis key holding something of `update_id` (its name, a hash field)."""
+    client = store._redis
+    found: list[str] = []
+    async for key in client.scan_iter("*"):
+        name = str(key)
+        if name.rsplit(":", 1)[-1] == str(update_id):
+            found.append(name)
+        elif await client.type(name) == "hash" and await client.hexists(name, str(update_id)):
+            found.append(f"{name}[{update_id}]")
+    return sorted(found)
+
+
 async def test_request_ids_are_forgotten_after_their_ttl(store: StateStore) -> None:
     assert await store.accept_update(1, "{}", ttl=0.2)
     await store.finish_update(1)
