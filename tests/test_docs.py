@@ -46,5 +46,15 @@ def test_every_docs_page_is_in_the_nav() -> None:
     assert pages == nav
 
 
+def test_architecture_names_every_package() -> None:
+    page = _read("architecture.md")
+    table = _section(page, "Layers")
+    layout = _section(page, "Project layout")
+    packages = sorted(p.parent.name for p in (ROOT / "bot").glob("*/__init__.py"))
+    assert packages
+    assert [p for p in packages if f"| `bot/{p}` |" not in table] == [], "missing in the table"
+    assert [p for p in packages if f"\n  {p}/ " not in layout] == [], "missing in the layout"
+
+
 def _read(page: str) -> str:
     return (DOCS / page).read_text()
