@@ -17,7 +17,8 @@ import redis.asyncio as redis
 from telegram import Bot, Update
 
 from bot.requests.journal import SEEN_TTL, ArrivedUpdates, RequestJournal, update_json
-from bot.storage.base import PendingUpdate, create_store
+from bot.storage.base import PendingUpdate
+from bot.storage.factory import create_store
 from tests.app.test_webhook import post_update
 from tests.conftest import RunningBot, StartBot
 from tests.fakes import FakeFreepik, FakeTelegram, make_image
@@ -274,7 +275,9 @@ async def test_a_finished_update_leaves_only_its_seen_marker_in_redis(
         await client.aclose()
 
 
-async def test_a_record_finished_while_being_resumed_is_not_run_again(redis_url: str) -> None:
+async def test_a_record_finished_while_being_resumed_is_not_run_again(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Two processes on one Redis (a rolling deploy): the new one reads the records while the
     # old one still finishes one of them.
     store = create_store(redis_url, prefix="t:")
@@ -282,13 +285,13 @@ async def test_a_record_finished_while_being_resumed_is_not_run_again(redis_url:
     body = update(message=photo_message(USER, "f", "u"), update_id=8802)
     try:
         assert await store.accept_update(8802, json.dumps(body), SEEN_TTL)
-        stale = await store.pending_updates()
+        stale: list[PendingUpdate] = await store.pending_updates()
         await store.finish_update(8802)
 
         async def read_before_the_finish() -> list[PendingUpdate]:
             return stale
 
-        store.pending_updates = read_before_the_finish  # type: ignore[method-assign]
+        monkeypatch.setattr(store, "pending_updates", read_before_the_finish)
         enqueued: list[Update] = []
 
         async def enqueue(item: Update) -> None:
