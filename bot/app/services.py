@@ -16,6 +16,7 @@ from bot.removal.pipeline import RemovalPipeline
 from bot.removal.relay import RelayLinks
 from bot.removal.sources import PublicUrlProvider, TelegramFileLinks
 from bot.requests.admission import Admission, HintGate, RateLimiter, async_storage
+from bot.requests.credits import Credits
 from bot.requests.journal import ArrivedUpdates, RequestJournal
 from bot.requests.lifecycle import Lifecycle
 from bot.requests.spending import DailyBudget, FreepikGate, RateCap
@@ -129,8 +130,16 @@ def create_services(
             bot=bot,
             max_attempts=settings.request_attempts,
         )
+    credits = Credits(
+        store,
+        RateLimiter(settings.free_removal_limits, counters, namespace="free"),
+        settings.credit_packs,
+        admin_ids=settings.admin_ids,
+        metrics=metrics,
+    )
     return Services(
         settings=settings,
+        credits=credits,
         freepik=freepik,
         pipeline=pipeline,
         store=store,

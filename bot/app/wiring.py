@@ -8,7 +8,7 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
-from telegram import Bot, BotCommand, Update
+from telegram import Bot, BotCommand, BotCommandScopeChat, Update
 from telegram.ext import (
     AIORateLimiter,
     Application,
@@ -17,6 +17,7 @@ from telegram.ext import (
     CommandHandler,
     InlineQueryHandler,
     MessageHandler,
+    PreCheckoutQueryHandler,
     TypeHandler,
     filters,
 )
@@ -28,7 +29,7 @@ from bot.i18n import messages
 from bot.requests.journal import ArrivedUpdates, RecordingQueue
 from bot.settings import Settings
 from bot.transport.arrivals import ArrivalQueue
-from bot.transport.handlers import errors, group, inline, language, private, studio
+from bot.transport.handlers import errors, group, inline, language, payments, private, studio
 from bot.transport.polling import TolerantUpdatesRequest
 from bot.transport.services import attach_services, services_of
 from bot.transport.telegram_rate import FairRateLimiter
@@ -40,21 +41,40 @@ JSONDict = dict[str, Any]
 
 _PROFILE_TASK = "nobg.register_profile"
 
-# The update types the bot handles, for getUpdates and setWebhook.
-ALLOWED_UPDATES = [Update.MESSAGE, Update.INLINE_QUERY, Update.CALLBACK_QUERY]
+# The update types the bot handles, for getUpdates and setWebhook. Payments arrive as messages
+# (successful_payment, refunded_payment); a checkout must be answered within 10 seconds.
+ALLOWED_UPDATES = [
+    Update.MESSAGE,
+    Update.INLINE_QUERY,
+    Update.CALLBACK_QUERY,
+    Update.PRE_CHECKOUT_QUERY,
+]
 
 
-async def register_profile(bot: Bot) -> None:
-    """Command menu, description and short description, once per language (best effort)."""
+async def register_profile(
+    bot: Bot, *, payments: bool = False, admin_ids: frozenset[int] = frozenset()
+) -> None:
+    """Command menu, description and short description, once per language (best effort).
+
+    Admins get the admin commands too, in a menu of their own private chat.
+    """
     for locale in i18n.LOCALES:
         # English is also the default for every language without its own texts.
         code = None if locale == i18n.DEFAULT_LOCALE else i18n.telegram_language_code(locale)
         with i18n.using(locale):
-            commands = [BotCommand(name, text) for name, text in messages.commands()]
+            commands = [BotCommand(name, text) for name, text in messages.commands(payments)]
+            admin = [BotCommand(name, text) for name, text in messages.admin_commands()]
             description = messages.bot_description()
             short_description = messages.bot_short_description()
         # Each call on its own: one refused text must not cost the others.
         await _best_effort("commands", locale, bot.set_my_commands(commands, language_code=code))
+        for admin_id in sorted(admin_ids):
+            scope = BotCommandScopeChat(admin_id)
+            await _best_effort(
+                "admin commands",
+                locale,
+                bot.set_my_commands(commands + admin, scope=scope, language_code=code),
+            )
         await _best_effort(
             "description", locale, bot.set_my_description(description, language_code=code)
         )
@@ -98,7 +118,12 @@ def build_application(settings: Settings, options: ServiceOptions | None = None)
             application.update_queue.journal = services.journal
         # In the background: 3 calls per language must not delay the first reply.
         application.bot_data[_PROFILE_TASK] = asyncio.create_task(
-            register_profile(application.bot), name="register_profile"
+            register_profile(
+                application.bot,
+                payments=settings.payments_enabled,
+                admin_ids=settings.admin_ids,
+            ),
+            name="register_profile",
         )
 
     async def post_stop(application: AnyApplication) -> None:
@@ -146,7 +171,7 @@ def build_application(settings: Settings, options: ServiceOptions | None = None)
         .post_shutdown(post_shutdown)
         .build()
     )
-    register_handlers(application)
+    register_handlers(application, settings)
     return application
 
 
@@ -174,7 +199,7 @@ class BotRateLimiter(AIORateLimiter):
         )
 
 
-def register_handlers(application: AnyApplication) -> None:
+def register_handlers(application: AnyApplication, settings: Settings) -> None:
     """Register every handler; the first matching handler in group 0 wins."""
     messages_only = filters.UpdateType.MESSAGE  # edits are not new requests
     private_messages = filters.ChatType.PRIVATE & messages_only
@@ -203,6 +228,36 @@ def register_handlers(application: AnyApplication) -> None:
             group.cmd_removebg,
         )
     )
+    # 3b. Telegram Stars. What every bot owes its users, always: /paysupport, /privacy, /forget.
+    #     /buy and /balance only with payments on (off: unknown commands, as before payments).
+    #     Payments themselves are always taken in: an invoice sent before payments were
+    #     switched off may still be paid (checkout then says no), or refunded.
+    application.add_handler(
+        CommandHandler("paysupport", payments.cmd_paysupport, filters=messages_only)
+    )
+    application.add_handler(CommandHandler("privacy", payments.cmd_privacy, filters=messages_only))
+    application.add_handler(CommandHandler("forget", payments.cmd_forget, filters=messages_only))
+    if settings.payments_enabled:
+        application.add_handler(CommandHandler("buy", payments.cmd_buy, filters=messages_only))
+        application.add_handler(
+            CommandHandler("balance", payments.cmd_balance, filters=messages_only)
+        )
+    admins = filters.User(user_id=settings.admin_ids, allow_empty=False)
+    application.add_handler(
+        CommandHandler("refund", payments.cmd_refund, filters=messages_only & admins)
+    )
+    application.add_handler(
+        CommandHandler("stats", payments.cmd_stats, filters=messages_only & admins)
+    )
+    application.add_handler(PreCheckoutQueryHandler(payments.on_pre_checkout))
+    application.add_handler(
+        MessageHandler(filters.SUCCESSFUL_PAYMENT & messages_only, payments.on_successful_payment)
+    )
+    application.add_handler(
+        MessageHandler(
+            filters.StatusUpdate.REFUNDED_PAYMENT & messages_only, payments.on_refunded_payment
+        )
+    )
     # 4. Private photos, files and text: the handler decides if it is an image, a link or neither.
     #    Nothing in groups gets here: plain photos and links there are ignored on purpose.
     application.add_handler(
@@ -223,6 +278,13 @@ def register_handlers(application: AnyApplication) -> None:
     # 7. The buttons of /language (the choice is per user); before 8, which takes any button.
     application.add_handler(
         CallbackQueryHandler(language.on_language_chosen, pattern=f"^{language.CALLBACK_PREFIX}")
+    )
+    # 7b. /buy's pack buttons and /forget's confirmation.
+    application.add_handler(
+        CallbackQueryHandler(payments.on_pack_chosen, pattern=f"^{payments.BUY_PREFIX}")
+    )
+    application.add_handler(
+        CallbackQueryHandler(payments.on_forget_button, pattern=f"^{payments.FORGET_PREFIX}")
     )
     # 8. The studio buttons under cutouts (Sticker, Add to my pack, Background, Crop).
     application.add_handler(CallbackQueryHandler(studio.on_button))

@@ -463,14 +463,33 @@ def pack_needs_start(bot_username: str) -> str:
 # --- the bot's profile and command menu (registered per language at start) -----------------
 
 
-def commands() -> list[tuple[str, str]]:
-    """The command menu: each command and what it does."""
-    return [
+def commands(payments: bool = False) -> list[tuple[str, str]]:
+    """The command menu: each command and what it does (/buy and /balance with payments)."""
+    menu = [
         ("start", _("What this bot does")),
         ("help", _("What to send, limits and privacy")),
         ("removebg", _("Remove the background (reply to an image, or add a link)")),
         ("nobg", _("Same as /removebg")),
         ("language", _("Change the bot's language")),
+    ]
+    if payments:
+        menu += [
+            ("buy", _("Buy credits with Telegram Stars")),
+            ("balance", _("Free removals left and your credits")),
+        ]
+    return [
+        *menu,
+        ("paysupport", _("Help with payments and refunds")),
+        ("privacy", _("What I keep about you")),
+        ("forget", _("Delete what I keep about you")),
+    ]
+
+
+def admin_commands() -> list[tuple[str, str]]:
+    """Commands only admins see in their menu."""
+    return [
+        ("stats", _("Admin: today and the last 7 days")),
+        ("refund", _("Admin: refund a payment by its charge id")),
     ]
 
 
@@ -679,3 +698,247 @@ def album_image_names(numbers: Sequence[int]) -> str:
 def album_summary_line(names: str, reason: str) -> str:
     """One line of the summary: the images and what went wrong with them."""
     return _("• {images}: {reason}.").format(images=names, reason=reason)
+
+
+# --- Telegram Stars: credits, payments, support -------------------------------------------------
+
+
+def credits_count(count: int) -> str:
+    """`1 credit`, `10 credits` (a credit is one background removal)."""
+    return ngettext("{count} credit", "{count} credits", count).format(count=count)
+
+
+def stars_count(count: int) -> str:
+    """`1 Star`, `25 Stars` (Telegram Stars)."""
+    return ngettext("{count} Star", "{count} Stars", count).format(count=count)
+
+
+def buy_intro() -> str:
+    """/buy: above the buttons of packs."""
+    return _(
+        "One credit is one background removal. A credit is only used when a new image is "
+        "processed, and comes back if that fails. Pick a pack:"
+    )
+
+
+def pack_button(credits: int, stars: int) -> str:
+    """Button: one pack (at most 32 characters)."""
+    # TRANSLATORS: button label, at most 32 characters; e.g. "10 credits · 25 ⭐".
+    return _("{credits} · {stars} ⭐").format(credits=credits_count(credits), stars=stars)
+
+
+def invoice_description(credits: int) -> str:
+    """The invoice's description (at most 255 characters)."""
+    return _("{credits} for background removals: each new image uses one.").format(
+        credits=credits_count(credits)
+    )
+
+
+def buy_in_private(username: str) -> str:
+    """/buy or /balance in a group."""
+    return _("Payments work in a private chat: open @{username} and send /buy there.").format(
+        username=username
+    )
+
+
+def pack_gone() -> str:
+    """Toast: a pack button of an offer that changed."""
+    return _("This pack is no longer on sale. Send /buy to see the current ones.")
+
+
+def checkout_refused(problem: str) -> str:
+    """Why a payment is refused at checkout (Telegram shows it to the payer)."""
+    if problem == "payments_off":
+        return _("Payments are switched off right now. Nothing was charged.")
+    if problem == "not_buyer":
+        return _("This invoice was made for someone else. Send /buy to get your own.")
+    return _("This offer has changed. Send /buy to see the current packs. Nothing was charged.")
+
+
+def payment_received(credits: int, balance: int) -> str:
+    """After a successful payment."""
+    return _("Thank you! {credits} added. Your credits: {balance}.").format(
+        credits=credits_count(credits), balance=balance
+    )
+
+
+def payment_not_recorded(charge_id: str) -> str:
+    """A payment arrived but the storage could not record it."""
+    return _(
+        "Your payment arrived, but I couldn't record it just now. Your Stars are safe: send "
+        "/paysupport and give this code: {code}"
+    ).format(code=charge_id)
+
+
+def payment_refunded(stars: int, balance: int) -> str:
+    """A payment was refunded (by an admin or by Telegram)."""
+    return _(
+        "{stars} went back to you, and the unspent credits of that purchase were removed. "
+        "Your credits: {balance}."
+    ).format(stars=stars_count(stars), balance=balance)
+
+
+def balance_text(
+    free_left: int | None, free_wait: str | None, credits: int, admin: bool = False
+) -> str:
+    """/balance: free removals left, when the next comes back, and credits."""
+    if admin:
+        return _("You're an admin: nothing is counted for you.")
+    lines = []
+    if free_left is None:
+        lines.append(_("Your removals are free: there is no limit."))
+    else:
+        lines.append(_("Free removals left: {count}").format(count=free_left))
+        if free_left == 0 and free_wait:
+            lines.append(_("The next free one comes back in {wait}.").format(wait=free_wait))
+    lines.append(_("Your credits: {count}").format(count=credits))
+    lines.append(_("Send /buy for more credits."))
+    return "\n".join(lines)
+
+
+def paysupport_default() -> str:
+    """/paysupport when PAYSUPPORT_TEXT is not set."""
+    return _(
+        "Payments are in Telegram Stars. A credit is used only when a new image is sent to "
+        "the background-removal service, and it comes back by itself if that fails. Unspent "
+        "credits of a purchase can be refunded: write to the bot's operator (see the bot's "
+        "profile) with the transaction ID from your Stars history (Settings → My Stars). A "
+        "refund gives you the Stars back and removes that purchase's credits."
+    )
+
+
+def privacy_text(privacy_url: str) -> str:
+    """/privacy: what is kept, for how long, who gets the image (HTML)."""
+    paragraphs = [
+        _("<b>What I keep about you</b>"),
+        _(
+            "• your Telegram user id and, if you picked one, your language (a year);\n"
+            "• Telegram's ids of your recent cutouts, for inline mode (90 days);\n"
+            "• the records behind the buttons under your cutouts (a few days);\n"
+            "• counters for the limits (they expire with their window);\n"
+            "• a request until it is answered;\n"
+            "• if you pay: a ledger of your payments and credits."
+        ),
+        _(
+            "To remove a background, your image is sent to Freepik's background-removal API, "
+            "which fetches it from a temporary link. I keep no copy of your image; finished "
+            "cutouts are remembered by Telegram's file id so the same image is never "
+            "processed twice."
+        ),
+        _(
+            "/forget deletes everything I keep about you except the payment ledger, which is "
+            "kept for refunds and disputes."
+        ),
+    ]
+    if privacy_url:
+        paragraphs.append(
+            _('Privacy policy: <a href="{url}">{url}</a>').format(url=escape(privacy_url))
+        )
+    return "\n\n".join(paragraphs)
+
+
+def forget_prompt() -> str:
+    """/forget: above the confirm button."""
+    return _(
+        "Delete your language choice, recent cutouts and button records? The payment ledger "
+        "stays (it is kept for refunds and disputes)."
+    )
+
+
+def forget_yes() -> str:
+    """Button: confirm /forget."""
+    # TRANSLATORS: button label, at most 32 characters.
+    return _("🗑 Yes, delete")
+
+
+def forget_no() -> str:
+    """Button: cancel /forget."""
+    # TRANSLATORS: button label, at most 32 characters.
+    return _("Cancel")
+
+
+def forget_done() -> str:
+    """After /forget deleted the user's records."""
+    return _("Done: I deleted what I kept about you (the payment ledger stays).")
+
+
+def forget_cancelled() -> str:
+    """/forget cancelled."""
+    return _("Nothing was deleted.")
+
+
+def not_your_button() -> str:
+    """Toast: someone pressed another user's button."""
+    return _("This button is for someone else.")
+
+
+def refund_usage() -> str:
+    """Admin: /refund without a charge id."""
+    return _("Usage: /refund CHARGE_ID, the telegram_payment_charge_id of the payment.")
+
+
+def refund_unknown() -> str:
+    """Admin: no payment with that charge id."""
+    return _("No payment with this charge id is on record.")
+
+
+def refund_already() -> str:
+    """Admin: the payment was refunded before."""
+    return _("This payment was already refunded.")
+
+
+def refund_spent(balance: int, credits: int) -> str:
+    """Admin: the user spent some of the payment's credits."""
+    return _(
+        "Refused: the buyer has spent some of these credits (they have {balance} of the "
+        "{credits} bought)."
+    ).format(balance=balance, credits=credits)
+
+
+def refund_refused_by_telegram(reason: str) -> str:
+    """Admin: refundStarPayment failed."""
+    return _("Telegram refused the refund: {reason}").format(reason=reason)
+
+
+def refund_done(stars: int, user_id: int, removed: int, balance: int) -> str:
+    """Admin: the refund went through."""
+    return _(
+        "Refunded {stars} to user {user}; {credits} removed, they have {balance} left."
+    ).format(
+        stars=stars_count(stars), user=user_id, credits=credits_count(removed), balance=balance
+    )
+
+
+def stats_text(rows: list[tuple[str, str, str]]) -> str:
+    """Admin /stats: label, today, last 7 days per line."""
+    head = _("Today / last 7 days (UTC):")
+    lines = [f"{label}: {today} / {week}" for label, today, week in rows]
+    return "\n".join([head, *lines])
+
+
+def stats_labels() -> dict[str, str]:
+    """The row labels of /stats."""
+    return {
+        "buyers": _("Buyers"),
+        "purchases": _("Purchases"),
+        "stars": _("Stars received"),
+        "sold": _("Credits sold"),
+        "spent": _("Credits spent"),
+        "returned": _("Credits returned after failures"),
+        "refunds": _("Refunds"),
+        "spenders": _("Users who spent credits"),
+    }
+
+
+def stats_process(counts: dict[str, int], budget_left: int | None) -> str:
+    """Admin /stats: this process's counters since it started, and today's budget."""
+    lines = [
+        _("Since this process started:"),
+        _("Removals: {count}").format(count=counts.get("done", 0)),
+        _("Freepik calls: {count}").format(count=counts.get("freepik", 0)),
+        _("Cache hits: {count}").format(count=counts.get("hit", 0)),
+        _("Refusals: {count}").format(count=counts.get("refused", 0)),
+    ]
+    if budget_left is not None:
+        lines.append(_("Freepik calls left today: {count}").format(count=budget_left))
+    return "\n".join(lines)

@@ -139,6 +139,24 @@ class Metrics:
         """Count credits `sold`, `spent`, `returned` (failed job) or `refunded`."""
         self.credits.labels(event=event).inc(amount)
 
+    def totals(self) -> dict[str, int]:
+        """This process's counts since it started: `done`, `freepik`, `hit`, `refused`."""
+        found = {"done": 0.0, "freepik": 0.0, "hit": 0.0, "refused": 0.0}
+        for metric in self.registry.collect():
+            for sample in metric.samples:
+                if not sample.name.endswith("_total"):
+                    continue
+                if sample.name == "nobg_jobs_total" and sample.labels.get("outcome") == "ok":
+                    found["done"] += sample.value
+                elif sample.name == "nobg_freepik_posts_total":
+                    found["freepik"] += sample.value
+                elif sample.name == "nobg_cache_lookups_total":
+                    if sample.labels.get("result") == "hit":
+                        found["hit"] += sample.value
+                elif sample.name == "nobg_rate_limit_refusals_total":
+                    found["refused"] += sample.value
+        return {key: int(value) for key, value in found.items()}
+
     def render(self) -> bytes:
         """The Prometheus text exposition."""
         return generate_latest(self.registry)

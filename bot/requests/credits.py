@@ -24,6 +24,7 @@ from bot.storage.base import (
     SPEND,
     LedgerEntry,
     LedgerTotals,
+    Payment,
     RefundOutcome,
     StateStore,
     totals_of,
@@ -232,6 +233,10 @@ class Credits:
     async def balance(self, user_id: int) -> int:
         """A user's credits."""
         return await self._store.balance(user_id)
+
+    async def payment(self, charge_id: str) -> Payment | None:
+        """A recorded payment by its charge id."""
+        return await self._store.payment(charge_id)
 
     # --- the operator's view ---------------------------------------------------------------
 

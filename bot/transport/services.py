@@ -15,6 +15,7 @@ from bot.removal.pipeline import RemovalPipeline
 from bot.removal.relay import RelayLinks
 from bot.removal.sources import accepted_mime_types
 from bot.requests.admission import Admission, HintGate, close_counters
+from bot.requests.credits import Credits
 from bot.requests.journal import RequestJournal
 from bot.requests.spending import FreepikGate
 from bot.requests.stream import UpdateStream
@@ -49,6 +50,7 @@ class Services:
     gate: FreepikGate
     hints: HintGate
     journal: RequestJournal
+    credits: Credits
     stream: UpdateStream | None = None
     # Groups upgraded to supergroups: replies from handlers, jobs and the studio follow them.
     migrations: Migrations = field(default_factory=Migrations)
