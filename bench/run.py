@@ -40,7 +40,7 @@ from bench.botproc import (
 )
 from bench.fakes import BenchFreepik, BenchTelegram, DocumentReceipt, Recordings
 from bench.faults import render_faults, run_faults
-from bench.stats import ms, percentile, summary_ms, table
+from bench.stats import STAGE_HELP, STAGES, JobMarks, job_stages, ms, percentile, summary_ms, table
 from bench.studio import render_studio, run_studio
 from bot.app import httpcore_fix
 from tests.fakes import make_image
@@ -48,16 +48,6 @@ from tests.fakes.cutout import remove_background
 from tests.fakes.updates import photo_message, private_user, update
 
 DEFAULT_RESULTS = Path(__file__).with_name("results.json")
-STAGES = ("dispatch", "status", "to_freepik", "freepik_extra", "download", "to_upload", "upload")
-STAGE_HELP = {
-    "dispatch": "update handed -> status message received (PTB, handler, cache, claim)",
-    "status": "status message received -> getFile received",
-    "to_freepik": "getFile received -> Freepik POST received",
-    "freepik_extra": "Freepik POST time beyond the injected latency (the fake's own work)",
-    "download": "Freepik answered -> result download fully sent",
-    "to_upload": "result download sent -> sendDocument request arrived (headers)",
-    "upload": "sendDocument request arrived -> its last body byte received",
-}
 
 
 @dataclass(frozen=True)
@@ -414,17 +404,18 @@ class Bench:
             download = downloads.get(removal.result_id or "") if removal else None
             if status_at is None or file_at is None or removal is None or download is None:
                 continue
-            marks = {
-                "dispatch": (start, status_at),
-                "status": (status_at, file_at),
-                "to_freepik": (file_at, removal.arrived),
-                "freepik_extra": (removal.arrived, removal.answered - latency),
-                "download": (removal.answered, download.answered),
-                "to_upload": (download.answered, job.receipt.arrived),
-                "upload": (job.receipt.arrived, done),
-            }
-            for name, (begin, end) in marks.items():
-                result.stages[name].append(end - begin)
+            marks = JobMarks(
+                handed=start,
+                status=status_at,
+                get_file=file_at,
+                freepik_arrived=removal.arrived,
+                freepik_answered=removal.answered,
+                downloaded=download.answered,
+                upload_arrived=job.receipt.arrived,
+                done=done,
+            )
+            for name, value in job_stages(marks, latency).items():
+                result.stages[name].append(value)
             result.holding.append((removal.answered, job.receipt.answered))
         return result
 

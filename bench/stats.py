@@ -4,6 +4,52 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
+
+# The job's path, split at each request the fakes saw; "status" is measured beside it.
+STAGES = ("dispatch", "to_freepik", "freepik_extra", "download", "to_upload", "upload", "status")
+STAGE_HELP = {
+    "dispatch": "update handed -> getFile received (PTB, handler, admission, cache, claim)",
+    "to_freepik": "getFile received -> Freepik POST received",
+    "freepik_extra": "Freepik POST time beyond the injected latency (the fake's own work)",
+    "download": "Freepik answered -> result download fully sent",
+    "to_upload": "result download sent -> sendDocument request arrived (headers)",
+    "upload": "sendDocument request arrived -> its last body byte received",
+    "status": "update handed -> status message received; beside the job, which starts first "
+    "(not part of the split: a rate-limited status may arrive after getFile)",
+}
+
+
+@dataclass(frozen=True)
+class JobMarks:
+    """When the fakes saw each step of one job (seconds on one clock)."""
+
+    handed: float
+    status: float  # the status message (sendMessage) received
+    get_file: float
+    freepik_arrived: float
+    freepik_answered: float
+    downloaded: float  # the result download fully sent
+    upload_arrived: float
+    done: float  # the upload's last byte received
+
+
+def job_stages(marks: JobMarks, latency: float) -> dict[str, float]:
+    """The job split along its path (sums to done - handed - latency); the status beside it.
+
+    The job does not wait for its status message: it starts first and the status goes out
+    meanwhile. With Telegram's rate capped the status arrives after getFile, so a stage
+    "status -> getFile" would be negative: the status is measured from the handing instead.
+    """
+    return {
+        "dispatch": marks.get_file - marks.handed,
+        "to_freepik": marks.freepik_arrived - marks.get_file,
+        "freepik_extra": marks.freepik_answered - latency - marks.freepik_arrived,
+        "download": marks.downloaded - marks.freepik_answered,
+        "to_upload": marks.upload_arrived - marks.downloaded,
+        "upload": marks.done - marks.upload_arrived,
+        "status": marks.status - marks.handed,
+    }
 
 
 def percentile(values: Sequence[float], q: float) -> float:
