@@ -107,7 +107,13 @@ def create_services(
     studio = Studio(
         bot, store, cpu, cache_ttl=settings.cache_ttl, metrics=metrics, migrations=migrations
     )
-    lifecycle = Lifecycle(cutouts, store, admission, metrics=metrics, hints=hints)
+    credits: Credits | None = None
+    if settings.payments_enabled:
+        free = RateLimiter(settings.free_removal_limits, counters, namespace="free")
+        credits = Credits(
+            store, free, settings.credit_packs, admin_ids=settings.admin_ids, metrics=metrics
+        )
+    lifecycle = Lifecycle(cutouts, store, admission, metrics=metrics, hints=hints, credits=credits)
     chat = ChatRemoval(bot, lifecycle, studio=studio, migrations=migrations)
     albums = AlbumCollector(
         bot, cutouts, store, admission, wait=settings.album_wait, metrics=metrics, studio=studio
@@ -157,4 +163,5 @@ def create_services(
         journal=journal,
         stream=stream,
         migrations=migrations,
+        credits=credits,
     )

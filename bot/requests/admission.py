@@ -83,6 +83,11 @@ class RateLimiter:
         """Whether any limit is configured."""
         return bool(self._items)
 
+    @property
+    def items(self) -> tuple[RateLimitItem, ...]:
+        """The limits, tightest first as configured."""
+        return tuple(self._items)
+
     async def acquire(self, identity: str | int) -> Refusal | None:
         """Count one request for `identity`, or return a `Refusal` without counting it."""
         try:

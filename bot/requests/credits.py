@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from bot.ops.metrics import Metrics
-from bot.requests.admission import RateLimiter
+from bot.requests.admission import RateLimiter, Refusal
 from bot.settings import CreditPack
 from bot.storage.base import (
     REFUND,
@@ -34,6 +34,9 @@ logger = logging.getLogger(__name__)
 
 # An invoice payload: version, credits, Stars, buyer (at most 128 bytes; ~40 used).
 _PAYLOAD = re.compile(r"^c1:(\d{1,7}):(\d{1,6}):(\d{1,20})$")
+
+# The refusal scope of a job refused for want of credits (the surfaces offer the packs).
+CREDITS_SCOPE = "credits"
 
 SpendKind = Literal["off", "exempt", "free", "credit"]
 CheckoutProblem = Literal["payments_off", "bad_payload", "not_buyer", "no_such_pack", "price"]
@@ -159,6 +162,12 @@ class Credits:
         if self._metrics is not None:
             self._metrics.credits_changed("returned", 1)
         return entry
+
+    async def refusal(self, user_id: int) -> Refusal:
+        """Why a job is refused for want of free removals and credits (scope `credits`)."""
+        allowance = await self.allowance(user_id)
+        wait = allowance.free_resets_in if allowance.free_resets_in is not None else 0.0
+        return Refusal(wait, self._free.items[0], scope=CREDITS_SCOPE)
 
     async def missing_for(self, user_id: int, count: int) -> int:
         """How many credits `user_id` lacks for `count` removals now (0: enough)."""

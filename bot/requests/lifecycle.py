@@ -23,6 +23,7 @@ from bot.removal.cutouts import CutoutService, Deliver, Produced, Role, Ticket
 from bot.removal.pipeline import Cutout, JobAborted, JobTimings
 from bot.removal.sources import ImageSource
 from bot.requests.admission import Admission, HintGate, RateLimited, Refusal
+from bot.requests.credits import Credits, Spend
 from bot.requests.outcomes import CACHE_RESULT, Outcome, classify, log_failure
 from bot.requests.rejected import drop_rejected, is_rejected_file_id
 from bot.storage.base import StateStore, StorageUnavailable, StoredCutout
@@ -84,6 +85,67 @@ class Surface(ABC):
         """The request's one log line."""
 
 
+class Till:
+    """The money rules, once: the limits and the daily budget, then a free removal or a credit."""
+
+    def __init__(self, admission: Admission, credits: Credits | None) -> None:
+        self.admission = admission
+        self.credits = credits
+        # Watchers that give a credit back when the job it paid for fails.
+        self._watchers: set[asyncio.Task[None]] = set()
+
+    def admit(
+        self, source: ImageSource, user_id: int, group_chat_id: int | None
+    ) -> tuple[Callable[[], Awaitable[RateLimited | None]], list[Spend]]:
+        """The admission of one new job (asked only before a Freepik call) and what it paid."""
+        paid: list[Spend] = []
+
+        async def admit() -> RateLimited | None:
+            credits = self.credits
+            if credits is not None and await credits.missing_for(user_id, 1):
+                # Refused before the limits or the budget count anything.
+                return RateLimited(await credits.refusal(user_id))
+            refused = await self.admission.admit(user_id, group_chat_id)
+            if refused is not None or credits is None:
+                return refused
+            spend = await credits.spend(user_id, note=source.kind)
+            if spend is None:  # spent elsewhere meanwhile (another replica)
+                return RateLimited(await credits.refusal(user_id))
+            paid.append(spend)
+            return None
+
+        return admit, paid
+
+    def give_back_on_failure(self, ticket: Ticket, paid: list[Spend]) -> None:
+        """Watch the job `paid` paid for: if it fails (or is not ours), the credit returns."""
+        credit = [spend for spend in paid if spend.kind == "credit"]
+        if not credit:
+            return  # free removals and exempt users have nothing to give back
+
+        async def watch() -> None:
+            if ticket.role is Role.LEADER:
+                try:
+                    await ticket.result()
+                except BaseException:  # failed, aborted or cancelled: nothing was delivered
+                    await self.give_back(credit)
+                return
+            await self.give_back(credit)  # another replica made it: no call for this user
+
+        task = asyncio.create_task(watch())
+        self._watchers.add(task)
+        task.add_done_callback(self._watchers.discard)
+
+    async def give_back(self, paid: list[Spend]) -> None:
+        """Return what `paid` spent (credits only; a free removal stays used)."""
+        if self.credits is None:
+            return
+        for spend in paid:
+            try:
+                await self.credits.give_back(spend)
+            except StorageUnavailable as err:
+                logger.error("Could not give a credit back to user %s: %s", spend.user_id, err)
+
+
 class Rerun(Exception):
     """Telegram rejected a cached file id: the request runs once more, afresh."""
 
@@ -99,8 +161,10 @@ class Lifecycle:
         *,
         metrics: Metrics | None = None,
         hints: HintGate | None = None,
+        credits: Credits | None = None,
     ) -> None:
         self.cutouts = cutouts
+        self.till = Till(admission, credits)
         self.store = store
         self.admission = admission
         self.metrics = metrics or Metrics()
@@ -140,19 +204,23 @@ class Lifecycle:
     ) -> Ticket:
         """Find or start the job for `source`; the money rules apply only to a new job.
 
-        Raises `RateLimited` (counted here) when a limit or the budget refuses a new job.
+        The rules, in order: the limits and the daily budget (admins exempt), then the user's
+        free allowance or one credit. Cache hits and joins of another job cost nothing; a job
+        that fails gives its credit back. Raises `RateLimited` (counted here) when refused.
         """
-
-        async def admit() -> RateLimited | None:
-            return await self.admission.admit(user_id, group_chat_id)
-
+        admit, paid = self.till.admit(source, user_id, group_chat_id)
         try:
-            return await self.cutouts.start(
+            ticket = await self.cutouts.start(
                 source, deliver, admit=admit, timings=timings, on_start=on_start
             )
         except RateLimited as limited:
             self.metrics.refused(limited.refusal.scope)
             raise
+        except BaseException:
+            await self.till.give_back(paid)
+            raise
+        self.till.give_back_on_failure(ticket, paid)
+        return ticket
 
     async def may_explain_refusal(self, user_id: int) -> bool:
         """Whether a refused user is told (a flood is told a few times, then not for a while)."""
