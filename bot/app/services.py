@@ -107,12 +107,14 @@ def create_services(
     studio = Studio(
         bot, store, cpu, cache_ttl=settings.cache_ttl, metrics=metrics, migrations=migrations
     )
-    credits: Credits | None = None
-    if settings.payments_enabled:
-        free = RateLimiter(settings.free_removal_limits, counters, namespace="free")
-        credits = Credits(
-            store, free, settings.credit_packs, admin_ids=settings.admin_ids, metrics=metrics
-        )
+    # Payments off (CREDIT_PACKS empty): every check passes and nothing is counted.
+    credits = Credits(
+        store,
+        RateLimiter(settings.free_removal_limits, counters, namespace="free"),
+        settings.credit_packs,
+        admin_ids=settings.admin_ids,
+        metrics=metrics,
+    )
     lifecycle = Lifecycle(cutouts, store, admission, metrics=metrics, hints=hints, credits=credits)
     chat = ChatRemoval(bot, lifecycle, studio=studio, migrations=migrations)
     albums = AlbumCollector(
@@ -136,13 +138,6 @@ def create_services(
             bot=bot,
             max_attempts=settings.request_attempts,
         )
-    credits = Credits(
-        store,
-        RateLimiter(settings.free_removal_limits, counters, namespace="free"),
-        settings.credit_packs,
-        admin_ids=settings.admin_ids,
-        metrics=metrics,
-    )
     return Services(
         settings=settings,
         credits=credits,
@@ -163,5 +158,4 @@ def create_services(
         journal=journal,
         stream=stream,
         migrations=migrations,
-        credits=credits,
     )

@@ -52,8 +52,6 @@ class Services:
     journal: RequestJournal
     credits: Credits
     stream: UpdateStream | None = None
-    # Telegram Stars credits (None: payments off, CREDIT_PACKS empty).
-    credits: Credits | None = None
     # Groups upgraded to supergroups: replies from handlers, jobs and the studio follow them.
     migrations: Migrations = field(default_factory=Migrations)
 
