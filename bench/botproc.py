@@ -16,7 +16,7 @@ from typing import IO
 from bot.settings import Settings
 from tests.support import spawn_bot_process
 
-BOT_TOKEN = "123456:BENCH-token_abcdefghijklmnopqrstuv"  # noqa: S105 - for the fake only
+BOT_TOKEN = "123456:BENCH-token_abcdefghijklmnopqrstuvw"  # noqa: S105 - for the fake only
 FREEPIK_KEY = "bench-freepik-key"
 
 

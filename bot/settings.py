@@ -14,7 +14,13 @@ import limits
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-_TOKEN_RE = re.compile(r"^\d{1,20}:[A-Za-z0-9_-]{20,}$")
+# BotFather's tokens: the bot's numeric id, a colon, then 35 characters of A-Za-z0-9_-.
+_TOKEN_RE = re.compile(r"^\d{1,20}:[A-Za-z0-9_-]{35}$")
+# The values .env.example ships with: a copied example must fail here, not at the first
+# Telegram or Freepik call (where it would read as a network or authorisation problem).
+EXAMPLE_TOKEN = "123456789:replace-with-your-token-from-botfather"  # noqa: S105
+EXAMPLE_FREEPIK_KEY = "replace-with-your-freepik-api-key"
+_FIX_IN = "in .env (or the environment)"
 _SUPPORTED_STORAGE = ("sqlite", "memory", "redis", "rediss")
 SQLITE_FILE = "nobg.sqlite3"
 _SECRET_TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
@@ -140,16 +146,30 @@ class Settings(BaseSettings):
     @field_validator("telegram_bot_token")
     @classmethod
     def _check_token(cls, value: SecretStr) -> SecretStr:
-        if not _TOKEN_RE.match(value.get_secret_value().strip()):
-            raise ValueError("does not look like a bot token from @BotFather (<digits>:<secret>)")
-        return SecretStr(value.get_secret_value().strip())
+        token = value.get_secret_value().strip()
+        if token == EXAMPLE_TOKEN:
+            raise ValueError(
+                f"still the example value from .env.example: put the token @BotFather gave "
+                f"you {_FIX_IN}"
+            )
+        if not _TOKEN_RE.match(token):
+            raise ValueError(
+                "does not look like a bot token from @BotFather (<digits>:<35 characters of "
+                f"A-Z, a-z, 0-9, _ and ->): copy it again {_FIX_IN}"
+            )
+        return SecretStr(token)
 
     @field_validator("freepik_api_key")
     @classmethod
     def _check_key(cls, value: SecretStr) -> SecretStr:
         key = value.get_secret_value().strip()
+        if key == EXAMPLE_FREEPIK_KEY:
+            raise ValueError(
+                "still the example value from .env.example: put your key from "
+                f"https://www.freepik.com/api {_FIX_IN}"
+            )
         if not key or any(c.isspace() for c in key):
-            raise ValueError("must be a non-empty key without spaces")
+            raise ValueError(f"must be a non-empty key without spaces (fix it {_FIX_IN})")
         return SecretStr(key)
 
     @field_validator("telegram_api_url", "freepik_api_url")

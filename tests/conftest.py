@@ -30,7 +30,7 @@ from tests.fakes import FakeFreepik, FakeTelegram, ThreadedServer
 from tests.fakes.images import sniff_mime
 from tests.redis_server import RedisServer
 
-BOT_TOKEN = "123456:TEST-token_abcdefghijklmnopqrstuv"
+BOT_TOKEN = "123456:TEST-token_abcdefghijklmnopqrstuvwx"
 FREEPIK_KEY = "test-freepik-key"
 WEBHOOK_SECRET = "test-webhook-secret_123"
 WEBHOOK_PATH = "/telegram"

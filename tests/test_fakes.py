@@ -40,7 +40,7 @@ from tests.fakes.updates import (
 )
 
 KEY = "test-freepik-key"
-TOKEN = "123456:TEST-token_abcdefghijklmnopqrstuv"
+TOKEN = "123456:TEST-token_abcdefghijklmnopqrstuvwx"
 REMOVE = "/v1/ai/beta/remove-background"
 USER_ID = 4242
 

@@ -21,7 +21,7 @@ from telegram.error import BadRequest, Forbidden
 from tests.fakes import FakeTelegram, make_image
 from tests.fakes.updates import group_chat, inline_query, private_user, text_message, update
 
-TOKEN = "123456:TEST-token_abcdefghijklmnopqrstuv"
+TOKEN = "123456:TEST-token_abcdefghijklmnopqrstuvwx"
 USER = 4242
 OTHER = 4343
 

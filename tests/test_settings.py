@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from bot.settings import ConfigError, Settings, load_settings
+from tests.redis_server import free_port
 
-TOKEN = "123456:AAH-secret_token_value_0123456789"
+TOKEN = "123456:AAH-secret_token_value_0123456789ab"
 KEY = "fpk-secret-key-0123"
 
 
@@ -145,18 +146,98 @@ def test_start_with_missing_setting_prints_one_line(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_env_example_lists_every_setting_and_loads(tmp_path: Path) -> None:
-    example = Path(__file__).resolve().parents[1] / ".env.example"
+EXAMPLE = Path(__file__).resolve().parents[1] / ".env.example"
+
+
+def _example_value(name: str) -> str:
+    for line in EXAMPLE.read_text().splitlines():
+        if line.startswith(f"{name}="):
+            return line.split("=", 1)[1]
+    raise LookupError(name)
+
+
+def test_env_example_lists_every_setting_and_loads_once_the_secrets_are_filled_in(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     names = {
         line.split("=", 1)[0]
-        for line in example.read_text().splitlines()
+        for line in EXAMPLE.read_text().splitlines()
         if line and not line.startswith("#")
     }
     assert names == {name.upper() for name in Settings.model_fields}
-    (tmp_path / ".env").write_text(example.read_text())
+    (tmp_path / ".env").write_text(EXAMPLE.read_text())
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", TOKEN)
+    monkeypatch.setenv("FREEPIK_API_KEY", KEY)
     settings = load_settings()
     assert settings.mode == "polling"
     assert settings.inline_storage_chat_id is None
+
+
+def test_env_example_placeholders_are_refused_by_name_without_echoing_them(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / ".env").write_text(EXAMPLE.read_text())
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    message = str(caught.value)
+    problems = message.split("; ")
+    token_problem = next(p for p in problems if p.startswith("TELEGRAM_BOT_TOKEN"))
+    key_problem = next(p for p in problems if p.startswith("FREEPIK_API_KEY"))
+    for problem in (token_problem, key_problem):
+        assert "example value from .env.example" in problem
+        assert "in .env" in problem
+    assert "@BotFather" in token_problem
+    for name in ("TELEGRAM_BOT_TOKEN", "FREEPIK_API_KEY"):
+        assert _example_value(name) not in message
+    assert "replace-with" not in message
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "123456:TEST-token_abcdefghijklmnopqrstuv",  # 33 characters after the colon
+        "123456:TEST-token_abcdefghijklmnopqrstuvwxy",  # 36
+        "bot123456:TEST-token_abcdefghijklmnopqrstuvwx",  # pasted from a URL
+        "123456-TEST-token_abcdefghijklmnopqrstuvwx",
+        "123456:TEST-token_abcdefghijklmnopqrstu.wx",
+    ],
+)
+def test_malformed_token_is_refused_with_its_shape_and_where_to_fix_it(
+    monkeypatch: pytest.MonkeyPatch, token: str
+) -> None:
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", token)
+    monkeypatch.setenv("FREEPIK_API_KEY", KEY)
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    message = str(caught.value)
+    assert message.startswith("TELEGRAM_BOT_TOKEN: ")
+    assert "35 characters" in message
+    assert ".env" in message
+    assert token.split(":")[-1] not in message
+    assert "TEST-token" not in message
+
+
+def test_start_with_the_example_env_names_the_settings_not_the_network(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text(EXAMPLE.read_text())
+    closed = f"http://127.0.0.1:{free_port()}"  # nothing leaves this machine
+    env = {"PATH": "/usr/bin:/bin", "TELEGRAM_API_URL": closed, "FREEPIK_API_URL": closed}
+    result = subprocess.run(
+        [sys.executable, "-m", "bot"],
+        cwd=tmp_path,
+        env=env | {"PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("Configuration error: TELEGRAM_BOT_TOKEN")
+    assert "FREEPIK_API_KEY" in lines[0]
+    assert "reach" not in result.stderr
+    assert "replace-with" not in result.stderr
 
 
 def test_payments_are_off_unless_packs_are_set(monkeypatch: pytest.MonkeyPatch) -> None:

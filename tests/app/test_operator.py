@@ -7,6 +7,7 @@ import json
 import signal
 from pathlib import Path
 
+from bot.storage.factory import create_store
 from tests.conftest import BOT_TOKEN, FREEPIK_KEY, WEBHOOK_SECRET, StartBot, bot_env
 from tests.fakes import FakeFreepik, FakeTelegram, make_image
 from tests.fakes.updates import photo_message, private_user, update
@@ -42,10 +43,46 @@ async def test_doctor_passes_and_masks_secrets(
     assert "getWebhookInfo" in [c.method for c in telegram.calls]
 
 
+async def test_doctor_prints_plain_values_and_only_looks_at_a_missing_data_dir(
+    telegram: FakeTelegram, freepik: FakeFreepik, tmp_path: Path
+) -> None:
+    data_dir = tmp_path / "not-yet" / "data"
+    code, output = await run_cli(["doctor"], telegram, freepik, tmp_path, DATA_DIR=str(data_dir))
+    assert code == 0, output
+    assert not (tmp_path / "not-yet").exists()  # checking creates nothing
+    for shown_by_repr in ("PosixPath", "None", "(none)", "frozenset", "'"):
+        assert shown_by_repr not in output
+    assert f"DATA_DIR                 {data_dir}\n" in output
+    assert f"STORAGE_URL              sqlite://{data_dir / 'nobg.sqlite3'}\n" in output
+    # Unset values read the same whatever their type: a set, a number, a string, a secret.
+    for name in ("ADMIN_IDS", "INLINE_STORAGE_CHAT_ID", "WEBHOOK_URL", "WEBHOOK_SECRET"):
+        assert f"{name:<24} not set\n" in output
+    assert f"data directory           {data_dir} does not exist yet" in output
+    assert "webhook                  not set (polling)" in output
+
+
+async def test_doctor_opens_an_existing_database_and_refuses_a_file_as_data_dir(
+    telegram: FakeTelegram, freepik: FakeFreepik, tmp_path: Path
+) -> None:
+    data_dir = tmp_path / "data"
+    store = create_store(f"sqlite://{data_dir / 'nobg.sqlite3'}")
+    await store.aclose()
+    code, output = await run_cli(["doctor"], telegram, freepik, tmp_path, DATA_DIR=str(data_dir))
+    assert code == 0, output
+    assert f"data directory           {data_dir} (writable)" in output
+    assert "state                    reachable" in output
+    not_a_dir = tmp_path / "a-file"
+    not_a_dir.write_text("")
+    code, output = await run_cli(["doctor"], telegram, freepik, tmp_path, DATA_DIR=str(not_a_dir))
+    assert code == 1, output
+    assert f"data directory           FAILED: {not_a_dir} is not a directory" in output
+    assert not_a_dir.read_text() == ""
+
+
 async def test_doctor_fails_on_a_rejected_token(
     telegram: FakeTelegram, freepik: FakeFreepik, tmp_path: Path
 ) -> None:
-    wrong = "999999:WRONG-token_abcdefghijklmnopqrstu"
+    wrong = "999999:WRONG-token_abcdefghijklmnopqrstuvw"
     code, output = await run_cli(["doctor"], telegram, freepik, tmp_path, TELEGRAM_BOT_TOKEN=wrong)
     assert code == 1
     assert "getMe                    FAILED" in output

@@ -133,7 +133,7 @@ async def test_rejected_token_is_one_clear_line(
         env=bot_env(
             telegram,
             freepik,
-            TELEGRAM_BOT_TOKEN="999999:WRONG-token_abcdefghijklmnopqrstu",
+            TELEGRAM_BOT_TOKEN="999999:WRONG-token_abcdefghijklmnopqrstuvw",
         ),
         cwd=tmp_path,
         stdout=asyncio.subprocess.PIPE,

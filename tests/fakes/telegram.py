@@ -114,7 +114,7 @@ class FakeTelegram:
 
     def __init__(
         self,
-        token: str = "123456:TEST-token_abcdefghijklmnopqrstuv",  # noqa: S107
+        token: str = "123456:TEST-token_abcdefghijklmnopqrstuvwx",  # noqa: S107
         bot_id: int = 123456,
         username: str = "nobg_test_bot",
     ) -> None:

@@ -7,7 +7,7 @@ import logging
 
 from bot.ops.logs import RedactingFormatter, configure_logging
 
-TOKEN = "123456:AAH-secret_token_value_0123456789"
+TOKEN = "123456:AAH-secret_token_value_0123456789ab"
 
 
 def test_formatter_masks_messages_and_tracebacks() -> None:

@@ -174,7 +174,7 @@ async def test_rejected_cached_file_id_is_dropped_and_the_job_runs_afresh(
 async def test_two_bots_sharing_redis_never_mix_file_ids(
     start_bot: StartBot, telegram: FakeTelegram, freepik: FakeFreepik, redis_url: str
 ) -> None:
-    other_token = "654321:OTHER-token_abcdefghijklmnopqrstu"
+    other_token = "654321:OTHER-token_abcdefghijklmnopqrstuvw"
     image = make_image("JPEG", size=(40, 30))
     with FakeTelegram(token=other_token, bot_id=654321, username="other_bot") as other:
         await start_bot(storage_url=redis_url)
