@@ -4,6 +4,8 @@ A surface (a chat message, an inline query, an album, a button press) says how t
 deliver a cutout and explain a failure; the order of the steps, the money rules (limits, the
 daily budget) and the one log line per request live here, once. The journal closes the request's
 record when the handler returns (bot.requests.journal), so "journal" is the caller's last step.
+A studio button press, a job that is no Freepik removal, takes the same steps in
+bot/requests/presses.py.
 """
 
 from __future__ import annotations

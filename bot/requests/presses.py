@@ -1,0 +1,165 @@
+"""A button press's lifecycle: admit -> status -> job -> deliver -> exactly one reply.
+
+The removal lifecycle's steps (bot/requests/lifecycle.py) for a job that is no Freepik removal:
+a studio action (bot/studio/) on cutouts Telegram already holds, with no Freepik call and no
+rate-limit slot. The press surface (bot/transport/surfaces/press.py) says how the press is
+answered (the status is the callback answer), where results go and how a failure is explained;
+the order of the steps, who may press, and the one log line and metric per press live here.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from telegram.error import Forbidden
+
+from bot.i18n import messages
+from bot.ops.metrics import Metrics
+from bot.storage.base import StorageUnavailable
+from bot.studio.actions import Delivery, Keyboard, StudioAction
+from bot.studio.callback import parse_callback
+from bot.studio.making import Declined
+from bot.studio.records import Record, Records
+from bot.studio.work import Outlet, Workshop
+
+logger = logging.getLogger(__name__)
+
+
+class PressSurface(Outlet, ABC):
+    """A press of a studio button: how its one reply is shown, and where its results go."""
+
+    # Who pressed, and the button's callback data as Telegram sent it.
+    user_id: int
+    data: str | None
+    # The chat replies go to, once `place` knows it (0: not yet).
+    chat_id: int = 0
+
+    @abstractmethod
+    def stand_in(self) -> Record | None:
+        """A single cutout's record from its own message, when the stored one is gone."""
+
+    @abstractmethod
+    def place(self, record: Record) -> None:
+        """Decide where replies go: the pressed message's chat and topic, else the record's."""
+
+    @abstractmethod
+    async def answer(self, text: str | None) -> None:
+        """The status: answer the press at once (a toast with `text`); only the first counts."""
+
+    @abstractmethod
+    async def switch(self, keyboard: Keyboard, token: str) -> None:
+        """Show another keyboard under the pressed message."""
+
+    @abstractmethod
+    async def explain(self, text: Callable[[], str]) -> None:
+        """The one reply to a press without a result: a toast while unanswered, else a message."""
+
+
+@dataclass(slots=True)
+class _Counted:
+    """What the press's log line and metric say about it, as far as it got."""
+
+    action: str = "-"
+    items: int = 0
+
+
+class Presses:
+    """Runs every studio button press the same way, from the callback answer to its one reply."""
+
+    def __init__(
+        self, records: Records, workshop: Workshop, *, metrics: Metrics | None = None
+    ) -> None:
+        self.records = records
+        self.workshop = workshop
+        self.metrics = metrics or Metrics()
+
+    async def run(self, surface: PressSurface) -> str:
+        """Take one press to its one reply; log and count it once; return its outcome."""
+        started = time.monotonic()
+        counted = _Counted()
+        outcome = "internal_error"
+        try:
+            outcome = await self._run(surface, counted)
+        except Forbidden as err:
+            logger.warning("Cannot answer a button press in chat %s: %s", surface.chat_id, err)
+            outcome = "undeliverable"
+        except Exception:
+            logger.exception("Unexpected error in a studio button press")
+            await surface.explain(messages.studio_failed)
+        finally:
+            self.report(surface, counted, outcome, time.monotonic() - started)
+        return outcome
+
+    def report(self, surface: PressSurface, counted: _Counted, outcome: str, took: float) -> None:
+        """Count and log how a press ended (once per press)."""
+        self.metrics.studio_press(counted.action, outcome)
+        (logger.info if outcome in ("ok", "keyboard") else logger.warning)(
+            "studio user=%s action=%s items=%d outcome=%s total=%.3fs",
+            surface.user_id,
+            counted.action,
+            counted.items,
+            outcome,
+            took,
+        )
+
+    async def admit(
+        self, surface: PressSurface, action: StudioAction, record: Record
+    ) -> Declined | None:
+        """Whether the owner's press may start its job now (None: yes; keyboards always may).
+
+        The place for a per-user share of the CPU pool (issue 19 item 3): one user pressing
+        buttons under big images must not fill IMAGE_QUEUE for everyone. Today all are admitted.
+        """
+        return None
+
+    async def _run(self, surface: PressSurface, counted: _Counted) -> str:
+        parsed = parse_callback(surface.data)
+        if parsed is None:
+            await surface.answer(messages.studio_invalid())
+            return "invalid"
+        action, token = parsed
+        counted.action = action.name
+        try:
+            record = await self._record(token, surface)
+        except StorageUnavailable as err:
+            logger.error("Storage unavailable: %s", err)
+            await surface.answer(messages.studio_storage_down())
+            return "storage_down"
+        if record is None:
+            await surface.answer(messages.studio_expired())
+            return "expired"
+        counted.items = len(record.items)
+        if surface.user_id != record.owner:
+            await surface.answer(messages.studio_not_yours())
+            return "not_owner"
+        surface.place(record)
+        if action.delivery is Delivery.KEYBOARD:
+            await surface.answer(None)
+            await surface.switch(action.keyboard, token)
+            return "keyboard"
+        refused = await self.admit(surface, action, record)
+        if refused is not None:
+            await surface.explain(refused.text)
+            return refused.outcome
+        await surface.answer(messages.studio_working())
+        try:
+            await self.workshop.run(action, record, surface)
+        except Declined as declined:
+            await surface.explain(declined.text)
+            return declined.outcome
+        return "ok"
+
+    async def _record(self, token: str, surface: PressSurface) -> Record | None:
+        """The keyboard's record from the store, else from the pressed message."""
+        try:
+            record = await self.records.get(token)
+        except StorageUnavailable:
+            # A single cutout's message is enough to go on; an album's buttons need the store.
+            if (fallback := surface.stand_in()) is not None:
+                return fallback
+            raise
+        return record if record is not None else surface.stand_in()

@@ -1,0 +1,159 @@
+"""What a press computes: an action's result for one cutout, from the cache or made afresh.
+
+Made afresh means the cutout's bytes (downloaded by the caller: Telegram's getFile) through the
+action's image function in the CPU pool (`bot/imaging/pool.py`), never on the event loop. Every
+result is cached by the cutout's `file_unique_id`, so the same press twice is a re-send by id.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from bot.i18n import messages
+from bot.imaging import edits as imaging
+from bot.imaging.pool import CpuBusy, CpuPool, CpuWorkerLost
+from bot.storage.base import StateStore, StorageUnavailable, StoredCutout
+from bot.studio.actions import StudioAction
+from bot.studio.records import Item, Record
+
+logger = logging.getLogger(__name__)
+
+# The cutout's bytes, however the caller gets them (raises `Declined` when it cannot).
+Download = Callable[[Item], Awaitable[bytes]]
+
+
+class Declined(Exception):
+    """A press that ends in a plain explanation instead of a result."""
+
+    def __init__(self, outcome: str, text: Callable[[], str]) -> None:
+        super().__init__(outcome)
+        self.outcome = outcome
+        self.text = text
+
+
+_IMAGING_REFUSALS: list[tuple[type[Exception], str, Callable[[], str]]] = [
+    (imaging.ImageTooLarge, "too_many_pixels", messages.studio_too_many_pixels),
+    (imaging.NoSubject, "no_subject", messages.studio_no_subject),
+    (imaging.ImageUnreadable, "unreadable", messages.studio_unreadable),
+    (imaging.ImagingError, "unreadable", messages.studio_unreadable),
+    (CpuBusy, "busy", messages.studio_busy),
+    (CpuWorkerLost, "worker_lost", messages.studio_failed),
+]
+
+
+@dataclass(slots=True)
+class Made:
+    """One result: Telegram's copy from the cache, or fresh bytes to upload (neither: packed)."""
+
+    item: Item
+    cache_key: str
+    file_name: str
+    file_id: str | None = None
+    data: bytes | None = None
+
+    @property
+    def already_packed(self) -> bool:
+        """The cutout's sticker is in the owner's pack already: nothing to send."""
+        return self.file_id is None and self.data is None
+
+
+def cache_key(kind: str, unique_id: str) -> str:
+    """Where the result of kind `kind` for one cutout is cached."""
+    return f"studio:{kind}:{unique_id}"
+
+
+def packed_key(owner: int, unique_id: str) -> str:
+    """Where it is noted that a cutout's sticker is in `owner`'s pack."""
+    return cache_key(f"pk{owner}", unique_id)
+
+
+class Maker:
+    """Makes actions' results, cached by the cutout's file id like cutouts are."""
+
+    def __init__(self, store: StateStore, cpu: CpuPool, *, cache_ttl: float) -> None:
+        self._store = store
+        self._cpu = cpu
+        self._cache_ttl = cache_ttl
+
+    async def make_all(
+        self,
+        action: StudioAction,
+        record: Record,
+        download: Download,
+        *,
+        pack_of: int | None = None,
+    ) -> tuple[list[Made], dict[int, Declined]]:
+        """Every cutout's result, and what was declined for which (numbered from 1)."""
+        made: list[Made] = []
+        problems: dict[int, Declined] = {}
+        for number, item in enumerate(record.items, start=1):
+            try:
+                if pack_of is not None and (packed := await self._packed(pack_of, item)):
+                    made.append(packed)
+                else:
+                    made.append(await self.make(action, item, download))
+            except Declined as declined:
+                problems[number] = declined
+        return made, problems
+
+    async def make(self, action: StudioAction, item: Item, download: Download) -> Made:
+        """The action's result for one cutout: from the cache, or downloaded and made."""
+        assert action.function is not None, f"{action.name} makes nothing"
+        key = cache_key(action.kind, item.unique_id)
+        cached = await self.cached(key)
+        if cached is not None:
+            return Made(item, key, cached.file_name, file_id=cached.file_id)
+        data = await download(item)
+        try:
+            result = await self._cpu.run(action.function, data, *action.args)
+        except Exception as err:
+            for kind_of, outcome, text in _IMAGING_REFUSALS:
+                if isinstance(err, kind_of):
+                    logger.info("Studio conversion refused: %s: %s", type(err).__name__, err)
+                    raise Declined(outcome, text) from err
+            raise
+        return Made(item, key, action.file_name(item.name), data=result)
+
+    async def compute(self, action: StudioAction, data: bytes) -> bytes:
+        """The action's function on `data` in the CPU pool (errors as the pool raises them)."""
+        assert action.function is not None, f"{action.name} makes nothing"
+        return await self._cpu.run(action.function, data, *action.args)
+
+    async def cached(self, key: str) -> StoredCutout | None:
+        """Telegram's copy of a result made before, if the cache has it (and is up)."""
+        try:
+            return await self._store.get_cutout(key)
+        except StorageUnavailable as err:
+            logger.warning("Studio cache unavailable: %s", err)
+            return None
+
+    async def remember(self, made: Made, file_id: str | None) -> None:
+        """Cache Telegram's copy of a freshly uploaded result (best effort)."""
+        if not file_id or made.file_id is not None:
+            return
+        try:
+            await self._store.put_cutout(
+                made.cache_key, StoredCutout(file_id, made.file_name, time.time()), self._cache_ttl
+            )
+        except StorageUnavailable as err:
+            logger.warning("Could not cache a studio result: %s", err)
+
+    async def mark_packed(self, owner: int, item: Item) -> None:
+        """Note that the cutout's sticker is in `owner`'s pack (best effort)."""
+        try:
+            await self._store.put_cutout(
+                packed_key(owner, item.unique_id),
+                StoredCutout(item.file_id, item.name, time.time()),
+                self._cache_ttl,
+            )
+        except StorageUnavailable as err:
+            logger.warning("Could not remember a packed sticker: %s", err)
+
+    async def _packed(self, owner: int, item: Item) -> Made | None:
+        key = packed_key(owner, item.unique_id)
+        if await self.cached(key) is not None:
+            return Made(item, key, "sticker.webp")  # neither bytes nor id: already there
+        return None
