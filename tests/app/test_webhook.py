@@ -40,7 +40,12 @@ async def test_set_webhook_with_url_secret_and_update_types(
     (call,) = telegram.calls_of("setWebhook")
     assert call.params["url"] == "https://bot.example.test/hook"
     assert call.params["secret_token"] == WEBHOOK_SECRET
-    assert set(call.params["allowed_updates"]) == {"message", "inline_query", "callback_query"}
+    assert set(call.params["allowed_updates"]) == {
+        "message",
+        "inline_query",
+        "callback_query",
+        "pre_checkout_query",
+    }
     assert not telegram.calls_of("getUpdates")
     assert bot.application.updater is None
 
