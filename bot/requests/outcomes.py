@@ -40,6 +40,28 @@ class Outcome(StrEnum):
     INTERNAL_ERROR = "internal_error"
 
 
+# What users do or run into on their own (a bad image, a limit, a blocked chat): logged at INFO.
+# The rest points at trouble on our side or upstream (a bad key, Freepik down, storage, a bug)
+# and is a WARNING the operator should see.
+ROUTINE: frozenset[str] = frozenset(
+    {
+        Outcome.OK,
+        Outcome.BAD_INPUT,
+        Outcome.RATE_LIMITED,
+        Outcome.INPUT_TOO_LARGE,
+        Outcome.SOURCE_UNAVAILABLE,
+        Outcome.REJECTED,
+        Outcome.RESULT_TOO_LARGE,
+        Outcome.UNDELIVERABLE,
+    }
+)
+
+
+def log_level(outcome: str) -> int:
+    """INFO for a routine outcome, WARNING for one the operator should look at."""
+    return logging.INFO if outcome in ROUTINE else logging.WARNING
+
+
 # Order matters: subclasses before their bases.
 _FAILURES: list[tuple[type[BaseException], Outcome, Callable[[], str]]] = [
     (SourceTooLarge, Outcome.INPUT_TOO_LARGE, messages.input_too_large),

@@ -28,6 +28,10 @@ from bot.studio.work import Outlet, Workshop
 
 logger = logging.getLogger(__name__)
 
+# Press outcomes that point at trouble on our side; the rest (someone else's press, an expired
+# keyboard, an unreadable image, a full pack) are routine and logged at INFO.
+_TROUBLE = frozenset({"internal_error", "storage_down", "busy", "worker_lost"})
+
 
 class PressSurface(Outlet, ABC):
     """A press of a studio button: how its one reply is shown, and where its results go."""
@@ -97,7 +101,8 @@ class Presses:
     def report(self, surface: PressSurface, counted: _Counted, outcome: str, took: float) -> None:
         """Count and log how a press ended (once per press)."""
         self.metrics.studio_press(counted.action, outcome)
-        (logger.info if outcome in ("ok", "keyboard") else logger.warning)(
+        logger.log(
+            logging.WARNING if outcome in _TROUBLE else logging.INFO,
             "studio user=%s action=%s items=%d outcome=%s total=%.3fs",
             surface.user_id,
             counted.action,

@@ -283,6 +283,24 @@ async def test_freepik_fault_gets_a_clear_reply(
     assert len(freepik.calls) == calls
 
 
+async def test_a_rejected_image_is_logged_as_routine(
+    start_bot: StartBot,
+    telegram: FakeTelegram,
+    freepik: FakeFreepik,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A user's unreadable image is nobody's fault on our side: no warning for the operator.
+    caplog.set_level(logging.INFO)
+    freepik.fail_next(400, times=9)
+    await start_bot()
+    send(telegram, photo(telegram))
+    await wait_reply_text(telegram, USER, messages.image_rejected())
+    await asyncio.sleep(0.2)
+    [line] = [r for r in caplog.records if "outcome=rejected" in r.getMessage()]
+    assert line.levelno == logging.INFO
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
 async def test_hanging_freepik_times_out_into_unavailable(
     start_bot: StartBot, telegram: FakeTelegram, freepik: FakeFreepik
 ) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -412,8 +413,12 @@ async def test_buttons_work_after_a_restart_without_shared_storage(
 
 
 async def test_group_only_the_asker_may_press_and_replies_go_to_the_group(
-    start_bot: StartBot, telegram: FakeTelegram, freepik: FakeFreepik
+    start_bot: StartBot,
+    telegram: FakeTelegram,
+    freepik: FakeFreepik,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO)
     await start_bot()
     file_id, unique_id = telegram.add_file(round_subject())
     photo = photo_message(ALICE, file_id, unique_id, chat=group_chat(GROUP))
@@ -427,6 +432,9 @@ async def test_group_only_the_asker_may_press_and_replies_go_to_the_group(
     assert toast(telegram, query_id) == messages.studio_not_yours()
     await settle()
     assert len(ok(telegram, "sendDocument")) == 1
+    # Someone else's press is routine: logged for the record, no warning for the operator.
+    [line] = [r for r in caplog.records if "outcome=not_owner" in r.getMessage()]
+    assert line.levelno == logging.INFO
 
     await press(telegram, ALICE, cutout, "Crop")
     [_cutout, crop] = await finished(telegram, "sendDocument", count=2, timeout=15)

@@ -19,7 +19,7 @@ from bot.removal.sources import ImageSource
 from bot.requests.admission import Refusal
 from bot.requests.journal import note_status_message
 from bot.requests.lifecycle import Lifecycle, Surface
-from bot.requests.outcomes import Outcome
+from bot.requests.outcomes import Outcome, log_level
 from bot.storage.base import StoredCutout
 from bot.transport.migrations import Migrations
 from bot.transport.quiet import quietly
@@ -143,7 +143,8 @@ class ChatSurface(Surface):
     def log(self, outcome: str, via: str, timings: JobTimings) -> None:
         """One line per job."""
         request = self._request
-        (logger.info if outcome == Outcome.OK else logger.warning)(
+        logger.log(
+            log_level(outcome),
             "job user=%s chat=%s kind=%s outcome=%s via=%s %s",
             request.user_id,
             request.chat_id,

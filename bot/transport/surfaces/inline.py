@@ -34,7 +34,7 @@ from bot.removal.pipeline import Cutout, JobTimings
 from bot.removal.sources import ImageSource, NotHttpLink, normalise_link
 from bot.requests.admission import Refusal
 from bot.requests.lifecycle import Lifecycle, Surface
-from bot.requests.outcomes import Outcome
+from bot.requests.outcomes import ROUTINE, Outcome
 from bot.requests.rejected import is_rejected_file_id, rejected_file_ids
 from bot.storage.base import StorageUnavailable, StoredCutout
 from bot.transport.studio import Studio
@@ -65,7 +65,7 @@ class InlineOutcome(StrEnum):
 
 
 # Outcomes logged at INFO; the rest (failed jobs, limits) at WARNING, as in the chat flow.
-_ROUTINE: frozenset[str] = frozenset({Outcome.OK, *InlineOutcome})
+_ROUTINE: frozenset[str] = frozenset({*ROUTINE, *InlineOutcome})
 
 
 class Shown(StrEnum):
