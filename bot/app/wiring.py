@@ -28,6 +28,7 @@ from bot.i18n import locales as i18n
 from bot.i18n import messages
 from bot.requests.journal import ArrivedUpdates, RecordingQueue
 from bot.settings import Settings
+from bot.transport import keyboards
 from bot.transport.arrivals import ArrivalQueue
 from bot.transport.handlers import errors, group, inline, language, payments, private, studio
 from bot.transport.polling import TolerantUpdatesRequest
@@ -281,7 +282,7 @@ def register_handlers(application: AnyApplication, settings: Settings) -> None:
     )
     # 7b. /buy's pack buttons and /forget's confirmation.
     application.add_handler(
-        CallbackQueryHandler(payments.on_pack_chosen, pattern=f"^{payments.BUY_PREFIX}")
+        CallbackQueryHandler(payments.on_pack_chosen, pattern=f"^{keyboards.BUY_PREFIX}")
     )
     application.add_handler(
         CallbackQueryHandler(payments.on_forget_button, pattern=f"^{payments.FORGET_PREFIX}")

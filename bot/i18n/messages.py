@@ -721,6 +721,14 @@ def buy_intro() -> str:
     )
 
 
+def out_of_removals(wait_text: str) -> str:
+    """A photo past the free allowance with no credits left: above the buttons of packs."""
+    return _(
+        "You've used your free removals. The next free one comes in {wait}, or buy credits "
+        "and send the image again:"
+    ).format(wait=wait_text)
+
+
 def pack_button(credits: int, stars: int) -> str:
     """Button: one pack (at most 32 characters)."""
     # TRANSLATORS: button label, at most 32 characters; e.g. "10 credits · 25 ⭐".

@@ -47,3 +47,22 @@ KEYBOARDS: dict[Keyboard, Callable[[str], InlineKeyboardMarkup]] = {
 
 def _button(label: str, action: str, token: str) -> InlineKeyboardButton:
     return InlineKeyboardButton(label, callback_data=callback_data(action, token))
+
+
+# A pack button's callback data: `buy:<credits>:<stars>` (the invoice is made on press).
+BUY_PREFIX = "buy:"
+
+
+def packs_keyboard(packs: list[tuple[int, int]]) -> InlineKeyboardMarkup:
+    """One button per pack (credits, Stars)."""
+    return InlineKeyboardMarkup(
+        [
+            [
+                InlineKeyboardButton(
+                    messages.pack_button(credits, stars),
+                    callback_data=f"{BUY_PREFIX}{credits}:{stars}",
+                )
+            ]
+            for credits, stars in packs
+        ]
+    )

@@ -29,6 +29,11 @@ async def test_free_removal_then_a_credit_then_a_refusal_without_a_freepik_call(
 
     send(telegram, photo(telegram))
     await telegram.wait_for(lambda t: len(visible_messages(t, USER)) >= 3, timeout=15)
+    offer = visible_messages(telegram, USER)[-1]
+    assert offer.text is not None
+    assert offer.text.startswith("You've used your free removals")
+    # The pack, as a button that sends the invoice.
+    assert "buy:10:25" in str(offer.call.params.get("reply_markup"))
     assert len(telegram.sent_documents(USER)) == 2
     assert len(freepik.calls) == 2  # refused before anything was paid
     assert await store.balance(USER) == 0

@@ -16,12 +16,12 @@ from bot.i18n import messages
 from bot.requests.credits import invoice_payload
 from bot.storage.base import TELEGRAM_REFUND, LedgerTotals, StorageUnavailable
 from bot.transport.handlers.common import reply
+from bot.transport.keyboards import BUY_PREFIX, packs_keyboard
 from bot.transport.quiet import quietly
 from bot.transport.services import get_services
 
 logger = logging.getLogger(__name__)
 
-BUY_PREFIX = "buy:"
 FORGET_PREFIX = "forget:"
 # Storage trouble while crediting a payment: a few tries before telling the payer.
 _CREDIT_ATTEMPTS = 3
@@ -30,21 +30,6 @@ _CREDIT_RETRY = 0.5
 
 def _private(message: Message) -> bool:
     return message.chat.type == ChatType.PRIVATE
-
-
-def packs_keyboard(packs: list[tuple[int, int]]) -> InlineKeyboardMarkup:
-    """One button per pack (credits, Stars)."""
-    return InlineKeyboardMarkup(
-        [
-            [
-                InlineKeyboardButton(
-                    messages.pack_button(credits, stars),
-                    callback_data=f"{BUY_PREFIX}{credits}:{stars}",
-                )
-            ]
-            for credits, stars in packs
-        ]
-    )
 
 
 async def cmd_buy(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

@@ -17,10 +17,12 @@ from bot.removal.cutouts import Produced
 from bot.removal.pipeline import Cutout, JobTimings
 from bot.removal.sources import ImageSource
 from bot.requests.admission import Refusal
+from bot.requests.credits import CREDITS_SCOPE
 from bot.requests.journal import note_status_message
 from bot.requests.lifecycle import Lifecycle, Surface
 from bot.requests.outcomes import Outcome, log_level
 from bot.storage.base import StoredCutout
+from bot.transport.keyboards import packs_keyboard
 from bot.transport.migrations import Migrations
 from bot.transport.quiet import quietly
 from bot.transport.studio import Studio
@@ -66,6 +68,8 @@ class ChatRemoval:
     async def process(self, request: ChatRequest) -> Outcome:
         """Run the whole request through the lifecycle."""
         surface = ChatSurface(self._bot, request, self._studio, self._migrations)
+        credits = self._lifecycle.till.credits
+        surface.packs = [(p.credits, p.stars) for p in credits.packs] if credits else []
         return await self._lifecycle.run(surface, request.source)
 
 
@@ -80,13 +84,30 @@ class ChatSurface(Surface):
         self._studio = studio
         self._migrations = migrations
         self._status: Message | None = None
+        # The packs on sale (credits, Stars), offered when a job is refused for want of credits.
+        self.packs: list[tuple[int, int]] = []
         self.kind = request.source.kind
         self.user_id = request.user_id
         self.locale = request.locale
         self.group_chat_id = request.chat_id if request.group else None
 
     async def refused(self, refusal: Refusal) -> None:
-        """Say which limit refused the job and when to try again."""
+        """Say which limit refused the job and when to try again (or offer the packs)."""
+        if refusal.scope == CREDITS_SCOPE and self.packs:
+            text = messages.out_of_removals(refusal.wait_text())
+            markup = packs_keyboard(self.packs)
+
+            def send(chat_id: int, thread_id: int | None) -> Awaitable[Message]:
+                return self._bot.send_message(
+                    chat_id=chat_id,
+                    text=text,
+                    reply_parameters=self._reply_to(chat_id),
+                    message_thread_id=thread_id,
+                    reply_markup=markup,
+                )
+
+            await quietly(self._to_chat(send), f"offer packs in chat {self._request.chat_id}")
+            return
         await self._reply_text(messages.rate_limited(refusal.wait_text(), refusal.scope))
 
     async def resend(self, stored: StoredCutout) -> None:
