@@ -15,7 +15,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from telegram.error import Forbidden
+from telegram.error import Forbidden, TelegramError
 
 from bot.i18n import messages
 from bot.ops.metrics import Metrics
@@ -156,6 +156,12 @@ class Presses:
         except Declined as declined:
             await surface.explain(declined.text)
             return declined.outcome
+        if action.then is not None:
+            try:
+                await surface.switch(action.then, token)
+            except TelegramError as err:
+                # The result is out; the buttons are a nicety.
+                logger.info("Could not switch the buttons back after a press: %s", err)
         return "ok"
 
     async def _record(self, token: str, surface: PressSurface) -> Record | None:

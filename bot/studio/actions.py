@@ -73,6 +73,8 @@ class StudioAction:
     suffix: str = ""
     # For `Delivery.KEYBOARD`: the keyboard the press switches to.
     keyboard: Keyboard = Keyboard.MAIN
+    # The keyboard the pressed message shows once the result is out (None: it stays as it is).
+    then: Keyboard | None = None
 
     def file_name(self, cutout_name: str) -> str:
         """The result's file name, from the cutout's (`photo-nobg.png` -> `photo-crop.png`)."""
@@ -109,6 +111,8 @@ ACTIONS: dict[str, StudioAction] = _actions(
             imaging.flatten,
             (colour,),
             f"-{colour_name}.jpg",
+            # The colour is chosen: the palette makes way for the main buttons again.
+            then=Keyboard.MAIN,
         )
         for index, (colour_name, colour) in enumerate(PALETTE)
     ),

@@ -280,15 +280,23 @@ async def test_background_palette_colour_and_back(
     assert flat.size == (120, 90)
     assert all(v >= 245 for v in flat.getpixel((1, 1)))  # type: ignore[union-attr]
     assert document.params["reply_parameters"]["message_id"] == cutout["message_id"]
+    # The colour is chosen: the cutout shows its main buttons again, not the palette.
+    [_, back_to_main] = await finished(telegram, "editMessageReplyMarkup", count=2, timeout=15)
+    assert back_to_main.ok
+    current = telegram.state.find_message(USER, cutout["message_id"])
+    assert current is not None
+    assert buttons(current) == buttons(cutout)
 
+    await press(telegram, ANN, cutout, "Background")
+    await finished(telegram, "editMessageReplyMarkup", count=3, timeout=15)
     await press(telegram, ANN, cutout, "Back")
-    await finished(telegram, "editMessageReplyMarkup", count=2, timeout=15)
+    await finished(telegram, "editMessageReplyMarkup", count=4, timeout=15)
     current = telegram.state.find_message(USER, cutout["message_id"])
     assert current is not None
     assert buttons(current) == buttons(cutout)
     # A double tap on Back: "message is not modified" is no crash and no reply.
     query_id = await press(telegram, ANN, cutout, "Background")
-    await finished(telegram, "editMessageReplyMarkup", count=3, timeout=15)
+    await finished(telegram, "editMessageReplyMarkup", count=5, timeout=15)
     again = telegram.press(ANN, cutout, data_of(telegram, cutout, "Back"))
     twice = telegram.press(ANN, cutout, data_of(telegram, cutout, "Back"))
     await answered(telegram, again)
