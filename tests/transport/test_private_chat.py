@@ -160,7 +160,17 @@ async def test_start_and_help_explain_limits_and_privacy(
         "setMyCommands", where=lambda c: not c.params.get("language_code")
     )
     names = {c["command"] for c in default.params["commands"]}
-    assert names == {"start", "help", "removebg", "nobg", "language"}
+    # /privacy, /forget and /paysupport answer whether or not payments are on.
+    assert names == {
+        "start",
+        "help",
+        "removebg",
+        "nobg",
+        "language",
+        "privacy",
+        "forget",
+        "paysupport",
+    }
     for command in ("/start", "/help"):
         telegram.reset_calls()
         send(telegram, text_message(private_user(USER), command))
