@@ -223,8 +223,25 @@ async def test_start_and_help_explain_limits_and_privacy(
             messages.not_http(),
         ),
         (lambda t: sticker_message(private_user(USER)), messages.no_link()),
+        # Telegram says the file is empty: nothing Freepik could read, so no call is spent.
+        (
+            lambda t: document_message(
+                private_user(USER),
+                *t.add_file(b"", file_size=0),
+                file_name="empty.png",
+                mime_type="image/png",
+                file_size=0,
+            ),
+            messages.image_rejected(),
+        ),
+        (
+            lambda t: photo_message(
+                private_user(USER), *t.add_file(b"", file_size=0), file_size=0
+            ),
+            messages.image_rejected(),
+        ),
     ],
-    ids=["pdf", "zip", "too-large", "no-link", "ftp-link", "sticker"],
+    ids=["pdf", "zip", "too-large", "no-link", "ftp-link", "sticker", "empty-file", "empty-photo"],
 )
 async def test_bad_input_gets_one_clear_reply_and_no_freepik_call(
     start_bot: StartBot, telegram: FakeTelegram, freepik: FakeFreepik, make, expected: str

@@ -94,6 +94,7 @@ def source_from_media(
     """The photo (largest size) or image document of `message`, if any."""
     if message.photo:
         largest = message.photo[-1]
+        _refuse_empty(largest.file_size)
         return ImageSource.telegram_file(
             SourceKind.PHOTO,
             largest.file_id,
@@ -111,6 +112,7 @@ def source_from_media(
         raise Unusable(messages.not_an_image())
     if document.file_size is not None and document.file_size > MAX_INPUT_BYTES:
         raise Unusable(messages.input_too_large())
+    _refuse_empty(document.file_size)
     return ImageSource.telegram_file(
         SourceKind.DOCUMENT,
         document.file_id,
@@ -118,6 +120,13 @@ def source_from_media(
         file_name=document.file_name,
         file_size=document.file_size,
     )
+
+
+def _refuse_empty(file_size: int | None) -> None:
+    # Telegram says the file is empty (file_size 0): nothing Freepik could read, and a call to
+    # find that out would be paid for.
+    if file_size == 0:
+        raise Unusable(messages.image_rejected())
 
 
 def source_from_text(message: Message) -> ImageSource | None:
