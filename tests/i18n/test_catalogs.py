@@ -311,3 +311,27 @@ def test_pip_install_ships_every_catalog() -> None:
     for path in files:
         relative = path.relative_to(package).as_posix()
         assert any(fnmatch.fnmatchcase(relative, pattern) for pattern in globs), relative
+
+
+_CUTOUT = re.compile(r"\bcut ?outs?\b|\bcut out\b", re.IGNORECASE)
+
+
+@pytest.mark.parametrize("locale", TRANSLATED)
+def test_the_crop_button_and_the_cutout_are_different_words(locale: str) -> None:
+    """ "Crop" (trim a cutout to its subject) must not read as the bot's own job (cut out)."""
+    catalog = _catalog(locale)
+    crop = catalog.get("✂️ Crop")
+    assert crop is not None
+    assert isinstance(crop.string, str)
+    word = re.sub(r"\W", "", crop.string).casefold()
+    # Verb endings differ between the button and the sentences; short words stay whole.
+    stem = word if len(word) <= 4 else word[:-2]
+    clashes = [
+        _msgid(message.id)[:60]
+        for message in catalog
+        if message.id
+        and _CUTOUT.search(_msgid(message.id))
+        and "crop" not in _msgid(message.id).lower()
+        and any(stem in form.casefold() for form in _strings(message.string))
+    ]
+    assert clashes == [], f"{locale}: {crop.string!r} is also the word for a cutout"
