@@ -335,3 +335,47 @@ def test_the_crop_button_and_the_cutout_are_different_words(locale: str) -> None
         and any(stem in form.casefold() for form in _strings(message.string))
     ]
     assert clashes == [], f"{locale}: {crop.string!r} is also the word for a cutout"
+
+
+RTL_LOCALES = ("ar", "fa")
+FSI, PDI = "\u2068", "\u2069"
+# Left-to-right tokens in a right-to-left paragraph: URLs, commands, @names, and placeholders
+# that hold links or ids. Tag attributes (href="{url}") are not text and stay as they are.
+_LTR_TOKEN = re.compile(
+    r"https?://[^\s<\"\u2069]+"
+    r"|(?<![<\w/])/[A-Za-z]\w*(?:@\{?\w+\}?)?"
+    r"|@\{?\w+\}?"
+    r"|\{(?:link|url|code|user|username)\}"
+)
+_TAG = re.compile(r"<[^>]*>")
+
+
+def _ltr_tokens(text: str) -> list[tuple[int, int]]:
+    tags = [match.span() for match in _TAG.finditer(text)]
+    return [
+        match.span()
+        for match in _LTR_TOKEN.finditer(text)
+        if not any(start <= match.start() < end for start, end in tags)
+    ]
+
+
+@pytest.mark.parametrize("locale", [locale for locale in RTL_LOCALES if locale in TRANSLATED])
+def test_left_to_right_tokens_are_isolated_in_right_to_left_texts(locale: str) -> None:
+    """`/removebg`, `@bot` and links keep their order inside Arabic or Persian sentences."""
+    bare: list[str] = []
+    for message in _catalog(locale):
+        if not message.id:
+            continue
+        for form in _strings(message.string):
+            for start, end in _ltr_tokens(form):
+                if form[start - 1 : start] != FSI or form[end : end + 1] != PDI:
+                    bare.append(f"{form[start:end]!r} in {_msgid(message.id)[:50]!r}")
+    assert bare == [], f"wrap in U+2068 ... U+2069 ({locale}): " + "; ".join(bare[:10])
+
+
+def test_the_isolate_check_finds_bare_tokens() -> None:
+    assert _ltr_tokens('أرسل /help. أو @{username} و <a href="{url}">{url}</a>') == [
+        (5, 10),
+        (15, 26),
+        (45, 50),
+    ]
