@@ -28,6 +28,7 @@ from bot.transport.files import BotFiles
 from bot.transport.migrations import Migrations
 from bot.transport.services import Services
 from bot.transport.studio import Studio
+from bot.transport.surfaces.album import AlbumRemoval
 from bot.transport.surfaces.chat import ChatRemoval
 from bot.transport.surfaces.inline import InlineRemoval
 
@@ -118,7 +119,7 @@ def create_services(
     lifecycle = Lifecycle(cutouts, store, admission, metrics=metrics, hints=hints, credits=credits)
     chat = ChatRemoval(bot, lifecycle, studio=studio, migrations=migrations)
     albums = AlbumCollector(
-        bot, cutouts, store, admission, wait=settings.album_wait, metrics=metrics, studio=studio
+        AlbumRemoval(bot, lifecycle, studio=studio).process, wait=settings.album_wait
     )
     inline = InlineRemoval(
         bot,

@@ -186,13 +186,17 @@ class Lifecycle:
 
     def report(self, surface: Surface, outcome: str, via: str, timings: JobTimings) -> None:
         """Count and log how a request ended (once per request)."""
+        working = via in (Role.LEADER, Role.FOLLOWER)
+        self.count(surface.kind, outcome, via, timings.stages() if working else None)
+        surface.log(outcome, via, timings)
+
+    def count(
+        self, kind: str, outcome: str, via: str, stages: dict[str, float] | None = None
+    ) -> None:
+        """Count how one image's request ended: its cache lookup and its outcome."""
         if via in (Role.CACHED, Role.LEADER, Role.FOLLOWER):
             self.metrics.cache_lookup(CACHE_RESULT[Role(via)])
-        working = via in (Role.LEADER, Role.FOLLOWER)
-        self.metrics.job_finished(
-            surface.kind, outcome, via, timings.stages() if working else None
-        )
-        surface.log(outcome, via, timings)
+        self.metrics.job_finished(kind, outcome, via, stages)
 
     async def start(
         self,
@@ -223,6 +227,15 @@ class Lifecycle:
             raise
         self.till.give_back_on_failure(ticket, paid)
         return ticket
+
+    async def admit_batch(self, user_id: int, count: int) -> Refusal | None:
+        """The money rule for `count` images asked together (an album), before any job starts.
+
+        None today: each image is admitted by `start` (the till), in order, so credits cover
+        the first images. The whole-album rule goes here: `self.till.credits.missing_for(user_id,
+        count)`, and a refusal (counted here) saying how many credits are missing.
+        """
+        return None
 
     async def may_explain_refusal(self, user_id: int) -> bool:
         """Whether a refused user is told (a flood is told a few times, then not for a while)."""
