@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
+import textwrap
 
 import pytest
 from PIL import Image, ImageDraw
 
 from bot.imaging import edits as imaging
+from tests.support import ROOT
 
 WHITE = (255, 255, 255)
 RED = (220, 20, 20)
@@ -188,6 +192,29 @@ def test_own_background_refuses_what_the_other_actions_refuse() -> None:
         )
 
 
+def test_own_background_keeps_none_of_the_photos_metadata_and_lays_its_alpha_on_white() -> None:
+    exif = Image.Exif()
+    exif[0x010F] = "SecretCam"  # camera make; GPS tags would travel the same way
+    photo = jpeg(Image.new("RGB", (300, 200), GREEN), exif=exif.tobytes())
+    subject = png(cutout((100, 100), (10, 10, 49, 49)))
+    result = imaging.with_background(subject, photo)
+    assert b"SecretCam" not in result
+    assert not opened(result).getexif()
+    see_through = png(Image.new("RGBA", (300, 200), (0, 0, 255, 0)))
+    assert px(opened(imaging.with_background(subject, see_through)), (2, 2)) == WHITE
+
+
+def test_a_format_libvips_cannot_read_is_decoded_by_pillow() -> None:
+    image = Image.new("RGB", (60, 40), (0, 0, 0))
+    ImageDraw.Draw(image).rectangle((10, 10, 29, 19), fill=RED)
+    bmp = io.BytesIO()
+    image.save(bmp, format="BMP")
+    flat = opened(imaging.flatten(bmp.getvalue(), WHITE))
+    assert flat.size == (60, 40)
+    assert close(px(flat, (20, 15)), RED)
+    assert opened(imaging.crop(bmp.getvalue())).size == (60, 40)
+
+
 # --- shadow -----------------------------------------------------------------------------------
 
 
@@ -257,3 +284,57 @@ def test_outline_sticker_has_an_opaque_white_ring_and_is_transparent_further_out
 def test_outline_sticker_of_nothing_is_refused() -> None:
     with pytest.raises(imaging.NoSubject):
         imaging.outline_sticker(png(Image.new("RGBA", (50, 50), (0, 0, 0, 0))))
+
+
+# --- memory on 25 MP --------------------------------------------------------------------------
+
+
+MEMORY_PROBE = textwrap.dedent(
+    """
+    import sys
+    from bot.imaging import edits as imaging
+
+    def peak():  # ru_maxrss survives exec (it would be pytest's); VmHWM does not
+        status = open("/proc/self/status").read()
+        return int(status.split("VmHWM:")[1].split()[0]) * 1024
+
+    data = open(sys.argv[1], "rb").read()
+    extra = [open(path, "rb").read() for path in sys.argv[3:]]
+    before = peak()
+    getattr(imaging, sys.argv[2])(data, *extra)
+    print(peak() - before)
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def big_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """A 25 MP (5000 x 5000) cutout and a 25 MP photo, as files."""
+    folder = tmp_path_factory.mktemp("big")
+    image = Image.new("RGBA", (5000, 5000), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((1000, 500, 3999, 4499), fill=(30, 120, 200, 255))
+    draw.rectangle((1500, 2000, 3500, 2600), fill=(250, 200, 0, 200))
+    image.save(folder / "cutout.png", compress_level=1)
+    Image.linear_gradient("L").resize((5000, 5000)).convert("RGB").save(folder / "photo.jpg")
+    return str(folder / "cutout.png"), str(folder / "photo.jpg")
+
+
+@pytest.mark.parametrize(
+    "function", ["shop_photo", "with_background", "shadow", "outline_sticker"]
+)
+def test_a_25_megapixel_action_stays_within_two_rgba_copies(
+    big_files: tuple[str, str], function: str
+) -> None:
+    cutout_path, photo_path = big_files
+    extra = [photo_path] if function == "with_background" else []
+    probe = subprocess.run(
+        [sys.executable, "-c", MEMORY_PROBE, cutout_path, function, *extra],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
+    grown = int(probe.stdout.strip())
+    # The issue's budget is 400 MB per worker; two RGBA copies of 25 MP are 200 MB.
+    assert 20_000_000 < grown <= 4 * 25_000_000 * 2 * 1.15, f"{function}: {grown / 1e6:.0f} MB"

@@ -246,10 +246,10 @@ async def test_crop_is_a_tight_png_document(
     rgba = imaging.decode_rgba(original)
     box = imaging.subject_box(rgba)
     assert box is not None
-    left, top, right, bottom = imaging.with_margin(box, rgba.size)
+    left, top, right, bottom = imaging.with_margin(box, imaging.size_of(rgba))
     assert cropped.size == (right - left, bottom - top)
-    assert cropped.size[0] < rgba.size[0]
-    assert cropped.size[1] < rgba.size[1]
+    assert cropped.size[0] < rgba.width
+    assert cropped.size[1] < rgba.height
     assert cropped.mode == "RGBA"
     assert document.params["reply_parameters"]["message_id"] == cutout["message_id"]
     assert len(freepik.calls) == 1
