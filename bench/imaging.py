@@ -21,13 +21,10 @@ import statistics
 import time
 from collections.abc import Callable
 
-# libvips reads this once, when it starts: one thread, as in the bot's pool workers.
-os.environ.setdefault("VIPS_CONCURRENCY", "1")
+from PIL import Image
 
-from PIL import Image  # noqa: E402
-
-from bench.studio import make_cutout  # noqa: E402
-from bot.imaging import edits  # noqa: E402
+from bench.studio import make_cutout
+from bot.imaging import edits  # starts libvips on first use, on one thread as in the pool
 
 WHITE = (255, 255, 255)
 
