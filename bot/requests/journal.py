@@ -32,7 +32,7 @@ from bot.storage.base import PendingUpdate, StateStore, StorageUnavailable
 logger = logging.getLogger(__name__)
 
 # The request the running handler works for: (journal, update id, status messages so far).
-_current: ContextVar[tuple[RequestJournal, int, list[list[int]]] | None] = ContextVar(
+_current: ContextVar[tuple[RequestJournal, int, list[list[int]], bool] | None] = ContextVar(
     "nobg_request", default=None
 )
 
@@ -188,7 +188,7 @@ class RequestJournal:
         task = asyncio.current_task()
         if task is not None:
             self._running[task] = update_id
-        token = _current.set((self, update_id, []) if recorded else None)
+        token = _current.set((self, update_id, [], on_done is not None) if recorded else None)
         try:
             await process()
         except asyncio.CancelledError:
@@ -211,14 +211,14 @@ class RequestJournal:
             # The reply went out; at worst the next start sends it once more.
             logger.warning("Could not close the record of update %s: %s", update_id, err)
 
-    def _note_soon(self, update_id: int, shown: list[list[int]]) -> None:
-        task = asyncio.get_running_loop().create_task(self._note(update_id, shown))
+    def _note_soon(self, update_id: int, shown: list[list[int]], *, held: bool) -> None:
+        task = asyncio.get_running_loop().create_task(self._note(update_id, shown, held))
         self._notes.add(task)
         task.add_done_callback(self._notes.discard)
 
-    async def _note(self, update_id: int, shown: list[list[int]]) -> None:
+    async def _note(self, update_id: int, shown: list[list[int]], held: bool) -> None:
         try:
-            await self._store.note_update(update_id, json.dumps(shown))
+            await self._store.note_update(update_id, json.dumps(shown), held=held)
         except StorageUnavailable as err:
             logger.warning("Could not note a status message of update %s: %s", update_id, err)
 
@@ -351,10 +351,10 @@ async def note_status_message(message: Message) -> None:
     current = _current.get()
     if current is None:
         return
-    journal, update_id, shown = current
+    journal, update_id, shown, held = current
     shown.append([message.chat_id, message.message_id])
     # In the background: a storage round trip must not delay the job it describes.
-    journal._note_soon(update_id, list(shown))
+    journal._note_soon(update_id, list(shown), held=held)
 
 
 class RecordingQueue(asyncio.Queue[object]):

@@ -233,11 +233,13 @@ class UpdateStream:
         await enqueue(update)
 
     async def _ack(self, entry_id: str) -> None:
-        self._held.pop(entry_id, None)
+        update_id = self._held.pop(entry_id, None)
         try:
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.xack(self._stream, GROUP, entry_id)
                 pipe.xdel(self._stream, entry_id)
+                if update_id is not None:  # its status note is of no use once answered
+                    pipe.hdel(self._notes, str(update_id))
                 await pipe.execute()
         except (RedisError, OSError) as err:
             # Redelivered after the lease: the update id marker does not stop that, but the

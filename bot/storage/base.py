@@ -242,8 +242,12 @@ class StateStore(Protocol):
         """Updates accepted but not finished, oldest first."""
         ...
 
-    async def note_update(self, update_id: int, note: str) -> None:
-        """Attach `note` to an unfinished update's record (replacing any earlier note)."""
+    async def note_update(self, update_id: int, note: str, *, held: bool = False) -> None:
+        """Attach `note` to an unfinished update's record (replacing any earlier note).
+
+        `held`: the update is a Redis stream entry, not an inbox record; the stream drops the
+        note when it acknowledges the entry.
+        """
         ...
 
     async def count_attempt(self, update_id: int) -> int:
@@ -469,7 +473,7 @@ class MemoryStore(ProcessClaims):
         self._inbox[update_id] = replace(pending, attempts=pending.attempts + 1)
         return pending.attempts + 1
 
-    async def note_update(self, update_id: int, note: str) -> None:
+    async def note_update(self, update_id: int, note: str, *, held: bool = False) -> None:
         """Attach `note` to an unfinished update's record (replacing any earlier note)."""
         pending = self._inbox.get(update_id)
         if pending is not None:

@@ -52,7 +52,7 @@ end
 return 0
 """
 _NOTE = """
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
+if ARGV[3] == 'held' or redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
   redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 end
 return 0
@@ -224,10 +224,11 @@ class RedisStore(RedisLedger):
             )
         return sorted(found, key=lambda p: p.update_id)
 
-    async def note_update(self, update_id: int, note: str) -> None:
+    async def note_update(self, update_id: int, note: str, *, held: bool = False) -> None:
         """Attach `note` to an unfinished update's record (replacing any earlier note)."""
         keys = [self._key("inbox"), self._key("inbox", "notes")]
-        args = [str(update_id), note]
+        # A stream entry has no inbox record: its note is kept until the stream acknowledges it.
+        args = [str(update_id), note, "held" if held else ""]
         await self._call("note", lambda: self._note(keys=keys, args=args))
 
     async def _hgetall(self, key: str) -> dict[Any, Any]:

@@ -396,7 +396,7 @@ class SqliteStore(SqliteLedger, ProcessClaims):
 
         return await self._run(op, write=False)
 
-    async def note_update(self, update_id: int, note: str) -> None:
+    async def note_update(self, update_id: int, note: str, *, held: bool = False) -> None:
         """Attach `note` to an unfinished update's record (replacing any earlier note)."""
         await self._run(
             lambda c: c.execute(

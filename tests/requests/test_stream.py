@@ -116,6 +116,17 @@ async def test_a_replica_killed_mid_job_is_taken_over_within_the_lease(
     survivor = next(r for r in replicas if r is not doomed)
     assert await post(survivor.url, photo_update(telegram, 1302, 502)) == 200
     await telegram.wait_for(lambda t: bool(t.sent_documents(1302)), timeout=15)
+    # Answered entries leave no status notes behind (the stream drops them when it acks).
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        for _ in range(50):
+            notes = [k for k in await client.keys("*inbox:notes") if await client.hlen(k)]
+            if not notes:
+                break
+            await asyncio.sleep(0.1)
+        assert notes == []
+    finally:
+        await client.aclose()
 
 
 async def test_the_same_update_posted_to_both_replicas_is_one_job(
