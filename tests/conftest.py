@@ -115,7 +115,7 @@ class ImageHost:
         data = self.images.get(request.path_params["name"])
         if data is None:
             return Response(status_code=404)
-        return Response(data, media_type=sniff_mime(data))
+        return Response(data, media_type=sniff_mime(data, request.path_params["name"]))
 
     def add(self, name: str, data: bytes) -> str:
         """Host `data` as `name`; return its URL."""

@@ -30,7 +30,7 @@ def working() -> str:
 def not_an_image() -> str:
     """The message holds no image we can use."""
     return _(
-        "I can only cut out images. Send a photo, an image file (JPEG, PNG or WebP) "
+        "I can only cut out images. Send a photo, an image file (JPEG or PNG) "
         "or a link to an image."
     )
 
@@ -66,6 +66,22 @@ def image_rejected() -> str:
     return _(
         "Sorry, I couldn't read this image. Send a JPEG or PNG photo up to 20 MB "
         "(or a direct link to one)."
+    )
+
+
+def link_not_found() -> str:
+    """Freepik could not download anything from the link (gone, 404, unreachable)."""
+    return _(
+        "I couldn't get an image from this link: the page is gone or doesn't open. "
+        "Check the link and send it again."
+    )
+
+
+def link_not_an_image() -> str:
+    """Freepik fetched the link but read no image there (a web page, another format...)."""
+    return _(
+        "This link doesn't lead to a JPEG or PNG image; it may be a web page around the "
+        "image. Open the image itself and send its link."
     )
 
 
@@ -260,7 +276,7 @@ def help_text(rate_limit: str, username: str) -> str:
         _(
             "Send me:\n"
             "• a <b>photo</b> (or an album of photos),\n"
-            "• an <b>image file</b> (JPEG, PNG or WebP, up to 20 MB), or\n"
+            "• an <b>image file</b> (JPEG or PNG, up to 20 MB), or\n"
             "• a <b>link</b> to an image (http or https)."
         ),
         _("I'll reply with a transparent PNG as a file, so the transparency is kept."),
@@ -659,7 +675,7 @@ def album_limited_reason(count: int, wait_text: str, scope: str = "user") -> str
 def album_problem_reason(problem: str) -> str:
     """Short form of a single-image explanation, for one line per image in the summary."""
     reasons = {
-        not_an_image(): _("it isn't an image (send photos or JPEG, PNG or WebP files)"),
+        not_an_image(): _("it isn't an image (send photos, or JPEG or PNG files)"),
         input_too_large(): _("it's over Telegram's 20 MB limit for bots"),
         not_http(): _("only http:// and https:// links work"),
     }

@@ -43,6 +43,10 @@ class ImageRejected(FreepikError):
     """Freepik could not read or accept the image (HTTP 400/415/422)."""
 
 
+class ImageNotFetched(ImageRejected):
+    """Freepik could not download the image from `image_url` (400 "Failed to download...")."""
+
+
 class InvalidApiKey(FreepikError):
     """The API key is missing, wrong or not allowed to use the endpoint."""
 
@@ -178,6 +182,8 @@ def _message_of(response: httpx.Response) -> str:
 _CAPACITY_WORDS = re.compile(
     r"credit|quota|balance|insufficient|payment|daily|monthly|per day|per month", re.I
 )
+# Freepik's 400 when it cannot fetch `image_url`: "Failed to download the image".
+_NOT_FETCHED = re.compile(r"download", re.IGNORECASE)
 
 
 class _Unsent(ServiceUnavailable):
@@ -376,6 +382,8 @@ class FreepikClient:
             logger.error("Freepik is out of capacity (%s): not retried", message)
             raise OutOfCapacity(message)
         if status in (400, 413, 415, 422):
+            if status == 400 and _NOT_FETCHED.search(message):
+                raise ImageNotFetched(message)
             raise ImageRejected(message)
         if status in (401, 403):
             raise InvalidApiKey(message)

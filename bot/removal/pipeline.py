@@ -14,8 +14,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from bot.removal.freepik import FreepikClient, PostCount, ResultExpired
-from bot.removal.sources import ImageSource, PublicUrlProvider
+from bot.removal.freepik import (
+    FreepikClient,
+    ImageNotFetched,
+    ImageRejected,
+    PostCount,
+    ResultExpired,
+)
+from bot.removal.sources import ImageSource, PublicUrlProvider, SourceKind
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +34,14 @@ class JobAborted(Exception):
 
 class JobTimedOut(Exception):
     """The job (or its result download) ran past its deadline and was given up."""
+
+
+class LinkNotFound(ImageRejected):
+    """Freepik could not download anything from the user's link (gone, 404, unreachable)."""
+
+
+class LinkNotAnImage(ImageRejected):
+    """Freepik fetched the user's link but it held no image it reads (a web page...)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,8 +235,17 @@ class RemovalPipeline:
             timings.source += time.monotonic() - started
 
             started = time.monotonic()
-            result = await self._freepik.remove_background(image_url, posts)
-            timings.freepik += time.monotonic() - started
+            try:
+                result = await self._freepik.remove_background(image_url, posts)
+            except ImageRejected as err:
+                if source.kind is not SourceKind.LINK:
+                    raise
+                # The user's own link: say what is wrong with it, not "unreadable image".
+                if isinstance(err, ImageNotFetched):
+                    raise LinkNotFound(str(err)) from err
+                raise LinkNotAnImage(str(err)) from err
+            finally:
+                timings.freepik += time.monotonic() - started
 
             started = time.monotonic()
             try:

@@ -12,9 +12,11 @@ from urllib.parse import unquote, urlsplit
 
 # Telegram refuses getFile above 20 MB, and Freepik takes inputs up to 20 MB.
 MAX_INPUT_BYTES = 20_000_000
-ACCEPTED_MIME_TYPES = frozenset({"image/jpeg", "image/png", "image/webp"})
+# Freepik's inputs: JPEG and PNG. Anything else would be a paid call for a refusal.
+ACCEPTED_MIME_TYPES = frozenset({"image/jpeg", "image/png"})
 # Relay links convert these to PNG before Freepik sees them.
 RELAY_MIME_TYPES = ACCEPTED_MIME_TYPES | {
+    "image/webp",
     "image/gif",
     "image/bmp",
     "image/x-ms-bmp",

@@ -11,7 +11,7 @@ from bot.imaging.convert import TooManyPixels, UnreadableImage
 from bot.imaging.pool import CpuBusy
 from bot.removal import freepik
 from bot.removal.cutouts import Role
-from bot.removal.pipeline import JobAborted, JobTimedOut
+from bot.removal.pipeline import JobAborted, JobTimedOut, LinkNotAnImage, LinkNotFound
 from bot.removal.sources import SourceTooLarge, SourceUnavailable
 from bot.requests.spending import BudgetExhausted
 from bot.storage.base import StorageUnavailable
@@ -69,6 +69,8 @@ _FAILURES: list[tuple[type[BaseException], Outcome, Callable[[], str]]] = [
     (TooManyPixels, Outcome.INPUT_TOO_LARGE, messages.too_many_pixels),
     (UnreadableImage, Outcome.REJECTED, messages.image_rejected),
     (CpuBusy, Outcome.BUSY, messages.busy),
+    (LinkNotFound, Outcome.REJECTED, messages.link_not_found),
+    (LinkNotAnImage, Outcome.REJECTED, messages.link_not_an_image),
     (freepik.ImageRejected, Outcome.REJECTED, messages.image_rejected),
     (freepik.InvalidApiKey, Outcome.BAD_KEY, messages.misconfigured),
     (freepik.OutOfCapacity, Outcome.OUT_OF_CAPACITY, messages.out_of_capacity),

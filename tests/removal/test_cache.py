@@ -6,6 +6,7 @@ import asyncio
 import functools
 from typing import Any
 
+from bot.i18n import messages
 from tests.conftest import ImageHost, StartBot
 from tests.fakes import FakeFreepik, FakeTelegram, make_image
 from tests.fakes.updates import photo_message, private_user, text_message, update
@@ -97,7 +98,9 @@ async def test_joined_request_does_not_count_against_the_limit(
 
 
 def told_unreadable(telegram: FakeTelegram, chat_id: int) -> bool:
-    return any("couldn't read" in (v.text or "") for v in visible_messages(telegram, chat_id))
+    # A link Freepik cannot read: the explanation for links (see bot.removal.pipeline).
+    told = messages.link_not_an_image()
+    return any(v.text == told for v in visible_messages(telegram, chat_id))
 
 
 async def test_a_failed_job_fails_every_joined_request(

@@ -393,8 +393,9 @@ async def test_freepik_fault_is_explained(
     article = only_result(call)
     assert article["type"] == "article"
     assert article["title"] == messages.inline_failed_title()
-    assert article["input_message_content"]["message_text"] == messages.image_rejected()
-    assert "couldn't read" in article["description"]
+    # A link Freepik cannot read gets the explanation for links.
+    assert article["input_message_content"]["message_text"] == messages.link_not_an_image()
+    assert article["description"] == messages.link_not_an_image()
     assert call.params["cache_time"] == 0
     assert len(freepik.calls) == 1
     assert not telegram.sent_documents()

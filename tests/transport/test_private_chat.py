@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from bot.i18n import messages
+from bot.removal.sources import ACCEPTED_MIME_TYPES
 from tests.conftest import BOT_TOKEN, ImageHost, StartBot
 from tests.fakes import FakeFreepik, FakeTelegram, make_image
 from tests.fakes.images import is_transparent_png, png_size
@@ -116,27 +117,6 @@ async def test_image_file_keeps_its_name(
     assert len(freepik.calls) == 1
 
 
-async def test_webp_file_is_accepted(
-    start_bot: StartBot, telegram: FakeTelegram, freepik: FakeFreepik
-) -> None:
-    freepik.accepted_formats = {"JPEG", "PNG", "WEBP"}
-    await start_bot()
-    file_id, unique_id = telegram.add_file(make_image("WEBP"))
-    send(
-        telegram,
-        document_message(
-            private_user(USER),
-            file_id,
-            unique_id,
-            file_name="sticker.webp",
-            mime_type="image/webp",
-            file_size=500,
-        ),
-    )
-    await wait_document(telegram, USER)
-    assert only_reply(telegram, USER).call.files["document"].filename == "sticker-nobg.png"
-
-
 async def test_link_is_passed_to_freepik(
     start_bot: StartBot, telegram: FakeTelegram, freepik: FakeFreepik, image_host: ImageHost
 ) -> None:
@@ -150,6 +130,54 @@ async def test_link_is_passed_to_freepik(
     assert reply.call.files["document"].filename == "garden-gnome-nobg.png"
     assert is_transparent_png(reply.call.files["document"].data)
     assert not telegram.calls_of("getFile")
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "expected"),
+    [
+        # Freepik answers 400 "Failed to download the image" for a link that is gone.
+        ("gone.jpg", None, messages.link_not_found),
+        # A web page, not an image: Freepik fetches it and cannot read it.
+        (
+            "page.html",
+            b"<!doctype html><html><body>a gallery</body></html>",
+            messages.link_not_an_image,
+        ),
+    ],
+    ids=["404", "html-page"],
+)
+async def test_a_dead_link_or_a_web_page_gets_its_own_explanation(
+    start_bot: StartBot,
+    telegram: FakeTelegram,
+    freepik: FakeFreepik,
+    image_host: ImageHost,
+    name: str,
+    data: bytes | None,
+    expected: Any,
+) -> None:
+    await start_bot()
+    link = f"{image_host.server.url}/img/{name}"
+    if data is not None:
+        image_host.add(name, data)
+    send(telegram, text_message(private_user(USER), link))
+    await wait_reply_text(telegram, USER, expected())
+    await asyncio.sleep(0.2)
+    assert only_reply(telegram, USER).text == expected()
+    assert expected() != messages.image_rejected()
+
+
+def test_the_formats_named_are_the_formats_taken() -> None:
+    """Help, refusals and album reasons name exactly the image files the bot takes."""
+    names = {"image/jpeg": "JPEG", "image/png": "PNG", "image/webp": "WebP"}
+    texts = [
+        messages.help_text("", "nobg_bot"),
+        messages.not_an_image(),
+        messages.image_rejected(),
+        messages.album_problem_reason(messages.not_an_image()),
+    ]
+    for text in texts:
+        for mime, name in names.items():
+            assert (name in text) == (mime in ACCEPTED_MIME_TYPES), (name, text)
 
 
 async def test_start_and_help_explain_limits_and_privacy(
@@ -240,8 +268,28 @@ async def test_start_and_help_explain_limits_and_privacy(
             ),
             messages.image_rejected(),
         ),
+        # Freepik takes JPEG and PNG: a WebP file would be a paid call for a refusal.
+        (
+            lambda t: document_message(
+                private_user(USER),
+                *t.add_file(make_image("WEBP")),
+                file_name="a.webp",
+                mime_type="image/webp",
+            ),
+            messages.not_an_image(),
+        ),
     ],
-    ids=["pdf", "zip", "too-large", "no-link", "ftp-link", "sticker", "empty-file", "empty-photo"],
+    ids=[
+        "pdf",
+        "zip",
+        "too-large",
+        "no-link",
+        "ftp-link",
+        "sticker",
+        "empty-file",
+        "empty-photo",
+        "webp-file",
+    ],
 )
 async def test_bad_input_gets_one_clear_reply_and_no_freepik_call(
     start_bot: StartBot, telegram: FakeTelegram, freepik: FakeFreepik, make, expected: str
