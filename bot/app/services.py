@@ -18,6 +18,7 @@ from bot.removal.sources import PublicUrlProvider, TelegramFileLinks
 from bot.requests.admission import Admission, HintGate, RateLimiter, async_storage
 from bot.requests.credits import Credits
 from bot.requests.journal import ArrivedUpdates, RequestJournal
+from bot.requests.kept import KeptRequests
 from bot.requests.lifecycle import Lifecycle
 from bot.requests.spending import DailyBudget, FreepikGate, RateCap
 from bot.requests.stream import UpdateStream
@@ -117,7 +118,9 @@ def create_services(
         metrics=metrics,
     )
     lifecycle = Lifecycle(cutouts, store, admission, metrics=metrics, hints=hints, credits=credits)
-    chat = ChatRemoval(bot, lifecycle, studio=studio, migrations=migrations)
+    # A chat photo refused for want of credits waits for its payment (payments on only).
+    kept = KeptRequests(store) if credits.enabled else None
+    chat = ChatRemoval(bot, lifecycle, studio=studio, migrations=migrations, kept=kept)
     albums = AlbumCollector(
         AlbumRemoval(bot, lifecycle, studio=studio).process, wait=settings.album_wait
     )

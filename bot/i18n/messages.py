@@ -737,12 +737,25 @@ def buy_intro() -> str:
     )
 
 
-def out_of_removals(wait_text: str) -> str:
+def out_of_removals(wait_text: str, kept: bool = False) -> str:
     """A photo past the free allowance with no credits left: above the buttons of packs."""
+    if kept:
+        return _(
+            "You've used your free removals. The next free one comes in {wait}, or buy "
+            "credits: I'll cut out this image as soon as the payment arrives."
+        ).format(wait=wait_text)
     return _(
         "You've used your free removals. The next free one comes in {wait}, or buy credits "
         "and send the image again:"
     ).format(wait=wait_text)
+
+
+def kept_gone() -> str:
+    """The image kept until the payment can no longer be fetched."""
+    return _(
+        "I couldn't get the image you sent before paying any more, so no credit was used for "
+        "it. Please send it again."
+    )
 
 
 def pack_button(credits: int, stars: int) -> str:
@@ -779,11 +792,14 @@ def checkout_refused(problem: str) -> str:
     return _("This offer has changed. Send /buy to see the current packs. Nothing was charged.")
 
 
-def payment_received(credits: int, balance: int) -> str:
-    """After a successful payment."""
-    return _("Thank you! {credits} added. Your credits: {balance}.").format(
+def payment_received(credits: int, balance: int, kept: bool = False) -> str:
+    """After a successful payment (`kept`: the image that ran out is being processed now)."""
+    text = _("Thank you! {credits} added. Your credits: {balance}.").format(
         credits=credits_count(credits), balance=balance
     )
+    if kept:
+        text += "\n" + _("Now cutting out the image you sent before paying…")
+    return text
 
 
 def payment_not_recorded(charge_id: str) -> str:
@@ -842,6 +858,11 @@ def privacy_text(privacy_url: str) -> str:
             "• counters for the limits (they expire with their window);\n"
             "• a request until it is answered;\n"
             "• if you pay: a ledger of your payments and credits."
+        )
+        + "\n"
+        + _(
+            "• the image you sent when your free removals ran out (Telegram's id of it and "
+            "where to reply), until you pay or for a day at most."
         ),
         _(
             "To remove a background, your image is sent to Freepik's background-removal API, "

@@ -295,8 +295,16 @@ class StateStore(Protocol):
         """Ledger entries in [since, until), oldest first (optionally of one user)."""
         ...
 
+    async def keep_request(self, user_id: int, record: str, ttl: float) -> None:
+        """Keep one request of a user's for `ttl` seconds (one per user: the newest wins)."""
+        ...
+
+    async def take_request(self, user_id: int) -> str | None:
+        """The user's kept request, removed in the same step (so only one caller gets it)."""
+        ...
+
     async def forget_user(self, user_id: int) -> None:
-        """Delete what is kept about a user (language, recent cutouts, studio records).
+        """Delete what is kept about a user (language, recents, studio records, kept request).
 
         The ledger and balance stay: they are kept for refunds and disputes.
         """
@@ -363,6 +371,7 @@ class MemoryStore(ProcessClaims):
         self._balances: dict[int, int] = {}
         self._payments: dict[str, Payment] = {}
         self._ledger: list[LedgerEntry] = []
+        self._kept: dict[int, tuple[float, str]] = {}
 
     async def get_cutout(self, key: str) -> StoredCutout | None:
         """The cached cutout for a source key, if any and not expired."""
@@ -565,10 +574,25 @@ class MemoryStore(ProcessClaims):
             and (user_id is None or e.user_id == user_id)
         ]
 
+    async def keep_request(self, user_id: int, record: str, ttl: float) -> None:
+        """Keep one request of a user's for `ttl` seconds (one per user: the newest wins)."""
+        now = time.monotonic()
+        if len(self._kept) > 10_000:
+            self._kept = {k: v for k, v in self._kept.items() if v[0] > now}
+        self._kept[user_id] = (now + ttl, record)
+
+    async def take_request(self, user_id: int) -> str | None:
+        """The user's kept request, removed in the same step (so only one caller gets it)."""
+        entry = self._kept.pop(user_id, None)
+        if entry is None or entry[0] <= time.monotonic():
+            return None
+        return entry[1]
+
     async def forget_user(self, user_id: int) -> None:
-        """Delete what is kept about a user (language, recent cutouts, studio records)."""
+        """Delete what is kept about a user (language, recents, studio records, kept request)."""
         self._languages.pop(user_id, None)
         self._recent.pop(user_id, None)
+        self._kept.pop(user_id, None)
         self._studio = {
             token: entry
             for token, entry in self._studio.items()

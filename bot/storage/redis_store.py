@@ -179,6 +179,18 @@ class RedisStore(RedisLedger):
         value = await self._call("get", lambda: self._redis.get(self._key("studio", token)))
         return str(value) if value else None
 
+    async def keep_request(self, user_id: int, record: str, ttl: float) -> None:
+        """Keep one request of a user's for `ttl` seconds (one per user: the newest wins)."""
+        await self._call(
+            "set",
+            lambda: self._redis.set(self._key("kept", user_id), record, px=int(ttl * 1000)),
+        )
+
+    async def take_request(self, user_id: int) -> str | None:
+        """The user's kept request, removed in the same step (so only one caller gets it)."""
+        value = await self._call("getdel", lambda: self._redis.getdel(self._key("kept", user_id)))
+        return str(value) if value else None
+
     async def accept_update(self, update_id: int, payload: str, ttl: float) -> bool:
         """Record an update before any work on it; False if it was seen before (redelivery)."""
         record = json.dumps({"payload": payload, "accepted": time.time()})
@@ -243,10 +255,14 @@ class RedisStore(RedisLedger):
         return int(count)
 
     async def forget_user(self, user_id: int) -> None:
-        """Delete what is kept about a user (language, recent cutouts, studio records)."""
+        """Delete what is kept about a user (language, recents, studio records, kept request)."""
         await self._call(
             "del",
-            lambda: self._redis.delete(self._key("lang", user_id), self._key("recent", user_id)),
+            lambda: self._redis.delete(
+                self._key("lang", user_id),
+                self._key("recent", user_id),
+                self._key("kept", user_id),
+            ),
         )
         pattern = self._key("studio", "*")
 

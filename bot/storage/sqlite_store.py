@@ -356,6 +356,22 @@ class SqliteStore(SqliteLedger, ProcessClaims):
         """The record behind a studio keyboard's token, if it has not expired."""
         return await self._get("studio", token)
 
+    async def keep_request(self, user_id: int, record: str, ttl: float) -> None:
+        """Keep one request of a user's for `ttl` seconds (one per user: the newest wins)."""
+        await self._put("kept", str(user_id), record, ttl)
+
+    async def take_request(self, user_id: int) -> str | None:
+        """The user's kept request, removed in the same step (so only one caller gets it)."""
+
+        def op(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute(
+                "DELETE FROM kv WHERE ns = 'kept' AND key = ? RETURNING value, expires",
+                (str(user_id),),
+            ).fetchone()
+            return None if row is None or float(row[1]) <= time.time() else str(row[0])
+
+        return await self._run(op)
+
     async def accept_update(self, update_id: int, payload: str, ttl: float) -> bool:
         """Record an update before any work on it; False if it was seen before (redelivery)."""
 
@@ -419,10 +435,12 @@ class SqliteStore(SqliteLedger, ProcessClaims):
         return await self._run(op)
 
     async def forget_user(self, user_id: int) -> None:
-        """Delete what is kept about a user (language, recent cutouts, studio records)."""
+        """Delete what is kept about a user (language, recents, studio records, kept request)."""
 
         def op(conn: sqlite3.Connection) -> None:
-            conn.execute("DELETE FROM kv WHERE ns = 'lang' AND key = ?", (str(user_id),))
+            conn.execute(
+                "DELETE FROM kv WHERE ns IN ('lang', 'kept') AND key = ?", (str(user_id),)
+            )
             conn.execute("DELETE FROM recent WHERE user_id = ?", (user_id,))
             conn.execute(
                 "DELETE FROM kv WHERE ns = 'studio' AND json_valid(value) "

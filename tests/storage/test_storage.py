@@ -82,6 +82,26 @@ async def test_studio_records_expire(store: StateStore) -> None:
     assert await store.get_studio("tok") is None
 
 
+async def test_a_kept_request_is_taken_once_newest_wins_and_expires(store: StateStore) -> None:
+    assert await store.take_request(7) is None
+    await store.keep_request(7, "first", ttl=60)
+    await store.keep_request(7, "second", ttl=60)  # one per user: the newest wins
+    await store.keep_request(8, "other", ttl=60)
+    assert await store.take_request(7) == "second"
+    assert await store.take_request(7) is None, "taken once"
+    assert await store.take_request(8) == "other"
+    await store.keep_request(7, "short", ttl=0.2)
+    await asyncio.sleep(0.3)
+    assert await store.take_request(7) is None
+
+
+async def test_a_kept_request_goes_to_one_of_two_takers(store: StateStore) -> None:
+    for _ in range(5):
+        await store.keep_request(7, "photo", ttl=60)
+        taken = await asyncio.gather(store.take_request(7), store.take_request(7))
+        assert sorted(taken, key=str) == [None, "photo"]
+
+
 async def test_recent_is_newest_first_deduplicated_and_capped(store: StateStore) -> None:
     for n in range(RECENT_LIMIT + 5):
         await store.push_recent(1, cutout(n))
@@ -221,12 +241,14 @@ async def test_redis_keys_carry_the_prefix_and_a_ttl(redis_url: str) -> None:
     await store.put_relay("tok", "f", ttl=100)
     await store.set_language(5, "es")
     await store.put_studio("tok", "{}", ttl=100)
+    await store.keep_request(5, "{}", ttl=100)
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     try:
         keys = sorted(str(k) for k in await client.keys("*"))
         assert keys == [
             "pfx:claim:tg:abc",
             "pfx:cutout:tg:abc",
+            "pfx:kept:5",
             "pfx:lang:5",
             "pfx:recent:5",
             "pfx:relay:tok",
@@ -473,7 +495,11 @@ async def test_forget_user_keeps_the_ledger(store: StateStore) -> None:
     await store.put_studio("t7", json.dumps({"owner": 7, "chat": 7, "items": []}), ttl=60)
     await store.put_studio("t8", json.dumps({"owner": 8, "chat": -5, "items": []}), ttl=60)
     await store.credit(7, 10, "a", stars=25)
+    await store.keep_request(7, "photo", ttl=60)
+    await store.keep_request(8, "photo", ttl=60)
     await store.forget_user(7)
+    assert await store.take_request(7) is None
+    assert await store.take_request(8) == "photo"
     assert await store.get_language(7) is None
     assert await store.recent(7) == []
     assert await store.get_studio("t7") is None

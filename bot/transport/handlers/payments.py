@@ -126,7 +126,15 @@ async def on_successful_payment(update: Update, context: ContextTypes.DEFAULT_TY
         bought = payment.credits if payment is not None else 0
     else:
         bought = entry.amount
-    await reply(context, message, messages.payment_received(bought, balance))
+    # The image that ran out of credits, taken from storage before it runs: a redelivered
+    # payment finds nothing to run again.
+    chat = get_services(context).chat
+    kept = await chat.take_kept(payer)
+    text = messages.payment_received(bought, balance, kept=kept is not None)
+    await reply(context, message, text)
+    if kept is not None:
+        logger.info("Running user %s's kept request after payment", payer)
+        await chat.process(kept)
 
 
 async def on_refunded_payment(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -15,13 +16,14 @@ from bot.i18n import locales as i18n
 from bot.i18n import messages
 from bot.removal.cutouts import Produced
 from bot.removal.pipeline import Cutout, JobTimings
-from bot.removal.sources import ImageSource
+from bot.removal.sources import ImageSource, SourceKind
 from bot.requests.admission import Refusal
 from bot.requests.credits import CREDITS_SCOPE
 from bot.requests.journal import note_status_message
+from bot.requests.kept import KeptRequest, KeptRequests
 from bot.requests.lifecycle import Lifecycle, Surface
 from bot.requests.outcomes import Outcome, log_level
-from bot.storage.base import StoredCutout
+from bot.storage.base import StorageUnavailable, StoredCutout
 from bot.transport.keyboards import packs_keyboard
 from bot.transport.migrations import Migrations
 from bot.transport.quiet import quietly
@@ -46,6 +48,35 @@ class ChatRequest:
     thread_id: int | None = None
     # The requester's language, fixed when the request is made: the job may run elsewhere.
     locale: str = field(default_factory=i18n.current_locale)
+    # Kept when it ran out of credits and run now that a payment came (not sent again).
+    kept: bool = False
+
+    def to_kept(self) -> KeptRequest:
+        """The form kept in storage until a payment comes."""
+        return KeptRequest(
+            self.source,
+            self.user_id,
+            self.chat_id,
+            self.message_id,
+            self.group,
+            self.thread_id,
+            self.locale,
+            time.time(),
+        )
+
+    @classmethod
+    def from_kept(cls, kept: KeptRequest) -> ChatRequest:
+        """The request again, from storage."""
+        return cls(
+            kept.source,
+            kept.user_id,
+            kept.chat_id,
+            kept.message_id,
+            kept.group,
+            kept.thread_id,
+            kept.locale,
+            kept=True,
+        )
 
 
 class ChatRemoval:
@@ -58,10 +89,12 @@ class ChatRemoval:
         *,
         studio: Studio | None = None,
         migrations: Migrations | None = None,
+        kept: KeptRequests | None = None,
     ) -> None:
         self._bot = bot
         self._lifecycle = lifecycle
         self._studio = studio
+        self._kept = kept
         # Groups upgraded to supergroups (shared with the handlers and the studio).
         self._migrations = migrations or Migrations()
 
@@ -70,7 +103,19 @@ class ChatRemoval:
         surface = ChatSurface(self._bot, request, self._studio, self._migrations)
         credits = self._lifecycle.till.credits
         surface.packs = [(p.credits, p.stars) for p in credits.packs] if credits else []
+        surface.kept = self._kept
         return await self._lifecycle.run(surface, request.source)
+
+    async def take_kept(self, user_id: int) -> ChatRequest | None:
+        """The user's request kept when it ran out of credits, removed from storage (once)."""
+        if self._kept is None:
+            return None
+        try:
+            kept = await self._kept.take(user_id)
+        except StorageUnavailable as err:
+            logger.error("Could not take user %s's kept request: %s", user_id, err)
+            return None
+        return ChatRequest.from_kept(kept) if kept is not None else None
 
 
 class ChatSurface(Surface):
@@ -86,6 +131,8 @@ class ChatSurface(Surface):
         self._status: Message | None = None
         # The packs on sale (credits, Stars), offered when a job is refused for want of credits.
         self.packs: list[tuple[int, int]] = []
+        # Where such a request is kept until a payment comes (None: it is not).
+        self.kept: KeptRequests | None = None
         self.kind = request.source.kind
         self.user_id = request.user_id
         self.locale = request.locale
@@ -94,7 +141,8 @@ class ChatSurface(Surface):
     async def refused(self, refusal: Refusal) -> None:
         """Say which limit refused the job and when to try again (or offer the packs)."""
         if refusal.scope == CREDITS_SCOPE and self.packs:
-            text = messages.out_of_removals(refusal.wait_text())
+            kept = self.kept is not None and await self.kept.keep(self._request.to_kept())
+            text = messages.out_of_removals(refusal.wait_text(), kept=kept)
             markup = packs_keyboard(self.packs)
 
             def send(chat_id: int, thread_id: int | None) -> Awaitable[Message]:
@@ -158,6 +206,12 @@ class ChatSurface(Surface):
 
     async def explain(self, outcome: Outcome, text: str) -> None:
         """Turn the status message into the explanation; if it is gone, reply afresh."""
+        if self._request.kept and (
+            outcome is Outcome.SOURCE_UNAVAILABLE
+            or (outcome is Outcome.REJECTED and self._request.source.kind is SourceKind.LINK)
+        ):
+            # Kept for the payment, the image could not be fetched any more: say so plainly.
+            text = messages.kept_gone()
         if self._status is None or not await self._edit_quietly(self._status, text):
             await self._reply_text(text)
 
