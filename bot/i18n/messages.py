@@ -334,6 +334,36 @@ def studio_crop() -> str:
     return _("✂️ Crop")
 
 
+def studio_shop() -> str:
+    """Button: a marketplace main image (2000 px square, pure white)."""
+    # TRANSLATORS: button label, at most 32 characters.
+    return _("🛍 Shop photo")
+
+
+def studio_more() -> str:
+    """Button: show the second keyboard (Shadow, Outline)."""
+    # TRANSLATORS: button label, at most 32 characters.
+    return _("More ➡️")
+
+
+def studio_shadow() -> str:
+    """Button: the cutout over a soft drop shadow (PNG)."""
+    # TRANSLATORS: button label, at most 32 characters.
+    return _("🌗 Shadow")
+
+
+def studio_outline() -> str:
+    """Button: a sticker with a white outline around the subject."""
+    # TRANSLATORS: button label, at most 32 characters.
+    return _("⭕ Outline")
+
+
+def studio_outline_pack() -> str:
+    """Button: the outlined sticker into the user's own pack."""
+    # TRANSLATORS: button label, at most 32 characters.
+    return _("➕ Outline to my pack")
+
+
 def studio_back() -> str:
     """Button: from the colours back to the first buttons."""
     # TRANSLATORS: button label, at most 32 characters.

@@ -39,6 +39,11 @@ class Action(StrEnum):
     PALETTE = "bg"
     BACK = "bk"
     CROP = "cp"
+    MORE = "mo"
+    SHOP = "sh"
+    SHADOW = "sd"
+    OUTLINE = "ol"
+    OUTLINE_PACK = "op"
 
 
 class Delivery(StrEnum):
@@ -55,6 +60,7 @@ class Keyboard(StrEnum):
 
     MAIN = "main"
     PALETTE = "palette"
+    MORE = "more"
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +108,26 @@ ACTIONS: dict[str, StudioAction] = _actions(
     StudioAction(Action.PALETTE, "background", Delivery.KEYBOARD, keyboard=Keyboard.PALETTE),
     StudioAction(Action.BACK, "back", Delivery.KEYBOARD, keyboard=Keyboard.MAIN),
     StudioAction(Action.CROP, "crop", Delivery.DOCUMENT, "cp", imaging.crop, suffix="-crop.png"),
+    StudioAction(Action.MORE, "more", Delivery.KEYBOARD, keyboard=Keyboard.MORE),
+    # A document, not a photo: Telegram would recompress a photo and soften the pure white.
+    StudioAction(
+        Action.SHOP, "shop", Delivery.DOCUMENT, "sh", imaging.shop_photo, suffix="-shop.jpg"
+    ),
+    StudioAction(
+        Action.SHADOW, "shadow", Delivery.DOCUMENT, "sd", imaging.shadow, suffix="-shadow.png"
+    ),
+    StudioAction(
+        Action.OUTLINE, "outline", Delivery.STICKER, "ol", imaging.outline_sticker, suffix=".webp"
+    ),
+    # The outlined sticker into the same pack: one conversion for it and the Outline button.
+    StudioAction(
+        Action.OUTLINE_PACK,
+        "outline_pack",
+        Delivery.PACK,
+        "ol",
+        imaging.outline_sticker,
+        suffix=".webp",
+    ),
     *(
         StudioAction(
             colour_code(index),

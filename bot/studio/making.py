@@ -65,9 +65,10 @@ def cache_key(kind: str, unique_id: str) -> str:
     return f"studio:{kind}:{unique_id}"
 
 
-def packed_key(owner: int, unique_id: str) -> str:
-    """Where it is noted that a cutout's sticker is in `owner`'s pack."""
-    return cache_key(f"pk{owner}", unique_id)
+def packed_key(owner: int, unique_id: str, kind: str = "st") -> str:
+    """Where it is noted that a cutout's sticker of kind `kind` is in `owner`'s pack."""
+    # The plain sticker keeps the key it always had: marks stored before outlines still count.
+    return cache_key(f"pk{owner}" if kind == "st" else f"pk{owner}-{kind}", unique_id)
 
 
 class Maker:
@@ -91,7 +92,7 @@ class Maker:
         problems: dict[int, Declined] = {}
         for number, item in enumerate(record.items, start=1):
             try:
-                if pack_of is not None and (packed := await self._packed(pack_of, item)):
+                if pack_of is not None and (packed := await self._packed(pack_of, item, action)):
                     made.append(packed)
                 else:
                     made.append(await self.make(action, item, download))
@@ -141,19 +142,19 @@ class Maker:
         except StorageUnavailable as err:
             logger.warning("Could not cache a studio result: %s", err)
 
-    async def mark_packed(self, owner: int, item: Item) -> None:
-        """Note that the cutout's sticker is in `owner`'s pack (best effort)."""
+    async def mark_packed(self, owner: int, item: Item, kind: str = "st") -> None:
+        """Note that the cutout's sticker of kind `kind` is in `owner`'s pack (best effort)."""
         try:
             await self._store.put_cutout(
-                packed_key(owner, item.unique_id),
+                packed_key(owner, item.unique_id, kind),
                 StoredCutout(item.file_id, item.name, time.time()),
                 self._cache_ttl,
             )
         except StorageUnavailable as err:
             logger.warning("Could not remember a packed sticker: %s", err)
 
-    async def _packed(self, owner: int, item: Item) -> Made | None:
-        key = packed_key(owner, item.unique_id)
+    async def _packed(self, owner: int, item: Item, action: StudioAction) -> Made | None:
+        key = packed_key(owner, item.unique_id, action.kind)
         if await self.cached(key) is not None:
             return Made(item, key, "sticker.webp")  # neither bytes nor id: already there
         return None

@@ -70,7 +70,7 @@ class Workshop:
             for result in made:
                 if not result.already_packed:
                     created = await outlet.add_to_pack(owner, result) or created
-                    await self._maker.mark_packed(owner, result.item)
+                    await self._maker.mark_packed(owner, result.item, action.kind)
                 added += 1
             if added:
                 await outlet.packed(owner, added, created)

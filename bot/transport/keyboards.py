@@ -12,17 +12,33 @@ from bot.studio.callback import callback_data
 
 
 def main_keyboard(token: str) -> InlineKeyboardMarkup:
-    """Sticker, Add to my pack, Background and Crop (in the current locale)."""
+    """The first buttons under a cutout: four rows, the last one opening `more_keyboard`."""
     return InlineKeyboardMarkup(
         [
             [
                 _button(messages.studio_sticker(), Action.STICKER, token),
                 _button(messages.studio_pack(), Action.PACK, token),
             ],
+            [_button(messages.studio_background(), Action.PALETTE, token)],
             [
-                _button(messages.studio_background(), Action.PALETTE, token),
+                _button(messages.studio_shop(), Action.SHOP, token),
                 _button(messages.studio_crop(), Action.CROP, token),
             ],
+            [_button(messages.studio_more(), Action.MORE, token)],
+        ]
+    )
+
+
+def more_keyboard(token: str) -> InlineKeyboardMarkup:
+    """Shadow, Outline, the outlined sticker into the pack, and Back."""
+    return InlineKeyboardMarkup(
+        [
+            [
+                _button(messages.studio_shadow(), Action.SHADOW, token),
+                _button(messages.studio_outline(), Action.OUTLINE, token),
+            ],
+            [_button(messages.studio_outline_pack(), Action.OUTLINE_PACK, token)],
+            [_button(messages.studio_back(), Action.BACK, token)],
         ]
     )
 
@@ -42,6 +58,7 @@ def palette_keyboard(token: str) -> InlineKeyboardMarkup:
 KEYBOARDS: dict[Keyboard, Callable[[str], InlineKeyboardMarkup]] = {
     Keyboard.MAIN: main_keyboard,
     Keyboard.PALETTE: palette_keyboard,
+    Keyboard.MORE: more_keyboard,
 }
 
 

@@ -238,6 +238,11 @@ def test_texts_fit_telegram_limits(locale: str) -> None:
             messages.studio_background(),
             messages.studio_crop(),
             messages.studio_back(),
+            messages.studio_shop(),
+            messages.studio_more(),
+            messages.studio_shadow(),
+            messages.studio_outline(),
+            messages.studio_outline_pack(),
             *messages.palette_labels(),
         ]
         toasts = [

@@ -7,6 +7,7 @@ import pytest
 from bot.i18n import locales as i18n
 from bot.studio.actions import ACTIONS, PALETTE, Action, Delivery, Keyboard, action_name
 from bot.studio.callback import callback_data, new_token, parse_callback
+from bot.studio.making import packed_key
 from bot.studio.records import Item, Record
 from bot.transport.keyboards import KEYBOARDS
 
@@ -61,6 +62,9 @@ def test_logs_and_metrics_name_the_actions() -> None:
     for code, name in [("st", "sticker"), ("pk", "pack"), ("bg", "background"), ("bk", "back")]:
         assert action_name(code) == name
     assert action_name("cp") == "crop"
+    for code, name in [("sh", "shop"), ("sd", "shadow"), ("ol", "outline"), ("mo", "more")]:
+        assert action_name(code) == name
+    assert action_name("op") == "outline_pack"
     assert {action_name(f"c{i}") for i in range(len(PALETTE))} == {"colour"}
     assert action_name("zz") == "-"
 
@@ -68,11 +72,29 @@ def test_logs_and_metrics_name_the_actions() -> None:
 def test_the_pack_reuses_the_sticker() -> None:
     assert ACTIONS[Action.PACK].kind == ACTIONS[Action.STICKER].kind
     assert ACTIONS[Action.PACK].function is ACTIONS[Action.STICKER].function
+    assert ACTIONS[Action.OUTLINE_PACK].kind == ACTIONS[Action.OUTLINE].kind
+    assert ACTIONS[Action.OUTLINE_PACK].function is ACTIONS[Action.OUTLINE].function
+
+
+def test_a_cutout_in_the_pack_is_noted_per_kind_of_sticker() -> None:
+    # The plain sticker's mark is the one stored before outlines existed.
+    assert packed_key(5, "u") == "studio:pk5:u"
+    assert packed_key(5, "u", "ol") == "studio:pk5-ol:u"
+
+
+@pytest.mark.parametrize("locale", i18n.LOCALES)
+def test_no_keyboard_is_more_than_four_rows_under_a_cutout(locale: str) -> None:
+    with i18n.using(locale):
+        for keyboard in (Keyboard.MAIN, Keyboard.MORE):
+            assert len(KEYBOARDS[keyboard](new_token()).inline_keyboard) <= 4
 
 
 def test_file_names_follow_the_cutout() -> None:
     assert ACTIONS[Action.CROP].file_name("photo-nobg.png") == "photo-crop.png"
     assert ACTIONS[Action.STICKER].file_name("photo-nobg.png") == "sticker.webp"
+    assert ACTIONS[Action.SHOP].file_name("photo-nobg.png") == "photo-shop.jpg"
+    assert ACTIONS[Action.SHADOW].file_name("photo-nobg.png") == "photo-shadow.png"
+    assert ACTIONS[Action.OUTLINE].file_name("photo-nobg.png") == "sticker.webp"
     white = ACTIONS["c0"]
     assert white.args == (PALETTE[0][1],)
     assert white.file_name("-nobg.png") == "cutout-white.jpg"

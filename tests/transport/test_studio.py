@@ -36,6 +36,8 @@ GROUP = -100777
 ALICE = private_user(7101, "Alice")
 BOB = private_user(7102, "Bob")
 BOT = "nobg_test_bot"
+# The buttons under a cutout: Sticker, Add to my pack, Background, Shop photo, Crop, More.
+MAIN_BUTTONS = 6
 
 
 def round_subject(
@@ -110,6 +112,19 @@ async def press(
     query_id = telegram.press(user, message, data_of(telegram, message, label))
     await answered(telegram, query_id)
     return query_id
+
+
+async def switch(
+    telegram: FakeTelegram, user: dict[str, Any], message: dict[str, Any], label: str, shows: str
+) -> None:
+    """Press a keyboard button and wait until the message shows a button labelled `shows`."""
+    await press(telegram, user, message, label)
+
+    def shown(t: FakeTelegram) -> bool:
+        current = t.state.find_message(message["chat"]["id"], message["message_id"]) or message
+        return any(shows in text for text in buttons(current))
+
+    await telegram.wait_for(shown, timeout=15)
 
 
 async def answered(telegram: FakeTelegram, query_id: str) -> dict[str, Any]:
@@ -187,10 +202,24 @@ async def test_every_cutout_carries_the_studio_keyboard(
     await start_bot()
     cutout = await cutout_for(telegram, send_photo(telegram))
     labels = buttons(cutout)
-    for word in ("Sticker", "Add to my pack", "Background", "Crop"):
+    for word in ("Sticker", "Add to my pack", "Background", "Shop photo", "Crop", "More"):
         assert sum(word in label for label in labels) == 1, labels
     assert all(1 <= len(data.encode()) <= 64 for data in labels.values())
-    assert len(set(labels.values())) == 4
+    assert len(set(labels.values())) == MAIN_BUTTONS
+    assert len(cutout["reply_markup"]["inline_keyboard"]) <= 4
+
+    # More: the second keyboard, and Back to the first.
+    await press(telegram, ANN, cutout, "More")
+    [edit] = await finished(telegram, "editMessageReplyMarkup")
+    more = buttons(edit.result)
+    for word in ("Shadow", "Outline", "Outline to my pack", "Back"):
+        assert any(word in label for label in more), more
+    assert len(edit.result["reply_markup"]["inline_keyboard"]) <= 4
+    await press(telegram, ANN, cutout, "Back")
+    await finished(telegram, "editMessageReplyMarkup", count=2)
+    current = telegram.state.find_message(USER, cutout["message_id"])
+    assert current is not None
+    assert buttons(current) == labels
 
 
 # --- private chat: each button ----------------------------------------------------------------
@@ -253,6 +282,127 @@ async def test_crop_is_a_tight_png_document(
     assert cropped.mode == "RGBA"
     assert document.params["reply_parameters"]["message_id"] == cutout["message_id"]
     assert len(freepik.calls) == 1
+
+
+async def test_shop_photo_is_a_square_white_jpeg_document_made_once(
+    start_bot: StartBot, telegram: FakeTelegram, freepik: FakeFreepik
+) -> None:
+    await start_bot()
+    cutout = await cutout_for(telegram, send_photo(telegram))
+    query_id = await press(telegram, ANN, cutout, "Shop photo")
+    assert toast(telegram, query_id) == messages.studio_working()
+    [document] = (await finished(telegram, "sendDocument", count=2))[1:]
+    assert document.ok
+    assert document.params["reply_parameters"]["message_id"] == cutout["message_id"]
+    # A document, so Telegram keeps the bytes: no photo recompression.
+    assert document.result.get("document")
+    assert not document.result.get("photo")
+    upload = document.files["document"]
+    assert (upload.filename or "").endswith("-shop.jpg")
+    shop = opened(upload.data)
+    assert shop.format == "JPEG"
+    assert shop.size == (2000, 2000)
+    assert shop.getpixel((0, 0)) == (255, 255, 255)
+    assert shop.getpixel((1999, 1999)) == (255, 255, 255)
+    # The disc fills 85% of the side: its middle row is the subject's colour, not white.
+    assert shop.getpixel((1000, 1000)) != (255, 255, 255)
+
+    getfiles = len(telegram.calls_of("getFile"))
+    await press(telegram, ANN, cutout, "Shop photo")
+    [again] = (await finished(telegram, "sendDocument", count=3))[2:]
+    assert again.ok
+    assert not again.files, "the second shop photo is re-sent by file_id"
+    assert again.params["document"] == document.result["document"]["file_id"]
+    assert len(telegram.calls_of("getFile")) == getfiles
+    assert len(freepik.calls) == 1
+
+
+async def test_more_gives_a_shadow_png_and_an_outlined_sticker(
+    start_bot: StartBot, telegram: FakeTelegram, freepik: FakeFreepik
+) -> None:
+    bot = await start_bot()
+    cutout = await cutout_for(telegram, send_photo(telegram))
+    await press(telegram, ANN, cutout, "More")
+    await finished(telegram, "editMessageReplyMarkup")
+
+    await press(telegram, ANN, cutout, "Shadow")
+    [document] = (await finished(telegram, "sendDocument", count=2))[1:]
+    assert document.ok
+    upload = document.files["document"]
+    assert (upload.filename or "").endswith("-shadow.png")
+    shadowed = opened(upload.data)
+    assert shadowed.format == "PNG"
+    assert shadowed.mode == "RGBA"
+    alpha = shadowed.getchannel("A")
+    assert alpha.getextrema()[0] == 0  # still transparent far from the subject
+    # Below the subject, where the cutout was transparent: the shadow, partly opaque.
+    width, height = shadowed.size
+    below = [alpha.getpixel((width // 2, y)) for y in range(height - 1, height // 2, -1)]
+    assert any(0 < a < 255 for a in below)  # type: ignore[operator]
+
+    await press(telegram, ANN, cutout, "⭕ Outline")
+    [sticker] = await finished(telegram, "sendSticker")
+    assert sticker.ok
+    data = sticker.files["sticker"].data
+    assert_sticker_bytes(data)
+    outlined = opened(data)
+    # The ring: opaque white pixels where the plain sticker has none.
+    rgba = outlined.convert("RGBA")
+    assert any(
+        rgba.getpixel((x, y)) == (255, 255, 255, 255)
+        for x in range(0, rgba.width, 2)
+        for y in range(0, rgba.height, 2)
+    )
+    # The More keyboard stays up for the next press; a double tap on More is no reply.
+    current = telegram.state.find_message(USER, cutout["message_id"])
+    assert current is not None
+    assert any("Shadow" in label for label in buttons(current))
+    await press(telegram, ANN, cutout, "Back")
+    await finished(telegram, "editMessageReplyMarkup", count=2)
+    more = data_of(telegram, cutout, "More")
+    for query_id in [telegram.press(ANN, cutout, more) for _ in range(2)]:
+        await answered(telegram, query_id)
+    await finished(telegram, "editMessageReplyMarkup", count=4)
+    await press(telegram, ANN, cutout, "Shadow")
+    [_, _, again] = await finished(telegram, "sendDocument", count=3)
+    assert not again.files, "the second shadow is re-sent by file_id"
+    await settle()
+    assert len(ok(telegram, "sendDocument")) == 3
+    assert len(ok(telegram, "sendMessage")) == 1  # the status, nothing else
+    assert len(freepik.calls) == 1
+    for name in ("shadow", "outline"):
+        counted = f'nobg_studio_presses_total{{action="{name}",outcome="ok"}}'
+        assert counted in bot.services.metrics.render().decode()
+
+
+async def test_the_outlined_sticker_goes_into_the_same_pack(
+    start_bot: StartBot, telegram: FakeTelegram
+) -> None:
+    await start_bot()
+    telegram.start_user(USER)
+    name = pack_name(USER, BOT)
+    link = f"https://t.me/addstickers/{name}"
+    cutout = await cutout_for(telegram, send_photo(telegram))
+    await switch(telegram, ANN, cutout, "More", "Shadow")
+    await press(telegram, ANN, cutout, "⭕ Outline")
+    [outline] = await finished(telegram, "sendSticker")
+    await press(telegram, ANN, cutout, "Outline to my pack")
+    [created] = await finished(telegram, "createNewStickerSet")
+    assert created.ok
+    assert not created.files, "the outlined sticker went in by file_id"
+    await telegram.wait_for(lambda t: messages.pack_created(link) in t.texts_to(USER))
+    # The plain sticker is another sticker of the same pack.
+    await switch(telegram, ANN, cutout, "Back", "Crop")
+    await press(telegram, ANN, cutout, "Add to my pack")
+    await telegram.wait_for(lambda t: messages.pack_added(link) in t.texts_to(USER))
+    assert stickers_in(telegram, name) == 2
+    # Each is in once: the outline again only links the pack.
+    await switch(telegram, ANN, cutout, "More", "Shadow")
+    await press(telegram, ANN, cutout, "Outline to my pack")
+    await telegram.wait_for(lambda t: t.texts_to(USER).count(messages.pack_added(link)) == 2)
+    assert stickers_in(telegram, name) == 2
+    assert len(telegram.calls_of("createNewStickerSet")) == 1
+    assert outline.ok
 
 
 async def test_background_palette_colour_and_back(
@@ -434,15 +584,20 @@ async def test_group_only_the_asker_may_press_and_replies_go_to_the_group(
     command = text_message(ALICE, "/removebg", chat=group_chat(GROUP), reply_to_message=photo)
     telegram.push_update(update(message=command))
     cutout = await cutout_for(telegram, command)
-    assert len(buttons(cutout)) == 4
+    assert len(buttons(cutout)) == MAIN_BUTTONS
 
     query_id = await press(telegram, BOB, cutout, "Crop")
     assert toast(telegram, query_id) == messages.studio_not_yours()
+    for label in ("Shop photo", "More"):
+        query_id = await press(telegram, BOB, cutout, label)
+        assert toast(telegram, query_id) == messages.studio_not_yours()
     await settle()
     assert len(ok(telegram, "sendDocument")) == 1
+    assert not telegram.calls_of("editMessageReplyMarkup")
     # Someone else's press is routine: logged for the record, no warning for the operator.
-    [line] = [r for r in caplog.records if "outcome=not_owner" in r.getMessage()]
-    assert line.levelno == logging.INFO
+    lines = [r for r in caplog.records if "outcome=not_owner" in r.getMessage()]
+    assert len(lines) == 3
+    assert {line.levelno for line in lines} == {logging.INFO}
 
     await press(telegram, ALICE, cutout, "Crop")
     [_cutout, crop] = await finished(telegram, "sendDocument", count=2, timeout=15)
@@ -499,7 +654,7 @@ async def test_album_follow_up_acts_on_every_cutout(
     message = dict(follow_up.result)
     assert message["text"] == messages.studio_album()
     assert follow_up.params["reply_parameters"]["message_id"] == album[0]["message_id"]
-    assert len(buttons(message)) == 4
+    assert len(buttons(message)) == MAIN_BUTTONS
 
     await press(telegram, ANN, message, "Sticker")
     stickers = await finished(telegram, "sendSticker", count=3, timeout=20)
@@ -535,6 +690,33 @@ async def test_album_follow_up_acts_on_every_cutout(
     assert len(freepik.calls) == 3
 
 
+async def test_album_shop_photos_and_outlines_cover_every_cutout(
+    start_bot: StartBot, telegram: FakeTelegram, freepik: FakeFreepik
+) -> None:
+    await start_bot(album_wait=0.3)
+    colours = [(200, 0, 0), (0, 150, 0), (0, 0, 200)]
+    for colour in colours:
+        send_photo(telegram, data=round_subject(color=colour), media_group_id="g-shop")
+    [follow_up] = await finished(
+        telegram, "sendMessage", where=lambda c: "reply_markup" in c.params
+    )
+    message = dict(follow_up.result)
+    await press(telegram, ANN, message, "Shop photo")
+    [_album, shops] = await finished(telegram, "sendMediaGroup", count=2, timeout=30)
+    assert shops.ok
+    assert len(shops.result) == 3
+    for part in shops.files.values():
+        shop = opened(part.data)
+        assert (shop.format, shop.size) == ("JPEG", (2000, 2000))
+        assert shop.getpixel((0, 0)) == (255, 255, 255)
+    await switch(telegram, ANN, message, "More", "Shadow")
+    await press(telegram, ANN, message, "⭕ Outline")
+    for call in await finished(telegram, "sendSticker", count=3, timeout=30):
+        assert call.ok
+        assert_sticker_bytes(call.files["sticker"].data)
+    assert len(freepik.calls) == 3
+
+
 # --- cache hits and shared jobs ---------------------------------------------------------------
 
 
@@ -552,7 +734,7 @@ async def test_cache_hit_and_joined_job_cutouts_carry_working_buttons(
     hit = await cutout_for(telegram, send_photo(telegram, file=file))
     assert len(freepik.calls) == 1
     for cutout in (first, second, hit):
-        assert len(buttons(cutout)) == 4
+        assert len(buttons(cutout)) == MAIN_BUTTONS
     await press(telegram, ANN, hit, "Crop")
     await press(telegram, other, second, "Crop")
     crops = await finished(
