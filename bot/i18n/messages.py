@@ -695,11 +695,30 @@ def album_limited_reason(count: int, wait_text: str, scope: str = "user") -> str
             "today's capacity is used up; send them again after 00:00 UTC",
             count,
         )
+    if scope == "credits":
+        return ngettext(
+            "your free removals and credits ran out; the next free one comes in {wait}, or "
+            "send /buy and then send it again",
+            "your free removals and credits ran out; the next free one comes in {wait}, or "
+            "send /buy and then send them again",
+            count,
+        ).format(wait=wait_text)
     return ngettext(
         "you've reached your limit for now; you can send it again in {wait}",
         "you've reached your limit for now; you can send them again in {wait}",
         count,
     ).format(wait=wait_text)
+
+
+def album_credits_missing(missing: int) -> str:
+    """An album needs more credits than the user has: nothing was processed; above the packs."""
+    return ngettext(
+        "This album needs {count} more credit than you have, so I haven't processed any of it. "
+        "Buy credits and send the album again:",
+        "This album needs {count} more credits than you have, so I haven't processed any of "
+        "it. Buy credits and send the album again:",
+        missing,
+    ).format(count=missing)
 
 
 def album_problem_reason(problem: str) -> str:

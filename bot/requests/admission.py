@@ -53,6 +53,8 @@ class Refusal:
     retry_after: float
     limit: RateLimitItem
     scope: str = "user"
+    # Scope `credits`, for many images asked together: how many credits they lack.
+    missing: int = 0
 
     def wait_text(self) -> str:
         """Human wording of the wait, e.g. `42 seconds` or `3 minutes`."""

@@ -1,10 +1,11 @@
 """Many images answered together (an album): admitted in order, one status, one summary.
 
-The lifecycle of a batch: admit every image (album order, so a limit refuses the last ones) ->
-one status -> the jobs -> the cutouts delivered in chunks (a cached file id Telegram rejects is
-remade once) -> exactly one summary of what did not come back -> every image counted, one log
-line. A `BatchSurface` says how the status, the cutouts and the summary are shown; the money
-rules are `Lifecycle.admit_batch` and `Lifecycle.start`.
+The lifecycle of a batch: credits for the whole batch (else one reply saying how many are
+missing, and nothing starts) -> admit every image (album order, so a limit refuses the last
+ones) -> one status -> the jobs -> the cutouts delivered in chunks (a cached file id Telegram
+rejects is remade once) -> exactly one summary of what did not come back -> every image counted,
+one log line. A `BatchSurface` says how the status, the cutouts and the summary are shown; the
+money rules are `Lifecycle.admit_batch` and `Lifecycle.start`.
 """
 
 from __future__ import annotations
@@ -90,6 +91,10 @@ class BatchSurface(ABC):
     async def explain(self, entries: Sequence[Entry]) -> None:
         """The one summary naming the images that did not come back, and why."""
 
+    async def refused(self, refusal: Refusal, entries: Sequence[Entry]) -> None:
+        """The one reply to a batch refused as a whole (nothing started): the summary."""
+        await self.explain(entries)
+
     @abstractmethod
     def log(self, counts: Mapping[State, int], seconds: float) -> None:
         """The batch's one log line."""
@@ -139,7 +144,10 @@ class Batch:
         for entry in self.entries:
             if entry.source is None or entry.problem is not None:
                 entry.fail(Outcome.BAD_INPUT)
-        await self._start_jobs()
+        refusal = await self._start_jobs()
+        if refusal is not None:
+            await self._surface.refused(refusal, self.entries)
+            return
         started = [e for e in self.entries if e.ticket is not None]
         # Cache hits come back at once: a status message would only flicker.
         needs_status = any(e.ticket and e.ticket.role is not Role.CACHED for e in started)
@@ -151,16 +159,21 @@ class Batch:
         await self._surface.follow_up()
         await self._answer()
 
-    async def _start_jobs(self) -> None:
-        """Start the jobs in album order, so the limit refuses the last images, not random ones."""
-        usable = [e for e in self.entries if e.state is State.PENDING and e.source is not None]
-        refusal = await self._lifecycle.admit_batch(self._surface.user_id, len(usable))
-        for entry in usable:
+    async def _start_jobs(self) -> Refusal | None:
+        """Start the jobs in album order, so a limit refuses the last images, not random ones.
+
+        Returns the refusal of the whole batch (not enough credits for it): then none started.
+        """
+        usable = [(e, e.source) for e in self.entries if e.state is State.PENDING and e.source]
+        sources = [source for _, source in usable]
+        refusal = await self._lifecycle.admit_batch(self._surface.user_id, sources)
+        for entry, source in usable:
             if refusal is not None:
                 entry.state = State.LIMITED
                 entry.refusal = refusal
-            elif entry.source is not None:
-                await self._start(entry, entry.source)
+            else:
+                await self._start(entry, source)
+        return refusal
 
     async def _start(self, entry: Entry, source: ImageSource) -> None:
         try:

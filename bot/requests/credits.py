@@ -13,7 +13,7 @@ import logging
 import re
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from bot.ops.metrics import Metrics
@@ -168,6 +168,13 @@ class Credits:
         allowance = await self.allowance(user_id)
         wait = allowance.free_resets_in if allowance.free_resets_in is not None else 0.0
         return Refusal(wait, self._free.items[0], scope=CREDITS_SCOPE)
+
+    async def shortfall(self, user_id: int, count: int) -> Refusal | None:
+        """A refusal naming how many credits `count` removals lack now (None: enough)."""
+        missing = await self.missing_for(user_id, count)
+        if not missing:
+            return None
+        return replace(await self.refusal(user_id), missing=missing)
 
     async def missing_for(self, user_id: int, count: int) -> int:
         """How many credits `user_id` lacks for `count` removals now (0: enough)."""

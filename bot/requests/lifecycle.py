@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from telegram.error import BadRequest, Forbidden, TelegramError
 
@@ -228,14 +228,20 @@ class Lifecycle:
         self.till.give_back_on_failure(ticket, paid)
         return ticket
 
-    async def admit_batch(self, user_id: int, count: int) -> Refusal | None:
-        """The money rule for `count` images asked together (an album), before any job starts.
+    async def admit_batch(self, user_id: int, sources: Sequence[ImageSource]) -> Refusal | None:
+        """The money rule for images asked together (an album), before any job starts.
 
-        None today: each image is admitted by `start` (the till), in order, so credits cover
-        the first images. The whole-album rule goes here: `self.till.credits.missing_for(user_id,
-        count)`, and a refusal (counted here) saying how many credits are missing.
+        Every image without a cached cutout needs a free removal or a credit: if the user lacks
+        some, the refusal (counted here) says how many credits are missing and none starts.
         """
-        return None
+        credits = self.till.credits
+        if credits is None or not await credits.missing_for(user_id, len(sources)):
+            return None  # enough even if every image were new: no cache lookups needed
+        new = [source for source in sources if await self.cutouts.cached(source) is None]
+        refusal = await credits.shortfall(user_id, len(new))
+        if refusal is not None:
+            self.metrics.refused(refusal.scope)
+        return refusal
 
     async def may_explain_refusal(self, user_id: int) -> bool:
         """Whether a refused user is told (a flood is told a few times, then not for a while)."""

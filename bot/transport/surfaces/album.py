@@ -11,13 +11,15 @@ from telegram.error import Forbidden, TelegramError
 
 from bot.i18n import messages
 from bot.removal.cutouts import Produced
-from bot.requests.admission import format_wait
+from bot.requests.admission import Refusal, format_wait
 from bot.requests.batch import Batch, BatchSurface, Entry, State
+from bot.requests.credits import CREDITS_SCOPE
 from bot.requests.journal import note_status_message
 from bot.requests.lifecycle import Lifecycle
 from bot.requests.outcomes import Outcome
 from bot.requests.rejected import rejected_file_ids
 from bot.transport.albums import AlbumItem
+from bot.transport.keyboards import packs_keyboard
 from bot.transport.quiet import quietly
 from bot.transport.studio import Studio
 from bot.transport.uploads import upload_file
@@ -36,6 +38,8 @@ class AlbumRemoval:
     async def process(self, user_id: int, chat_id: int, items: Sequence[AlbumItem]) -> None:
         """Run the album (its items in album order) to its one summary."""
         surface = AlbumSurface(self._bot, user_id, chat_id, items[0].message_id, self._studio)
+        credits = self._lifecycle.till.credits
+        surface.packs = [(p.credits, p.stars) for p in credits.packs] if credits else []
         await Batch(self._lifecycle, surface, [(i.source, i.problem) for i in items]).run()
 
 
@@ -56,6 +60,8 @@ class AlbumSurface(BatchSurface):
         self._status: Message | None = None
         # The cutouts as sent, for the one follow-up message with the studio buttons.
         self._documents: list[Document] = []
+        # The packs on sale (credits, Stars), offered when the album lacks credits.
+        self.packs: list[tuple[int, int]] = []
 
     async def show_status(self, count: int) -> None:
         """Reply "removing the background from N images" and show the upload action."""
@@ -138,6 +144,21 @@ class AlbumSurface(BatchSurface):
             f"reply to chat {self.chat_id}",
         )
 
+    async def refused(self, refusal: Refusal, entries: Sequence[Entry]) -> None:
+        """Not enough credits for the album: how many are missing, and the packs."""
+        if refusal.scope != CREDITS_SCOPE or not refusal.missing or not self.packs:
+            await self.explain(entries)
+            return
+        await quietly(
+            self._bot.send_message(
+                chat_id=self.chat_id,
+                text=messages.album_credits_missing(refusal.missing),
+                reply_parameters=self._reply(),
+                reply_markup=packs_keyboard(self.packs),
+            ),
+            f"offer packs in chat {self.chat_id}",
+        )
+
     def log(self, counts: Mapping[State, int], seconds: float) -> None:
         """One line per album."""
         total = sum(counts.values())
@@ -171,12 +192,17 @@ def summary(entries: Sequence[Entry]) -> str:
         if entry.state in (State.FAILED, State.PENDING):
             reasons.setdefault(_reason(entry), []).append(entry.number)
     lines = [messages.album_summary_header(ok, len(entries))]
-    if limited:
-        waits = [e.refusal.retry_after for e in limited if e.refusal is not None]
+    # One line per kind of refusal: the day's budget, want of credits, a rate limit.
+    by_scope: dict[str, list[Entry]] = {}
+    for entry in limited:
+        scope = entry.refusal.scope if entry.refusal is not None else "user"
+        by_scope.setdefault(scope if scope in ("budget", CREDITS_SCOPE) else "user", []).append(
+            entry
+        )
+    for scope, group in by_scope.items():
+        waits = [e.refusal.retry_after for e in group if e.refusal is not None]
         wait_text = format_wait(max(waits, default=60.0))
-        numbers = [e.number for e in limited]
-        scopes = {e.refusal.scope for e in limited if e.refusal is not None}
-        scope = "budget" if "budget" in scopes else "user"
+        numbers = [e.number for e in group]
         reason = messages.album_limited_reason(len(numbers), wait_text, scope)
         lines.append(messages.album_summary_line(messages.album_image_names(numbers), reason))
     lines.extend(
