@@ -17,6 +17,8 @@ from bot.i18n.locales import gettext as _
 from bot.i18n.locales import ngettext
 
 INLINE_START_PARAMETER = "inline"
+# `/start buy`: the private chat opened to buy credits (from /buy in a group, or inline).
+BUY_START_PARAMETER = "buy"
 
 
 # --- private and group chats: status, replies and help ------------------------------------------
@@ -825,6 +827,12 @@ def buy_in_private(username: str) -> str:
     return _("Payments work in a private chat: open @{username} and send /buy there.").format(
         username=username
     )
+
+
+def open_private_chat_button() -> str:
+    """Button under /buy in a group: opens the private chat with the packs."""
+    # TRANSLATORS: button label, at most 32 characters.
+    return _("Buy in a private chat")
 
 
 def pack_gone() -> str:

@@ -12,7 +12,7 @@ from bot.requests.journal import recordable
 from bot.storage.base import PURCHASE, REFUND, TELEGRAM_REFUND
 from tests.conftest import RunningBot, StartBot
 from tests.fakes import FakeTelegram
-from tests.fakes.updates import private_user, text_message, update
+from tests.fakes.updates import group_chat, private_user, text_message, update
 from tests.support import visible_messages
 
 USER = 5101
@@ -362,3 +362,36 @@ def test_payment_updates_are_allowed_and_journaled() -> None:
     }
     # A checkout has 10 seconds: never resumed after a restart (the journal skips it).
     assert not recordable(Update.de_json(checkout, None))
+
+
+async def test_buy_in_a_group_opens_the_private_chat_where_start_buy_shows_the_packs(
+    start_bot: StartBot, telegram: FakeTelegram
+) -> None:
+    await paid_bot(start_bot)
+    group = group_chat(-100777)
+    telegram.push_update(update(message=text_message(private_user(USER), "/buy", chat=group)))
+    [sent] = await telegram.wait_for_call("sendMessage", where=lambda c: c.chat_id == -100777)
+    assert sent.params["text"] == messages.buy_in_private(telegram.state.username)
+    [[button]] = sent.params["reply_markup"]["inline_keyboard"]
+    assert button["text"] == messages.open_private_chat_button()
+    assert button["url"] == f"https://t.me/{telegram.state.username}?start=buy"
+    assert not telegram.calls_of("sendInvoice")
+
+    # The link opens the private chat with `/start buy`: the packs, as /buy shows them.
+    command(telegram, USER, "/start buy")
+    [packs] = await telegram.wait_for_call(
+        "sendMessage", where=lambda c: c.chat_id == USER and "reply_markup" in c.params
+    )
+    assert packs.params["text"] == messages.buy_intro()
+    rows = packs.params["reply_markup"]["inline_keyboard"]
+    assert [row[0]["callback_data"] for row in rows] == ["buy:10:25", "buy:50:100"]
+
+
+async def test_start_buy_with_payments_off_is_the_help(
+    start_bot: StartBot, telegram: FakeTelegram
+) -> None:
+    await start_bot()
+    command(telegram, USER, "/start buy")
+    [sent] = await telegram.wait_for_call("sendMessage", where=lambda c: c.chat_id == USER)
+    assert sent.params["text"] == messages.help_text("", telegram.state.username)
+    assert "reply_markup" not in sent.params

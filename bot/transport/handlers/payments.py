@@ -33,13 +33,27 @@ def _private(message: Message) -> bool:
 
 
 async def cmd_buy(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """/buy: the packs as buttons (in a private chat)."""
+    """/buy: the packs as buttons in a private chat; in a group, a button to the private chat."""
     message = update.effective_message
     if message is None:
         return
     if not _private(message):
-        await reply(context, message, messages.buy_in_private(context.bot.username))
+        username = context.bot.username
+        # The link opens the private chat with `/start buy`, which shows the packs.
+        link = f"https://t.me/{username}?start={messages.BUY_START_PARAMETER}"
+        button = InlineKeyboardButton(messages.open_private_chat_button(), url=link)
+        await reply(
+            context,
+            message,
+            messages.buy_in_private(username),
+            reply_markup=InlineKeyboardMarkup([[button]]),
+        )
         return
+    await show_packs(context, message)
+
+
+async def show_packs(context: ContextTypes.DEFAULT_TYPE, message: Message) -> None:
+    """The packs as buttons, under what a credit is."""
     packs = [(p.credits, p.stars) for p in get_services(context).credits.packs]
     await reply(context, message, messages.buy_intro(), reply_markup=packs_keyboard(packs))
 

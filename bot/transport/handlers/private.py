@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 
 from telegram import Update
-from telegram.constants import ParseMode
+from telegram.constants import ChatType, ParseMode
 from telegram.ext import ContextTypes
 
 from bot.i18n import messages
 from bot.transport.albums import AlbumItem
+from bot.transport.handlers import payments
 from bot.transport.handlers.common import Unusable, reply, send_hint, source_from_message
 from bot.transport.services import get_services
 from bot.transport.surfaces.chat import ChatRequest
@@ -22,12 +23,22 @@ async def cmd_help(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     message = update.effective_message
     if message is None:
         return
+    services = get_services(context)
     if context.args and context.args[0] == messages.INLINE_START_PARAMETER:
         # Opened from the button of an inline answer: explain inline mode.
         text = messages.inline_help(context.bot.username)
         await reply(context, message, text, parse_mode=ParseMode.HTML)
         return
-    rate_limit = get_services(context).settings.rate_limit
+    if (
+        context.args
+        and context.args[0] == messages.BUY_START_PARAMETER
+        and services.credits.enabled
+        and message.chat.type == ChatType.PRIVATE
+    ):
+        # Opened from /buy in a group (or an inline answer out of credits): the packs.
+        await payments.show_packs(context, message)
+        return
+    rate_limit = services.settings.rate_limit
     text = messages.help_text(rate_limit, context.bot.username)
     await reply(context, message, text, parse_mode=ParseMode.HTML)
 
