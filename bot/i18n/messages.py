@@ -635,6 +635,25 @@ def inline_limit_text(wait_text: str) -> str:
     ).format(wait=wait_text)
 
 
+def inline_credits_title() -> str:
+    """Title when the user's free removals and credits are used up."""
+    return _("Free removals used up")
+
+
+def inline_credits_text(wait_text: str, username: str) -> str:
+    """Explanation when the user's free removals and credits are used up."""
+    return _(
+        "You've used your free removals. The next free one comes in {wait}, or open "
+        "@{username} to buy credits."
+    ).format(wait=wait_text, username=username)
+
+
+def inline_buy_button() -> str:
+    """Button above inline results: opens the private chat on the packs."""
+    # TRANSLATORS: button label, at most 32 characters.
+    return _("Buy credits in the bot")
+
+
 def inline_failed_title() -> str:
     """Title of every failure answer."""
     return _("Couldn't remove the background")

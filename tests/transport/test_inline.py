@@ -449,3 +449,28 @@ def test_find_link(text: str, expected: str | None) -> None:
 def test_find_link_refuses_other_schemes(text: str) -> None:
     with pytest.raises(NotHttpLink):
         inline.find_link(text)
+
+
+async def test_out_of_credits_gets_its_own_article_and_a_button_to_buy(
+    start_bot: StartBot, telegram: FakeTelegram, freepik: FakeFreepik, image_host: ImageHost
+) -> None:
+    await start_bot(free_removals="1/day", credit_packs="10:25")
+    first = image_host.add("one.jpg", make_image("JPEG"))
+    second = image_host.add("two.jpg", make_image("JPEG", color=(1, 2, 3)))
+    query_id, _ = ask(telegram, ANN, first)
+    assert only_result(await answer_to(telegram, query_id))["type"] == "document"
+
+    query_id, _ = ask(telegram, ANN, second)
+    call = await answer_to(telegram, query_id)
+    article = only_result(call)
+    assert article["title"] == messages.inline_credits_title()
+    text = article["input_message_content"]["message_text"]
+    before, after = messages.inline_credits_text("\x00", telegram.state.username).split("\x00")
+    assert text.startswith(before), "not the generic limit text"
+    assert text.endswith(after)
+    assert call.params["button"] == {
+        "text": messages.inline_buy_button(),
+        "start_parameter": "buy",
+    }
+    assert call.params["cache_time"] == 0
+    assert len(freepik.calls) == 1

@@ -33,6 +33,7 @@ from bot.removal.cutouts import Produced
 from bot.removal.pipeline import Cutout, JobTimings
 from bot.removal.sources import ImageSource, NotHttpLink, normalise_link
 from bot.requests.admission import Refusal
+from bot.requests.credits import CREDITS_SCOPE
 from bot.requests.lifecycle import Lifecycle, Surface
 from bot.requests.outcomes import ROUTINE, Outcome
 from bot.requests.rejected import is_rejected_file_id, rejected_file_ids
@@ -287,7 +288,16 @@ class InlineSurface(Surface):
         self._shown: str | None = None
 
     async def refused(self, refusal: Refusal) -> None:
-        """A limit or the day's budget refused the job."""
+        """A limit, the day's budget or want of credits refused the job."""
+        if refusal.scope == CREDITS_SCOPE:
+            # Payments happen in the private chat: the button opens it on the packs.
+            text = messages.inline_credits_text(refusal.wait_text(), self._bot.username)
+            reply = _article(Outcome.RATE_LIMITED, messages.inline_credits_title(), text)
+            reply.button = InlineQueryResultsButton(
+                text=messages.inline_buy_button(), start_parameter=messages.BUY_START_PARAMETER
+            )
+            await self.send(reply)
+            return
         if refusal.scope == "budget":
             text = messages.budget_used_up()
         else:
