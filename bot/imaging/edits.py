@@ -127,13 +127,15 @@ def decode_rgba(data: bytes) -> VipsImage:
 
 
 def decode_photo(data: bytes) -> VipsImage:
-    """Decode a photo into memory as 8-bit sRGB, upright (EXIF orientation applied), no alpha."""
+    """A photo as 8-bit sRGB, upright (EXIF orientation applied), transparency laid on white."""
     with _reading():
         image = _srgb(open_image(data))
         if image.hasalpha():
             image = image.flatten(background=list(WHITE))
-        # Rotating needs the whole image: decode it first (one pass), then turn it in memory.
-        return image.copy_memory().autorot()
+        if image.get_typeof("orientation") and image.get("orientation") not in (0, 1):
+            # Turning needs the whole image: decode it into memory first (one pass).
+            return image.copy_memory().autorot()
+        return image  # upright: decoded as it is used, top to bottom
 
 
 def to_rgba(image: VipsImage) -> VipsImage:
