@@ -24,12 +24,14 @@ from bot.requests.spending import DailyBudget, FreepikGate, RateCap
 from bot.requests.stream import UpdateStream
 from bot.settings import Settings
 from bot.storage.factory import create_store
+from bot.studio.waits import BACKGROUND_WAIT
 from bot.transport.albums import AlbumCollector
 from bot.transport.files import BotFiles
 from bot.transport.migrations import Migrations
 from bot.transport.services import Services
 from bot.transport.studio import Studio
 from bot.transport.surfaces.album import AlbumRemoval
+from bot.transport.surfaces.background import Backgrounds
 from bot.transport.surfaces.chat import ChatRemoval
 from bot.transport.surfaces.inline import InlineRemoval
 
@@ -42,6 +44,9 @@ class ServiceOptions:
 
     freepik_transport: httpx.AsyncBaseTransport | None = None
     freepik_retry: RetryPolicy | None = None
+    # My background: how long a press waits for its photo, how often ended waits are looked for.
+    background_wait: float = BACKGROUND_WAIT
+    wait_sweep: float = 10.0
 
 
 def create_services(
@@ -107,8 +112,16 @@ def create_services(
     )
     migrations = Migrations()
     studio = Studio(
-        bot, store, cpu, cache_ttl=settings.cache_ttl, metrics=metrics, migrations=migrations
+        bot,
+        store,
+        cpu,
+        cache_ttl=settings.cache_ttl,
+        metrics=metrics,
+        migrations=migrations,
+        background_wait=options.background_wait,
+        wait_sweep=options.wait_sweep,
     )
+    backgrounds = Backgrounds(bot, studio.waits, studio.workshop, cpu, migrations, metrics)
     # Payments off (CREDIT_PACKS empty): every check passes and nothing is counted.
     credits = Credits(
         store,
@@ -157,6 +170,7 @@ def create_services(
         relay=relay,
         cpu=cpu,
         studio=studio,
+        backgrounds=backgrounds,
         gate=gate,
         hints=hints,
         journal=journal,

@@ -115,6 +115,7 @@ def build_application(settings: Settings, options: ServiceOptions | None = None)
     async def post_init(application: AnyApplication) -> None:
         services = create_services(settings, application.bot, options, arrived)
         attach_services(application, services)
+        services.studio.start()  # My background's waits that run out get their one line
         if isinstance(application.update_queue, RecordingQueue):
             application.update_queue.journal = services.journal
         # In the background: 3 calls per language must not delay the first reply.
@@ -216,6 +217,8 @@ def register_handlers(application: AnyApplication, settings: Settings) -> None:
     application.add_handler(
         CommandHandler("language", language.cmd_language, filters=messages_only)
     )
+    # 1c. /cancel anywhere: ends a My background wait (before 5, an unknown command there).
+    application.add_handler(CommandHandler("cancel", studio.cmd_cancel, filters=messages_only))
     # 2. /removebg and /nobg (also /removebg@thisbot): the group interface, fine in private too.
     application.add_handler(
         CommandHandler(list(group.REMOVEBG_COMMANDS), group.cmd_removebg, filters=messages_only)
@@ -228,6 +231,11 @@ def register_handlers(application: AnyApplication, settings: Settings) -> None:
             & group.CaptionCommand(group.REMOVEBG_COMMANDS),
             group.cmd_removebg,
         )
+    )
+    # 3a. Any other reply to the bot in a group: the photo My background waits for (if the
+    #     sender waits there); privacy mode lets a bot see replies to its own messages.
+    application.add_handler(
+        MessageHandler(group_messages & filters.REPLY & ~filters.COMMAND, group.on_reply)
     )
     # 3b. Telegram Stars. What every bot owes its users, always: /paysupport, /privacy, /forget.
     #     /buy and /balance only with payments on (off: unknown commands, as before payments).

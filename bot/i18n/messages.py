@@ -342,6 +342,12 @@ def studio_shop() -> str:
     return _("🛍 Shop photo")
 
 
+def studio_my_background() -> str:
+    """Button: put the cutout on a photo the user sends next."""
+    # TRANSLATORS: button label, at most 32 characters.
+    return _("🖼 My background")
+
+
 def studio_more() -> str:
     """Button: show the second keyboard (Shadow, Outline)."""
     # TRANSLATORS: button label, at most 32 characters.
@@ -385,6 +391,66 @@ def palette_labels() -> tuple[str, ...]:
         _("🟩 Green"),
         _("🟦 Blue"),
         _("🩷 Pink"),
+    )
+
+
+def background_ask() -> str:
+    """My background in a private chat: the one reply to the press."""
+    return _(
+        "Send me the photo to put this cutout on, within 10 minutes. /cancel to stop waiting."
+    )
+
+
+def background_ask_group() -> str:
+    """My background in a group: the photo must reply to the bot (privacy mode)."""
+    return _(
+        "Reply to this message with the photo to put this cutout on, within 10 minutes. "
+        "/cancel to stop waiting."
+    )
+
+
+def background_ask_again() -> str:
+    """First line when My background is pressed while the bot already waits for a photo."""
+    return _("You pressed My background again: the photo you send next goes behind this cutout.")
+
+
+def background_waiting() -> str:
+    """A text while My background waits for a photo."""
+    return _(
+        "I'm waiting for a photo to put your cutout on. Send a photo, or /cancel to stop waiting."
+    )
+
+
+def background_not_a_photo() -> str:
+    """A sticker, voice note or other file while My background waits for a photo."""
+    return _(
+        "That isn't a photo I can put your cutout on. Send a photo, or /cancel to stop waiting."
+    )
+
+
+def background_unusable() -> str:
+    """The photo sent for My background cannot be used; the wait goes on."""
+    return _(
+        "I couldn't use that image as a background: it has to be a photo or image file I can "
+        "read, under 20 MB and 25 megapixels. Send another one, or /cancel to stop waiting."
+    )
+
+
+def background_cancelled() -> str:
+    """/cancel ended a My background wait."""
+    return _("OK, I stopped waiting for a background photo.")
+
+
+def nothing_to_cancel() -> str:
+    """/cancel with nothing going on."""
+    return _("There is nothing to cancel.")
+
+
+def background_timeout() -> str:
+    """No photo came for My background in time."""
+    return _(
+        "No photo came within 10 minutes, so I stopped waiting. Press My background again "
+        "when you have one."
     )
 
 

@@ -59,6 +59,10 @@ class PressSurface(Outlet, ABC):
         """Show another keyboard under the pressed message."""
 
     @abstractmethod
+    async def ask(self, record: Record) -> None:
+        """My background: wait for the owner's photo and ask for it (raises StorageUnavailable)."""
+
+    @abstractmethod
     async def explain(self, text: Callable[[], str]) -> None:
         """The one reply to a press without a result: a toast while unanswered, else a message."""
 
@@ -146,6 +150,17 @@ class Presses:
             await surface.answer(None)
             await surface.switch(action.keyboard, token)
             return "keyboard"
+        if action.delivery is Delivery.ASK:
+            # The question is the press's one reply; the photo that answers it starts the job
+            # (bot/transport/surfaces/background.py), as a request of its own.
+            await surface.answer(None)
+            try:
+                await surface.ask(record)
+            except StorageUnavailable as err:
+                logger.error("Storage unavailable: %s", err)
+                await surface.explain(messages.studio_storage_down)
+                return "storage_down"
+            return "asked"
         refused = await self.admit(surface, action, record)
         if refused is not None:
             await surface.explain(refused.text)

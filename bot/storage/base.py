@@ -9,6 +9,9 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal, Protocol
 
 RECENT_LIMIT = 20
+# A wait for a user's next message (`put_wait`) outlives its deadline by this long, so the one
+# line saying it ran out can still be sent by a bot that was down when it did.
+WAIT_LINGER = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,8 +306,28 @@ class StateStore(Protocol):
         """The user's kept request, removed in the same step (so only one caller gets it)."""
         ...
 
+    async def put_wait(self, key: str, record: str, until: float) -> None:
+        """Wait for a user's next message until `until` (epoch seconds); replaces any earlier.
+
+        `key` is `<chat id>:<user id>`. The record stays `WAIT_LINGER` past `until`, for
+        `due_waits`.
+        """
+        ...
+
+    async def get_wait(self, key: str) -> str | None:
+        """The wait under `key`, whether its time ran out or not."""
+        ...
+
+    async def take_wait(self, key: str) -> str | None:
+        """The wait under `key`, removed in the same step (so only one caller gets it)."""
+        ...
+
+    async def due_waits(self, now: float, limit: int = 100) -> list[str]:
+        """Keys of waits whose time ran out by `now` and that nobody has taken yet."""
+        ...
+
     async def forget_user(self, user_id: int) -> None:
-        """Delete what is kept about a user (language, recents, studio records, kept request).
+        """Delete what is kept about a user (language, recents, studio, kept request, waits).
 
         The ledger and balance stay: they are kept for refunds and disputes.
         """
@@ -372,6 +395,7 @@ class MemoryStore(ProcessClaims):
         self._payments: dict[str, Payment] = {}
         self._ledger: list[LedgerEntry] = []
         self._kept: dict[int, tuple[float, str]] = {}
+        self._waits: dict[str, tuple[float, str]] = {}
 
     async def get_cutout(self, key: str) -> StoredCutout | None:
         """The cached cutout for a source key, if any and not expired."""
@@ -588,11 +612,38 @@ class MemoryStore(ProcessClaims):
             return None
         return entry[1]
 
+    async def put_wait(self, key: str, record: str, until: float) -> None:
+        """Wait for a user's next message until `until` (epoch seconds); replaces any earlier."""
+        now = time.time()
+        if len(self._waits) > 10_000:
+            self._waits = {k: v for k, v in self._waits.items() if v[0] + WAIT_LINGER > now}
+        self._waits[key] = (until, record)
+
+    async def get_wait(self, key: str) -> str | None:
+        """The wait under `key`, whether its time ran out or not."""
+        entry = self._waits.get(key)
+        if entry is None or entry[0] + WAIT_LINGER <= time.time():
+            return None
+        return entry[1]
+
+    async def take_wait(self, key: str) -> str | None:
+        """The wait under `key`, removed in the same step (so only one caller gets it)."""
+        entry = self._waits.pop(key, None)
+        if entry is None or entry[0] + WAIT_LINGER <= time.time():
+            return None
+        return entry[1]
+
+    async def due_waits(self, now: float, limit: int = 100) -> list[str]:
+        """Keys of waits whose time ran out by `now` and that nobody has taken yet."""
+        due = [k for k, (until, _r) in self._waits.items() if until <= now < until + WAIT_LINGER]
+        return due[:limit]
+
     async def forget_user(self, user_id: int) -> None:
-        """Delete what is kept about a user (language, recents, studio records, kept request)."""
+        """Delete what is kept about a user (language, recents, studio, kept request, waits)."""
         self._languages.pop(user_id, None)
         self._recent.pop(user_id, None)
         self._kept.pop(user_id, None)
+        self._waits = {k: v for k, v in self._waits.items() if not k.endswith(f":{user_id}")}
         self._studio = {
             token: entry
             for token, entry in self._studio.items()

@@ -18,6 +18,7 @@ from bot.storage.base import (
 )
 from bot.storage.redis_base import as_text as _text
 from bot.storage.redis_ledger import RedisLedger
+from bot.storage.redis_waits import RedisWaits
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ return 0
 """
 
 
-class RedisStore(RedisLedger):
+class RedisStore(RedisLedger, RedisWaits):
     """State in Redis under one key prefix, every key with a TTL."""
 
     def __init__(self, url: str, *, prefix: str = "nobg:", timeout: float = 2.0) -> None:
@@ -255,7 +256,8 @@ class RedisStore(RedisLedger):
         return int(count)
 
     async def forget_user(self, user_id: int) -> None:
-        """Delete what is kept about a user (language, recents, studio records, kept request)."""
+        """Delete what is kept about a user (language, recents, studio, kept request, waits)."""
+        await self._forget_waits(user_id)
         await self._call(
             "del",
             lambda: self._redis.delete(

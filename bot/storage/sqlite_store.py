@@ -31,6 +31,7 @@ from bot.storage.base import (
     StoredCutout,
 )
 from bot.storage.sqlite_ledger import SqliteLedger
+from bot.storage.sqlite_waits import SqliteWaits
 
 logger = logging.getLogger(__name__)
 
@@ -234,7 +235,7 @@ class SqliteDatabase:
             self._conn.close()
 
 
-class SqliteStore(SqliteLedger, ProcessClaims):
+class SqliteStore(SqliteLedger, SqliteWaits, ProcessClaims):
     """`StateStore` in one SQLite file: survives restarts of its single bot process."""
 
     # Claims stay in memory: they coordinate the jobs of one process (the database belongs to
@@ -435,7 +436,7 @@ class SqliteStore(SqliteLedger, ProcessClaims):
         return await self._run(op)
 
     async def forget_user(self, user_id: int) -> None:
-        """Delete what is kept about a user (language, recents, studio records, kept request)."""
+        """Delete what is kept about a user (language, recents, studio, kept request, waits)."""
 
         def op(conn: sqlite3.Connection) -> None:
             conn.execute(
@@ -449,6 +450,7 @@ class SqliteStore(SqliteLedger, ProcessClaims):
             )
 
         await self._run(op)
+        await self._forget_waits(user_id)
 
     async def ping(self) -> bool:
         """Whether the database answers."""

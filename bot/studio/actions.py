@@ -44,6 +44,7 @@ class Action(StrEnum):
     SHADOW = "sd"
     OUTLINE = "ol"
     OUTLINE_PACK = "op"
+    MY_BACKGROUND = "mb"
 
 
 class Delivery(StrEnum):
@@ -53,6 +54,9 @@ class Delivery(StrEnum):
     DOCUMENT = "document"  # one file per cutout (an album of up to 10 at a time)
     PACK = "pack"  # stickers added to the owner's own pack, then one message with its link
     KEYBOARD = "keyboard"  # no result: the message's buttons become another keyboard
+    # No result yet: the press asks for a photo (bot/studio/waits.py); the photo that answers
+    # it gets one document per cutout.
+    ASK = "ask"
 
 
 class Keyboard(StrEnum):
@@ -82,6 +86,11 @@ class StudioAction:
     # The keyboard the pressed message shows once the result is out (None: it stays as it is).
     then: Keyboard | None = None
 
+    @property
+    def sends(self) -> Delivery:
+        """How the results go out (an asking action's, once its photo came: documents)."""
+        return Delivery.DOCUMENT if self.delivery is Delivery.ASK else self.delivery
+
     def file_name(self, cutout_name: str) -> str:
         """The result's file name, from the cutout's (`photo-nobg.png` -> `photo-crop.png`)."""
         if self.suffix == ".webp":
@@ -108,6 +117,15 @@ ACTIONS: dict[str, StudioAction] = _actions(
     StudioAction(Action.PALETTE, "background", Delivery.KEYBOARD, keyboard=Keyboard.PALETTE),
     StudioAction(Action.BACK, "back", Delivery.KEYBOARD, keyboard=Keyboard.MAIN),
     StudioAction(Action.CROP, "crop", Delivery.DOCUMENT, "cp", imaging.crop, suffix="-crop.png"),
+    # The photo that answers the press is the function's second argument (`Maker.make`).
+    StudioAction(
+        Action.MY_BACKGROUND,
+        "my_background",
+        Delivery.ASK,
+        "mb",
+        imaging.with_background,
+        suffix="-background.jpg",
+    ),
     StudioAction(Action.MORE, "more", Delivery.KEYBOARD, keyboard=Keyboard.MORE),
     # A document, not a photo: Telegram would recompress a photo and soften the pure white.
     StudioAction(

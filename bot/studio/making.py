@@ -60,6 +60,36 @@ class Made:
         return self.file_id is None and self.data is None
 
 
+class BackdropRefused(Declined):
+    """The photo that answered My background cannot be used (unlike a cutout's problem)."""
+
+
+class Backdrop:
+    """The photo a My background press was answered with, fetched once for every cutout.
+
+    Fetched only when a result is not cached, so the same photo again is a re-send with no
+    download; `fetch` raises `BackdropRefused` for a photo that cannot be a background.
+    """
+
+    def __init__(self, item: Item, fetch: Callable[[], Awaitable[bytes]]) -> None:
+        self.item = item
+        self._fetch = fetch
+        self._data: bytes | None = None
+        self._refused: BackdropRefused | None = None
+
+    async def data(self) -> bytes:
+        """The photo's bytes (fetched on first use; a refusal is raised again, not refetched)."""
+        if self._refused is not None:
+            raise self._refused
+        if self._data is None:
+            try:
+                self._data = await self._fetch()
+            except BackdropRefused as refused:
+                self._refused = refused
+                raise
+        return self._data
+
+
 def cache_key(kind: str, unique_id: str) -> str:
     """Where the result of kind `kind` for one cutout is cached."""
     return f"studio:{kind}:{unique_id}"
@@ -86,6 +116,7 @@ class Maker:
         download: Download,
         *,
         pack_of: int | None = None,
+        on: Backdrop | None = None,
     ) -> tuple[list[Made], dict[int, Declined]]:
         """Every cutout's result, and what was declined for which (numbered from 1)."""
         made: list[Made] = []
@@ -95,21 +126,31 @@ class Maker:
                 if pack_of is not None and (packed := await self._packed(pack_of, item, action)):
                     made.append(packed)
                 else:
-                    made.append(await self.make(action, item, download))
+                    made.append(await self.make(action, item, download, on=on))
+            except BackdropRefused:
+                raise  # the photo's problem, not this cutout's: nothing else can be made
             except Declined as declined:
                 problems[number] = declined
         return made, problems
 
-    async def make(self, action: StudioAction, item: Item, download: Download) -> Made:
-        """The action's result for one cutout: from the cache, or downloaded and made."""
+    async def make(
+        self, action: StudioAction, item: Item, download: Download, *, on: Backdrop | None = None
+    ) -> Made:
+        """The action's result for one cutout: from the cache, or downloaded and made.
+
+        `on`: the user's photo for My background, the function's second argument; the result
+        is cached per (photo, cutout), so the same photo again is a re-send.
+        """
         assert action.function is not None, f"{action.name} makes nothing"
-        key = cache_key(action.kind, item.unique_id)
+        kind = action.kind if on is None else f"{action.kind}-{on.item.unique_id}"
+        key = cache_key(kind, item.unique_id)
         cached = await self.cached(key)
         if cached is not None:
             return Made(item, key, cached.file_name, file_id=cached.file_id)
         data = await download(item)
+        args = action.args if on is None else (await on.data(), *action.args)
         try:
-            result = await self._cpu.run(action.function, data, *action.args)
+            result = await self._cpu.run(action.function, data, *args)
         except Exception as err:
             for kind_of, outcome, text in _IMAGING_REFUSALS:
                 if isinstance(err, kind_of):

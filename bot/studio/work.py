@@ -13,7 +13,7 @@ from typing import Protocol
 
 from bot.i18n import messages
 from bot.studio.actions import Delivery, StudioAction
-from bot.studio.making import Declined, Made, Maker
+from bot.studio.making import Backdrop, Declined, Made, Maker
 from bot.studio.records import Item, Record
 
 # Called once per result as soon as it is out, with Telegram's file id of it.
@@ -48,15 +48,26 @@ class Workshop:
         # A quick second press waits, then finds the first one's result in the cache.
         self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
 
-    async def run(self, action: StudioAction, record: Record, outlet: Outlet) -> None:
-        """Make and send the action's results; `Declined` says what could not be made."""
+    async def run(
+        self,
+        action: StudioAction,
+        record: Record,
+        outlet: Outlet,
+        *,
+        on: Backdrop | None = None,
+    ) -> None:
+        """Make and send the action's results; `Declined` says what could not be made.
+
+        `on`: the photo that answered a My background press (see `Maker.make`).
+        """
         if action.delivery is Delivery.PACK:
             await self._pack(action, record, outlet)
             return
-        async with self._lock(action.kind, record):
-            made, problems = await self._maker.make_all(action, record, outlet.download)
+        kind = action.kind if on is None else f"{action.kind}-{on.item.unique_id}"
+        async with self._lock(kind, record):
+            made, problems = await self._maker.make_all(action, record, outlet.download, on=on)
             if made:
-                await outlet.send(action.delivery, made, self._maker.remember)
+                await outlet.send(action.sends, made, self._maker.remember)
         _raise_problems(record, problems)
 
     async def _pack(self, action: StudioAction, record: Record, outlet: Outlet) -> None:

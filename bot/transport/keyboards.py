@@ -19,7 +19,10 @@ def main_keyboard(token: str) -> InlineKeyboardMarkup:
                 _button(messages.studio_sticker(), Action.STICKER, token),
                 _button(messages.studio_pack(), Action.PACK, token),
             ],
-            [_button(messages.studio_background(), Action.PALETTE, token)],
+            [
+                _button(messages.studio_background(), Action.PALETTE, token),
+                _button(messages.studio_my_background(), Action.MY_BACKGROUND, token),
+            ],
             [
                 _button(messages.studio_shop(), Action.SHOP, token),
                 _button(messages.studio_crop(), Action.CROP, token),

@@ -24,6 +24,7 @@ from bot.storage.base import StateStore
 from bot.transport.albums import AlbumCollector
 from bot.transport.migrations import Migrations
 from bot.transport.studio import Studio
+from bot.transport.surfaces.background import Backgrounds
 from bot.transport.surfaces.chat import ChatRemoval
 from bot.transport.surfaces.inline import InlineRemoval
 
@@ -47,6 +48,8 @@ class Services:
     relay: RelayLinks | None
     cpu: CpuPool
     studio: Studio
+    # The photos My background waits for: offered here before any removal could start.
+    backgrounds: Backgrounds
     gate: FreepikGate
     hints: HintGate
     journal: RequestJournal
@@ -62,6 +65,7 @@ class Services:
 
     async def aclose(self) -> None:
         """Release connections."""
+        await self.studio.aclose()
         await self.freepik.aclose()
         if self.relay is not None:
             await self.relay.aclose()

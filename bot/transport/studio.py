@@ -15,6 +15,7 @@ bot/transport/surfaces/press.py; the keyboards in bot/transport/keyboards.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import logging
 from collections.abc import Sequence
@@ -23,6 +24,7 @@ from typing import Any
 from telegram import Bot, InlineKeyboardMarkup, InputFile, ReplyParameters
 from telegram.error import TelegramError
 
+from bot.i18n import locales as i18n
 from bot.i18n import messages
 from bot.imaging import edits as imaging
 from bot.imaging.pool import CpuBusy, CpuPool, CpuWorkerLost
@@ -34,6 +36,7 @@ from bot.studio.callback import new_token
 from bot.studio.making import Made, Maker, cache_key
 from bot.studio.packs import STICKER_EMOJI
 from bot.studio.records import Item, Records, SentFile
+from bot.studio.waits import BACKGROUND_WAIT, Wait, Waits
 from bot.studio.work import Workshop
 from bot.transport.keyboards import main_keyboard
 from bot.transport.migrations import Migrations
@@ -53,14 +56,24 @@ class Studio:
         cache_ttl: float,
         metrics: Metrics | None = None,
         migrations: Migrations | None = None,
+        background_wait: float = BACKGROUND_WAIT,
+        wait_sweep: float = 10.0,
     ) -> None:
         self._bot = bot
         # Groups upgraded to supergroups: a press's replies follow them (bot/transport/handlers).
         self.migrations = migrations or Migrations()
+        metrics = metrics or Metrics()
+        self._metrics = metrics
         self._records = Records(store, cache_ttl=cache_ttl)
         self._maker = Maker(store, cpu, cache_ttl=cache_ttl)
+        self.workshop = Workshop(self._maker)
         # Every press of the buttons runs here, as a ButtonPress (bot/transport/surfaces/press.py).
-        self.presses = Presses(self._records, Workshop(self._maker), metrics=metrics)
+        self.presses = Presses(self._records, self.workshop, metrics=metrics)
+        # My background's presses waiting for a photo (the photos that answer them go to
+        # `Backgrounds`, bot/transport/surfaces/background.py, built beside the studio).
+        self.waits = Waits(store, length=background_wait)
+        self._wait_sweep = wait_sweep
+        self._sweeper: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
 
     # keyboards
@@ -95,6 +108,50 @@ class Studio:
             )
         except TelegramError as err:
             logger.warning("Could not send the album's buttons to chat %s: %s", chat_id, err)
+
+    # My background: the waits that run out
+
+    def start(self) -> None:
+        """Start looking for background waits that ran out (every replica looks; one ends each)."""
+        if self._sweeper is None:
+            self._sweeper = asyncio.get_running_loop().create_task(
+                self._sweep(), name="studio_waits"
+            )
+
+    async def aclose(self) -> None:
+        """Stop looking for waits that ran out."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(self._wait_sweep)
+            for wait in await self.waits.ran_out():
+                await self._ran_out(wait)
+
+    async def _ran_out(self, wait: Wait) -> None:
+        """The one line that ends a wait nobody answered, in the owner's language."""
+        with i18n.using(wait.locale):
+            text = messages.background_timeout()
+        reply = (
+            ReplyParameters(message_id=wait.reply_to, allow_sending_without_reply=True)
+            if wait.reply_to is not None
+            else None
+        )
+        try:
+            await self._bot.send_message(
+                chat_id=wait.record.chat,
+                text=text,
+                reply_parameters=reply,
+                message_thread_id=wait.thread_id,
+            )
+        except TelegramError as err:
+            logger.info("Could not say a background wait ran out: %s", err)
+        self._metrics.studio_press("my_background", "timeout")
+        logger.info("studio user=%s action=my_background outcome=timeout", wait.record.owner)
 
     # inline mode
 

@@ -243,6 +243,7 @@ def test_texts_fit_telegram_limits(locale: str) -> None:
             messages.studio_shadow(),
             messages.studio_outline(),
             messages.studio_outline_pack(),
+            messages.studio_my_background(),
             *messages.palette_labels(),
         ]
         toasts = [

@@ -46,6 +46,9 @@ class Recorded(PressSurface):
     async def explain(self, text: Callable[[], str]) -> None:
         self.calls.append(("explain", text()))
 
+    async def ask(self, record: Record) -> None:
+        self.calls.append(("ask", record.owner))
+
     async def download(self, item: Item) -> bytes:
         raise Declined("gone", messages.studio_gone)
 
@@ -128,3 +131,12 @@ async def test_an_unknown_token_has_expired() -> None:
     assert await lifecycle.run(surface) == "expired"
     assert surface.calls == [("answer", messages.studio_expired())]
     assert counted(metrics, "crop", "expired")
+
+
+async def test_my_background_asks_and_is_never_rationed() -> None:
+    lifecycle, token, metrics = await presses(Rationed)
+    surface = Recorded(callback_data(Action.MY_BACKGROUND, token))
+    assert await lifecycle.run(surface) == "asked"
+    # The question is the one reply; the photo that answers it is a request of its own.
+    assert surface.calls == [("answer", None), ("ask", OWNER)]
+    assert counted(metrics, "my_background", "asked")

@@ -18,6 +18,7 @@ from bot.storage.base import (
     REFUND,
     SPEND,
     TELEGRAM_REFUND,
+    WAIT_LINGER,
     MemoryStore,
     RefundOutcome,
     StateStore,
@@ -100,6 +101,34 @@ async def test_a_kept_request_goes_to_one_of_two_takers(store: StateStore) -> No
         await store.keep_request(7, "photo", ttl=60)
         taken = await asyncio.gather(store.take_request(7), store.take_request(7))
         assert sorted(taken, key=str) == [None, "photo"]
+
+
+async def test_a_wait_is_read_taken_once_and_found_when_its_time_runs_out(
+    store: StateStore,
+) -> None:
+    now = time.time()
+    await store.put_wait("-5:7", "first", now + 60)
+    await store.put_wait("-5:7", "second", now + 60)  # a second press replaces the first
+    await store.put_wait("-5:8", "other", now - 1)  # already ran out
+    assert await store.get_wait("-5:7") == "second"
+    assert await store.due_waits(now) == ["-5:8"]
+    assert sorted(await store.due_waits(now + 61)) == ["-5:7", "-5:8"]
+    assert await store.take_wait("-5:7") == "second"
+    assert await store.take_wait("-5:7") is None
+    assert await store.get_wait("-5:7") is None
+    assert await store.due_waits(now + 61) == ["-5:8"]
+    # Taken once, by one caller, and then no longer due.
+    taken = await asyncio.gather(store.take_wait("-5:8"), store.take_wait("-5:8"))
+    assert sorted(taken, key=str) == [None, "other"]
+    assert await store.due_waits(now + 61) == []
+
+
+async def test_a_wait_is_forgotten_long_after_its_deadline(store: StateStore) -> None:
+    long_ago = time.time() - WAIT_LINGER - 1
+    await store.put_wait("1:2", "old", long_ago)
+    assert await store.get_wait("1:2") is None
+    assert await store.due_waits(time.time()) == []
+    assert await store.take_wait("1:2") is None
 
 
 async def test_recent_is_newest_first_deduplicated_and_capped(store: StateStore) -> None:
@@ -242,6 +271,7 @@ async def test_redis_keys_carry_the_prefix_and_a_ttl(redis_url: str) -> None:
     await store.set_language(5, "es")
     await store.put_studio("tok", "{}", ttl=100)
     await store.keep_request(5, "{}", ttl=100)
+    await store.put_wait("-9:5", "{}", time.time() + 100)
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     try:
         keys = sorted(str(k) for k in await client.keys("*"))
@@ -253,6 +283,8 @@ async def test_redis_keys_carry_the_prefix_and_a_ttl(redis_url: str) -> None:
             "pfx:recent:5",
             "pfx:relay:tok",
             "pfx:studio:tok",
+            "pfx:wait:-9:5",
+            "pfx:waits",
         ]
         for key in keys:
             assert await client.ttl(key) > 0
@@ -497,7 +529,15 @@ async def test_forget_user_keeps_the_ledger(store: StateStore) -> None:
     await store.credit(7, 10, "a", stars=25)
     await store.keep_request(7, "photo", ttl=60)
     await store.keep_request(8, "photo", ttl=60)
+    await store.put_wait("-5:7", "wait", time.time() + 60)
+    await store.put_wait("7:7", "wait", time.time() + 60)
+    await store.put_wait("-5:8", "wait", time.time() + 60)
+    await store.put_wait("-5:17", "wait", time.time() + 60)
     await store.forget_user(7)
+    assert await store.get_wait("-5:7") is None
+    assert await store.get_wait("7:7") is None
+    assert await store.get_wait("-5:8") == "wait"
+    assert await store.get_wait("-5:17") == "wait"
     assert await store.take_request(7) is None
     assert await store.take_request(8) == "photo"
     assert await store.get_language(7) is None

@@ -36,8 +36,9 @@ GROUP = -100777
 ALICE = private_user(7101, "Alice")
 BOB = private_user(7102, "Bob")
 BOT = "nobg_test_bot"
-# The buttons under a cutout: Sticker, Add to my pack, Background, Shop photo, Crop, More.
-MAIN_BUTTONS = 6
+# The buttons under a cutout: Sticker, Add to my pack, Background, My background, Shop photo,
+# Crop, More.
+MAIN_BUTTONS = 7
 
 
 def round_subject(
@@ -202,8 +203,9 @@ async def test_every_cutout_carries_the_studio_keyboard(
     await start_bot()
     cutout = await cutout_for(telegram, send_photo(telegram))
     labels = buttons(cutout)
-    for word in ("Sticker", "Add to my pack", "Background", "Shop photo", "Crop", "More"):
+    for word in ("Sticker", "Add to my pack", "My background", "Shop photo", "Crop", "More"):
         assert sum(word in label for label in labels) == 1, labels
+    assert sum("Background" in label for label in labels) == 1, labels
     assert all(1 <= len(data.encode()) <= 64 for data in labels.values())
     assert len(set(labels.values())) == MAIN_BUTTONS
     assert len(cutout["reply_markup"]["inline_keyboard"]) <= 4

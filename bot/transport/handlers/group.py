@@ -77,3 +77,13 @@ async def cmd_removebg(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
         thread_id=message.message_thread_id if message.is_topic_message else None,
     )
     await services.chat.process(request)
+
+
+async def on_reply(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """A reply to the bot in a group: the photo My background waits for, or nothing."""
+    message = update.effective_message
+    user = update.effective_user
+    if message is None or user is None:
+        return
+    # Anything else replying to the bot stays unanswered, as before My background.
+    await get_services(context).backgrounds.offer(message, user.id)

@@ -50,6 +50,9 @@ async def on_image(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if message is None or user is None:
         return
     services = get_services(context)
+    # A photo My background waits for is no removal: looked at before anything else.
+    if await services.backgrounds.offer(message, user.id):
+        return
     try:
         source = source_from_message(message, services.accepted_mime_types)
     except Unusable as err:
@@ -76,6 +79,8 @@ async def on_other(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     user = update.effective_user
     if message is None:
         return
+    if user is not None and await get_services(context).backgrounds.offer(message, user.id):
+        return  # a sticker or voice note while My background waits: explained there
     if message.media_group_id and user is not None:
         # A video in a mixed album: named in the album's one summary, not answered apart.
         item = AlbumItem(message.message_id, None, messages.not_an_image())

@@ -1,0 +1,165 @@
+"""Where a studio job's results go: documents, stickers and the pack, in one chat and topic.
+
+Shared by a button press (bot/transport/surfaces/press.py) and the photo that answers a My
+background press (bot/transport/surfaces/background.py): getFile, sendSticker / sendDocument /
+sendMediaGroup, the user's sticker pack, and replies that follow a group upgraded to a
+supergroup.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Awaitable, Sequence
+from typing import TypeVar
+
+from telegram import (
+    Bot,
+    InputFile,
+    InputMediaDocument,
+    Message,
+    ReplyParameters,
+)
+from telegram.error import BadRequest
+
+from bot.i18n import messages
+from bot.studio.actions import Delivery
+from bot.studio.making import Declined, Made
+from bot.studio.packs import STICKER_EMOJI, pack_link, pack_name
+from bot.studio.records import Item
+from bot.studio.work import Sent
+from bot.transport.migrations import Migrations, Send
+from bot.transport.packs import add_sticker
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# getFile hands out files up to 20 MB (MB as Telegram counts them).
+MAX_DOWNLOAD_BYTES = 20 * 1024 * 1024
+# sendMediaGroup takes 2-10 items.
+ALBUM_SIZE = 10
+
+
+class ChatOutlet:
+    """Results as replies to one message, in its chat and forum topic."""
+
+    # The chat replies go to (0: not known yet), the message they reply to, its topic.
+    chat_id: int = 0
+
+    def __init__(self, bot: Bot, migrations: Migrations) -> None:
+        self._bot = bot
+        self._migrations = migrations
+        self._reply_to: int | None = None
+        self._thread_id: int | None = None
+
+    async def download(self, item: Item) -> bytes:
+        """The cutout's bytes from Telegram (getFile hands out files up to 20 MB)."""
+        if item.size is not None and item.size > MAX_DOWNLOAD_BYTES:
+            raise Declined("too_large", messages.studio_too_large)
+        try:
+            telegram_file = await self._bot.get_file(item.file_id)
+            data = await telegram_file.download_as_bytearray()
+        except BadRequest as err:
+            if "too big" in err.message.lower():
+                raise Declined("too_large", messages.studio_too_large) from err
+            logger.warning("Could not get a cutout from Telegram: %s", err.message)
+            raise Declined("gone", messages.studio_gone) from err
+        return bytes(data)
+
+    async def send(self, delivery: Delivery, made: Sequence[Made], sent: Sent) -> None:
+        """Stickers one by one; documents one, or an album of up to ten, at a time."""
+        if delivery is Delivery.STICKER:
+            for result in made:
+                message = await self._to_chat(self._sticker(result))
+                await sent(result, message.sticker.file_id if message.sticker else None)
+            return
+        for start in range(0, len(made), ALBUM_SIZE):
+            chunk = made[start : start + ALBUM_SIZE]
+            if len(chunk) == 1:
+                messages_sent = [await self._to_chat(self._document(chunk[0]))]
+            else:
+                messages_sent = list(await self._to_chat(self._album(chunk)))
+            for result, message in zip(chunk, messages_sent, strict=False):
+                await sent(result, message.document.file_id if message.document else None)
+
+    async def add_to_pack(self, owner: int, made: Made) -> bool:
+        """Add one sticker to the owner's pack, making the pack first if needed (True)."""
+        return await add_sticker(self._bot, owner, made)
+
+    async def packed(self, owner: int, added: int, created: bool) -> None:
+        """Say how many stickers went into the pack, with its link."""
+        link = pack_link(pack_name(owner, self._bot.username))
+        reply = messages.pack_created if created else messages.pack_added
+        await self._message(reply(link, added))
+
+    def _sticker(self, result: Made) -> Send[Message]:
+        def send(chat_id: int, thread_id: int | None) -> Awaitable[Message]:
+            return self._bot.send_sticker(
+                chat_id=chat_id,
+                sticker=_upload(result),
+                emoji=STICKER_EMOJI,
+                reply_parameters=self._reply(chat_id),
+                message_thread_id=thread_id,
+            )
+
+        return send
+
+    def _document(self, result: Made) -> Send[Message]:
+        def send(chat_id: int, thread_id: int | None) -> Awaitable[Message]:
+            return self._bot.send_document(
+                chat_id=chat_id,
+                document=_upload(result),
+                reply_parameters=self._reply(chat_id),
+                message_thread_id=thread_id,
+                disable_content_type_detection=True,
+            )
+
+        return send
+
+    def _album(self, chunk: Sequence[Made]) -> Send[tuple[Message, ...]]:
+        def send(chat_id: int, thread_id: int | None) -> Awaitable[tuple[Message, ...]]:
+            # Fresh uploads per attempt: a refused one has used up its streams.
+            media = [
+                InputMediaDocument(_upload(r, attach=True), disable_content_type_detection=True)
+                for r in chunk
+            ]
+            return self._bot.send_media_group(
+                chat_id=chat_id,
+                media=media,
+                reply_parameters=self._reply(chat_id),
+                message_thread_id=thread_id,
+            )
+
+        return send
+
+    async def _message(self, text: str) -> Message:
+        def send(chat_id: int, thread_id: int | None) -> Awaitable[Message]:
+            return self._bot.send_message(
+                chat_id=chat_id,
+                text=text,
+                reply_parameters=self._reply(chat_id),
+                message_thread_id=thread_id,
+            )
+
+        return await self._to_chat(send)
+
+    async def _to_chat(self, send: Send[T]) -> T:
+        """Send to the press's chat (and topic); if the group became a supergroup, there."""
+        return await self._migrations.send(self.chat_id, self._thread_id, send)
+
+    def _reply(self, chat_id: int) -> ReplyParameters | None:
+        # The message pressed under stayed behind in the basic group: nothing to reply to.
+        if self._reply_to is None or chat_id != self.chat_id:
+            return None
+        return ReplyParameters(message_id=self._reply_to, allow_sending_without_reply=True)
+
+
+def _upload(made: Made, *, attach: bool = False) -> InputFile | str:
+    """The file id when cached, else the bytes as an upload."""
+    if made.file_id is not None:
+        return made.file_id
+    assert made.data is not None
+    return InputFile(
+        io.BytesIO(made.data), filename=made.file_name, attach=attach, read_file_handle=False
+    )
