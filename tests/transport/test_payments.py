@@ -387,6 +387,19 @@ async def test_buy_in_a_group_opens_the_private_chat_where_start_buy_shows_the_p
     assert [row[0]["callback_data"] for row in rows] == ["buy:10:25", "buy:50:100"]
 
 
+async def test_balance_in_a_group_is_not_shown_there(
+    start_bot: StartBot, telegram: FakeTelegram
+) -> None:
+    running = await paid_bot(start_bot)
+    await running.services.store.credit(USER, 7, "charge-g", stars=25)
+    group = group_chat(-100778)
+    message = text_message(private_user(USER), "/balance", chat=group)
+    telegram.push_update(update(message=message))
+    [sent] = await telegram.wait_for_call("sendMessage", where=lambda c: c.chat_id == -100778)
+    assert sent.params["text"] == messages.buy_in_private(telegram.state.username)
+    assert "7" not in sent.params["text"]
+
+
 async def test_start_buy_with_payments_off_is_the_help(
     start_bot: StartBot, telegram: FakeTelegram
 ) -> None:

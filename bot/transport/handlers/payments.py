@@ -38,18 +38,23 @@ async def cmd_buy(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if message is None:
         return
     if not _private(message):
-        username = context.bot.username
-        # The link opens the private chat with `/start buy`, which shows the packs.
-        link = f"https://t.me/{username}?start={messages.BUY_START_PARAMETER}"
-        button = InlineKeyboardButton(messages.open_private_chat_button(), url=link)
-        await reply(
-            context,
-            message,
-            messages.buy_in_private(username),
-            reply_markup=InlineKeyboardMarkup([[button]]),
-        )
+        await _to_private_chat(context, message)
         return
     await show_packs(context, message)
+
+
+async def _to_private_chat(context: ContextTypes.DEFAULT_TYPE, message: Message) -> None:
+    """In a group: payments and balances are private, so a button opens the private chat."""
+    username = context.bot.username
+    # The link opens the private chat with `/start buy`, which shows the packs.
+    link = f"https://t.me/{username}?start={messages.BUY_START_PARAMETER}"
+    button = InlineKeyboardButton(messages.open_private_chat_button(), url=link)
+    await reply(
+        context,
+        message,
+        messages.buy_in_private(username),
+        reply_markup=InlineKeyboardMarkup([[button]]),
+    )
 
 
 async def show_packs(context: ContextTypes.DEFAULT_TYPE, message: Message) -> None:
@@ -173,6 +178,9 @@ async def cmd_balance(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
     message = update.effective_message
     user = update.effective_user
     if message is None or user is None:
+        return
+    if not _private(message):
+        await _to_private_chat(context, message)  # a balance is nobody else's business
         return
     services = get_services(context)
     if user.id in services.settings.admin_ids:
