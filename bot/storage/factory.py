@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from bot.storage.base import MemoryStore, StateStore
+from bot.storage.base import StateStore
+from bot.storage.memory import MemoryStore
 
 
 def create_store(

@@ -12,7 +12,8 @@ from bot.removal.freepik import FreepikClient, ImageRejected, RetryPolicy
 from bot.removal.pipeline import Cutout, RemovalPipeline
 from bot.removal.sources import ImageSource
 from bot.requests.admission import RateLimited, Refusal
-from bot.storage.base import MemoryStore, StoredCutout
+from bot.storage.base import StoredCutout
+from bot.storage.memory import MemoryStore
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 10
 SOURCE = ImageSource.link("https://img.test/a.jpg")

@@ -11,7 +11,8 @@ from bot.ops.metrics import Metrics
 from bot.requests.admission import RateLimiter, async_storage
 from bot.requests.credits import Credits, invoice_payload, parse_payload
 from bot.settings import CreditPack
-from bot.storage.base import GIVE_BACK, SPEND, MemoryStore
+from bot.storage.base import GIVE_BACK, SPEND
+from bot.storage.memory import MemoryStore
 
 PACKS = (CreditPack(10, 25), CreditPack(50, 100))
 ADMIN = 1

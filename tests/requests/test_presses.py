@@ -12,7 +12,7 @@ from bot.i18n import messages
 from bot.imaging.pool import CpuPool
 from bot.ops.metrics import Metrics
 from bot.requests.presses import Presses, PressSurface
-from bot.storage.base import MemoryStore
+from bot.storage.memory import MemoryStore
 from bot.studio.actions import Action, Delivery, Keyboard, StudioAction
 from bot.studio.callback import callback_data, new_token
 from bot.studio.making import Declined, Made, Maker

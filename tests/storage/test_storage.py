@@ -19,7 +19,6 @@ from bot.storage.base import (
     SPEND,
     TELEGRAM_REFUND,
     WAIT_LINGER,
-    MemoryStore,
     RefundOutcome,
     StateStore,
     StorageUnavailable,
@@ -27,6 +26,7 @@ from bot.storage.base import (
     totals_of,
 )
 from bot.storage.factory import create_store
+from bot.storage.memory import MemoryStore
 from bot.storage.redis_store import RedisStore
 from bot.storage.sqlite_store import DataDirError, SqliteStore
 from tests.redis_server import RedisServer
