@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import httpx
 from telegram import Bot
 
+from bot.app.aiohttp_transport import AiohttpTransport
 from bot.imaging.pool import CpuPool
 from bot.ops.metrics import Metrics
 from bot.removal.cutouts import CutoutService
@@ -70,14 +71,16 @@ def create_services(
             settings.freepik_daily_budget, counters, on_change=metrics.budget_remaining.set
         ),
     )
+    freepik_connections = max(10, settings.max_concurrent_jobs * 2)
     freepik = FreepikClient(
         settings.freepik_api_key.get_secret_value(),
         settings.freepik_api_url,
         api_key_header=settings.freepik_api_key_header,
         timeout=settings.freepik_timeout,
         retry=options.freepik_retry,
-        max_connections=max(10, settings.max_concurrent_jobs * 2),
-        transport=options.freepik_transport,
+        max_connections=freepik_connections,
+        transport=options.freepik_transport
+        or AiohttpTransport(max_connections=freepik_connections),
         observer=metrics.freepik_answer,
         on_post=metrics.freepik_post,
         on_out_of_capacity=metrics.out_of_capacity,

@@ -24,6 +24,7 @@ from telegram.ext import (
 
 from bot.app import httpcore_fix
 from bot.app.services import ServiceOptions, create_services
+from bot.app.telegram_request import AiohttpRequest
 from bot.i18n import locales as i18n
 from bot.i18n import messages
 from bot.requests.journal import ArrivedUpdates, RecordingQueue
@@ -148,7 +149,9 @@ def build_application(settings: Settings, options: ServiceOptions | None = None)
     else:
         # One update the library cannot parse must not stop polling for good.
         builder = builder.get_updates_request(
-            TolerantUpdatesRequest(arrived, connection_pool_size=1, read_timeout=30.0)
+            TolerantUpdatesRequest(
+                AiohttpRequest(connection_pool_size=1, read_timeout=30.0), arrived
+            )
         )
     application: AnyApplication = (
         builder.token(settings.telegram_bot_token.get_secret_value())
@@ -164,10 +167,12 @@ def build_application(settings: Settings, options: ServiceOptions | None = None)
                 inner=BotRateLimiter(overall_max_rate=0, overall_time_period=0, max_retries=3),
             )
         )
-        .connection_pool_size(64)
-        .pool_timeout(30.0)
-        .read_timeout(30.0)
-        .write_timeout(60.0)
+        # On aiohttp's connection pool and C parser (see bot.app.telegram_request).
+        .request(
+            AiohttpRequest(
+                connection_pool_size=64, pool_timeout=30.0, read_timeout=30.0, write_timeout=60.0
+            )
+        )
         .post_init(post_init)
         .post_stop(post_stop)
         .post_shutdown(post_shutdown)

@@ -18,7 +18,7 @@ from typing import Any
 
 from telegram import Update
 from telegram.error import TelegramError
-from telegram.request import BaseRequest, HTTPXRequest, RequestData
+from telegram.request import BaseRequest, RequestData
 
 from bot.requests.journal import ArrivedUpdates
 
@@ -48,12 +48,28 @@ def usable_updates(raw: list[Any]) -> list[Any]:
     return usable
 
 
-class TolerantUpdatesRequest(HTTPXRequest):
-    """The `getUpdates` connection, handing the library only updates it can build."""
+class TolerantUpdatesRequest(BaseRequest):
+    """The `getUpdates` connection (`inner` does the HTTP), handing the library only updates
+    it can build."""
 
-    def __init__(self, arrived: ArrivedUpdates | None = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    __slots__ = ("_arrived", "_inner")
+
+    def __init__(self, inner: BaseRequest, arrived: ArrivedUpdates | None = None) -> None:
+        self._inner = inner
         self._arrived = arrived
+
+    @property
+    def read_timeout(self) -> float | None:
+        """The inner request's default read timeout."""
+        return self._inner.read_timeout
+
+    async def initialize(self) -> None:
+        """Initialise the inner request."""
+        await self._inner.initialize()
+
+    async def shutdown(self) -> None:
+        """Shut the inner request down."""
+        await self._inner.shutdown()
 
     async def do_request(
         self,
@@ -66,7 +82,7 @@ class TolerantUpdatesRequest(HTTPXRequest):
         pool_timeout: Any = BaseRequest.DEFAULT_NONE,
     ) -> tuple[int, bytes]:
         """Send as usual; a `getUpdates` answer comes back with unparseable updates replaced."""
-        status, payload = await super().do_request(
+        status, payload = await self._inner.do_request(
             url,
             method,
             request_data,
