@@ -3,7 +3,9 @@
 1. A real `python -m bot` process against its own fake Telegram: a cutout document message with
    the studio buttons is planted in a private chat, a press is pushed, and the time runs until
    the result (sticker or document) has fully arrived at the fake. Each press is on a cutout
-   never seen before (a new `file_unique_id`), so each one downloads and converts.
+   never seen before (a new `file_unique_id`), so each one downloads and converts. My
+   background is pressed, its question awaited, and then the time runs from the pushed
+   background photo (a new 1280 x 960 JPEG each time) to the result.
 2. While 8 presses of 25 MP cutouts run at once, the same bot is pressed "Background" every
    100 ms on another message: press -> edited keyboard is what a user feels of the bot's loop.
    In this process, the CpuPool the bot uses runs 8 conversions of 25 MP at once while a timer
@@ -32,11 +34,30 @@ from bot.imaging.pool import CpuPool
 from tests.fakes import FakeTelegram
 from tests.fakes.tg_methods import BotApi
 from tests.fakes.tg_state import TgCall
-from tests.fakes.updates import private_user
+from tests.fakes.updates import photo_message, private_user, update
 
 USER = 9001
-ACTIONS = {"sticker": "st", "crop": "cp", "white": "c0"}
-RESULT_METHOD = {"sticker": "sendSticker", "crop": "sendDocument", "white": "sendDocument"}
+ACTIONS = {
+    "sticker": "st",
+    "crop": "cp",
+    "white": "c0",
+    "shop": "sh",
+    "shadow": "sd",
+    "outline": "ol",
+    "my bg": "mb",
+}
+RESULT_METHOD = {
+    "sticker": "sendSticker",
+    "crop": "sendDocument",
+    "white": "sendDocument",
+    "shop": "sendDocument",
+    "shadow": "sendDocument",
+    "outline": "sendSticker",
+    "my bg": "sendDocument",
+}
+# The actions a single press completes (My background also needs a photo).
+PRESS_ONLY = [name for name in ACTIONS if name != "my bg"]
+BACKGROUND_SIZE = (1280, 960)
 LAG_CONVERSIONS = 8
 TICK = 0.010
 
@@ -119,6 +140,18 @@ class StudioBench:
         token = message["reply_markup"]["inline_keyboard"][0][0]["callback_data"].split(".")[2]
         self.telegram.press(self.user, message, f"s1.{code}.{token}")
 
+    def send_background(self) -> dict[str, Any]:
+        """Push a photo message of a new background photo from the user; return it."""
+        file_id, unique_id = self.telegram.add_file(background_jpeg())
+        with self.telegram.state.lock:  # the chat's next id, as Telegram numbers them
+            message_id = self.telegram.state.last_message_id.get(USER, 0) + 1
+        width, height = BACKGROUND_SIZE
+        message = photo_message(
+            self.user, file_id, unique_id, width=width, height=height, message_id=message_id
+        )
+        self.telegram.push_update(update(message=message))
+        return message
+
     def result_of(self, method: str, message: dict[str, Any]) -> TgCall | None:
         """The answered result call replying to `message`, if any."""
         for call in self.telegram.calls_of(method):
@@ -128,10 +161,20 @@ class StudioBench:
         return None
 
     async def timed_press(self, data: bytes, action: str, within: float = 120) -> float:
-        """Seconds from a pushed press to its result fully received (-1 if it failed)."""
+        """Seconds from a pushed press to its result fully received (-1 if it failed).
+
+        My background: from the pushed background photo (the press's question awaited first).
+        """
         message = self.plant(data)
         started = time.monotonic()
         self.press(message, ACTIONS[action])
+        if action == "my bg":
+            while self.result_of("sendMessage", message) is None:
+                if time.monotonic() - started > within:
+                    return -1.0
+                await asyncio.sleep(0.002)
+            message = self.send_background()
+            started = time.monotonic()
         deadline = started + within
         while (call := self.result_of(RESULT_METHOD[action], message)) is None:
             if time.monotonic() > deadline:
@@ -173,11 +216,11 @@ async def bot_under_load(bench: StudioBench, big: bytes) -> dict[str, Any]:
     heavy = [bench.plant(big) for _ in range(LAG_CONVERSIONS)]
     started = time.monotonic()
     for index, message in enumerate(heavy):
-        bench.press(message, ACTIONS[list(ACTIONS)[index % len(ACTIONS)]])
+        bench.press(message, ACTIONS[PRESS_ONLY[index % len(PRESS_ONLY)]])
     light: list[float] = []
     while True:
         done = [
-            bench.result_of(RESULT_METHOD[list(ACTIONS)[i % len(ACTIONS)]], m)
+            bench.result_of(RESULT_METHOD[PRESS_ONLY[i % len(PRESS_ONLY)]], m)
             for i, m in enumerate(heavy)
         ]
         if all(done) or time.monotonic() - started > 300:
@@ -210,11 +253,7 @@ async def bot_under_load(bench: StudioBench, big: bytes) -> dict[str, Any]:
 async def loop_lag(big: bytes, workers: int = 0) -> dict[str, Any]:
     """p50/p99/max lateness of a 10 ms timer while 8 conversions of 25 MP run in a CpuPool."""
     pool = CpuPool(workers, queue=LAG_CONVERSIONS)
-    functions: list[tuple[Callable[..., bytes], tuple[Any, ...]]] = [
-        (imaging.sticker, ()),
-        (imaging.crop, ()),
-        (imaging.flatten, ((255, 255, 255),)),
-    ]
+    functions = list(_functions().values())
     try:
         await pool.run(imaging.image_size, big)  # start the workers before measuring
         lateness: list[float] = []
@@ -233,7 +272,7 @@ async def loop_lag(big: bytes, workers: int = 0) -> dict[str, Any]:
         started = time.monotonic()
         await asyncio.gather(
             *(
-                pool.run(functions[i % 3][0], big, *functions[i % 3][1])
+                pool.run(functions[i % len(functions)][0], big, *functions[i % len(functions)][1])
                 for i in range(LAG_CONVERSIONS)
             )
         )
@@ -253,13 +292,29 @@ async def loop_lag(big: bytes, workers: int = 0) -> dict[str, Any]:
     }
 
 
-def per_core(images: dict[str, bytes], repeats: int) -> dict[str, Any]:
-    """Conversions per second on one core, per function and size (run back to back)."""
-    functions: dict[str, tuple[Callable[..., bytes], tuple[Any, ...]]] = {
+def background_jpeg() -> bytes:
+    """The photo My background puts cutouts on in these measurements (a noisy 1280 x 960)."""
+    buffer = io.BytesIO()
+    Image.effect_noise(BACKGROUND_SIZE, 30).convert("RGB").save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def _functions() -> dict[str, tuple[Callable[..., bytes], tuple[Any, ...]]]:
+    """Every studio image function with its arguments after the cutout."""
+    return {
         "sticker": (imaging.sticker, ()),
         "crop": (imaging.crop, ()),
         "white": (imaging.flatten, ((255, 255, 255),)),
+        "shop": (imaging.shop_photo, ()),
+        "shadow": (imaging.shadow, ()),
+        "outline": (imaging.outline_sticker, ()),
+        "my bg": (imaging.with_background, (background_jpeg(),)),
     }
+
+
+def per_core(images: dict[str, bytes], repeats: int) -> dict[str, Any]:
+    """Conversions per second on one core, per function and size (run back to back)."""
+    functions = _functions()
     rates: dict[str, Any] = {}
     for size, data in images.items():
         count = repeats if size == "1 MiB" else max(1, repeats // 5)
