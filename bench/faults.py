@@ -9,6 +9,9 @@ fake Freepik):
 3. Another user's photo, from push to cutout received, while one user floods the bot with 900
    texts (hints limited by `HINT_RATE_LIMIT`, the overall rate shared between chats), against
    the same job alone.
+4. The same with `HINT_RATE_LIMIT` empty, in a bot of its own: every text of the flood gets
+   its reply, so the flood's replies and the other user's take turns at Telegram's overall rate
+   (`TELEGRAM_MAX_RATE`, 30/s) and the flood fills more than the pool of handlers.
 """
 
 from __future__ import annotations
@@ -43,10 +46,11 @@ BYSTANDER = 9302
 class FaultsBench:
     """The relay-mode bot and its fake Telegram."""
 
-    def __init__(self, workdir: Path, freepik_url: str) -> None:
+    def __init__(self, workdir: Path, freepik_url: str, **settings: str) -> None:
         self.telegram = FakeTelegram(token=BOT_TOKEN)
         self.workdir = workdir
         self.freepik_url = freepik_url
+        self.settings = settings
         self.bot: BotProcess | None = None
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
@@ -65,6 +69,7 @@ class FaultsBench:
             LISTEN_HOST="127.0.0.1",
             LISTEN_PORT=str(self.port),
             MAX_CONCURRENT_JOBS="8",
+            **self.settings,
         )
         self.bot = BotProcess(env, self.workdir, name="faults")
         await self.bot.start()
@@ -180,13 +185,19 @@ async def job_during_flood(bench: FaultsBench, flood: int) -> dict[str, Any]:
         )
     pushed = time.monotonic()
     bench.push_photo(BYSTANDER)
-    during = await bench.document_for(BYSTANDER, 4) - pushed
+    received = await bench.document_for(BYSTANDER, 4)
+    replies_before = [
+        call
+        for call in bench.telegram.calls_of("sendMessage")
+        if call.chat_id == FLOODER and call.ok and pushed <= call.at < received
+    ]
     await asyncio.sleep(1.0)
     return {
         "flood": flood,
         "solo_job_s": round(statistics.median(solo), 3),
-        "job_s": round(during, 3),
+        "job_s": round(received - pushed, 3),
         "hints_sent": len(bench.telegram.texts_to(FLOODER)) - hints_before,
+        "flood_replies_before_cutout": len(replies_before),
     }
 
 
@@ -205,13 +216,24 @@ async def run_faults(
         results["flood"] = await job_during_flood(bench, flood)
     finally:
         await bench.stop()
+    results["flood_every_text"] = await flood_every_text_answered(workdir, freepik_url, flood)
     return results
+
+
+async def flood_every_text_answered(workdir: Path, freepik_url: str, flood: int) -> dict[str, Any]:
+    """`job_during_flood` in a bot that answers every text (`HINT_RATE_LIMIT` empty)."""
+    bench = FaultsBench(workdir, freepik_url, HINT_RATE_LIMIT="")
+    await bench.start()
+    try:
+        return await job_during_flood(bench, flood)
+    finally:
+        await bench.stop()
 
 
 def render_faults(faults: dict[str, Any]) -> list[str]:
     """The phase's lines of the printed report."""
     memory, health, flood = faults["memory"], faults["healthz"], faults["flood"]
-    return [
+    lines = [
         "9. Bad input under load (relay mode)",
         f"   One {memory['megapixels']:g} MP PNG ({memory['file_kb']} KB) converted: bot "
         f"+{memory['bot_above_idle_mb']} MB above idle ({memory['bot_idle_mb']} MB), "
@@ -223,3 +245,11 @@ def render_faults(faults: dict[str, Any]) -> list[str]:
         f"   Another user's photo during a {flood['flood']}-message flood: {flood['job_s']} s "
         f"(alone {flood['solo_job_s']} s); hints sent to the flooder: {flood['hints_sent']}",
     ]
+    every = faults.get("flood_every_text")
+    if every is not None:
+        lines.append(
+            f"   The same with every text answered (HINT_RATE_LIMIT empty): {every['job_s']} s "
+            f"(alone {every['solo_job_s']} s); the flood's replies sent before that cutout: "
+            f"{every['flood_replies_before_cutout']} of {every['flood']}"
+        )
+    return lines

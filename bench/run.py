@@ -797,6 +797,11 @@ def targets(results: dict[str, Any], options: Options) -> list[dict[str, Any]]:
         flood = faults["flood"]
         delay = (flood["job_s"] - flood["solo_job_s"]) * 1000
         add(f"another user's job during a {flood['flood']} flood, over alone", delay, 1000, "ms")
+        every = faults.get("flood_every_text")
+        if every is not None:
+            delay = (every["job_s"] - every["solo_job_s"]) * 1000
+            name = f"the same, every one of the {every['flood']} texts answered"
+            add(name, delay, 1000, "ms")
     return rows
 
 

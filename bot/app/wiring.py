@@ -35,6 +35,7 @@ from bot.transport.handlers import errors, group, inline, language, payments, pr
 from bot.transport.polling import TolerantUpdatesRequest
 from bot.transport.services import attach_services, services_of
 from bot.transport.telegram_rate import FairRateLimiter
+from bot.transport.turns import FairUpdateProcessor
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +43,10 @@ AnyApplication = Application[Any, Any, Any, Any, Any, Any]
 JSONDict = dict[str, Any]
 
 _PROFILE_TASK = "nobg.register_profile"
+# Handlers running at once (python-telegram-bot's `concurrent_updates(True)`), and how many of
+# them one user's messages may hold: a flood of messages waits in its own line.
+HANDLER_SLOTS = 256
+MESSAGES_PER_USER = 4
 
 # The update types the bot handles, for getUpdates and setWebhook. Payments arrive as messages
 # (successful_payment, refunded_payment); a checkout must be answered within 10 seconds.
@@ -157,8 +162,9 @@ def build_application(settings: Settings, options: ServiceOptions | None = None)
         builder.token(settings.telegram_bot_token.get_secret_value())
         .base_url(f"{root}/bot")
         .base_file_url(f"{root}/file/bot")
-        # One user's slow removal must never hold up another's update.
-        .concurrent_updates(True)
+        # One user's slow removal must never hold up another's update, nor one user's backlog
+        # another user's turn at a free handler slot.
+        .concurrent_updates(FairUpdateProcessor(HANDLER_SLOTS, per_user=MESSAGES_PER_USER))
         # Honours flood waits (RetryAfter) and Telegram's per-group and overall limits; the
         # overall rate is shared between chats in turns, so one chat's backlog delays only it.
         .rate_limiter(

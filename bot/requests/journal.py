@@ -69,6 +69,10 @@ class ArrivedUpdates:
     def __init__(self, limit: int = 10_000) -> None:
         self._limit = limit
         self._json: OrderedDict[int, str] = OrderedDict()
+        # The ids of requests (see `recordable`) among them, for recording a batch at once,
+        # and whether each of a batch already recorded was new (not a repeat).
+        self._requests: OrderedDict[int, None] = OrderedDict()
+        self._recorded: OrderedDict[int, bool] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._json)
@@ -79,8 +83,37 @@ class ArrivedUpdates:
         if not isinstance(update_id, int):
             return
         self._json[update_id] = json.dumps(raw, separators=(",", ":"))
+        if raw.get("message") is not None or raw.get("callback_query") is not None:
+            self._requests[update_id] = None
         while len(self._json) > self._limit:
-            self._json.popitem(last=False)
+            self._requests.pop(self._json.popitem(last=False)[0], None)
+
+    async def record_batch(self, store: StateStore, update_id: int) -> bool | None:
+        """Record `update_id` with the rest of its getUpdates batch in one write; whether it
+        was new (not a repeat). None if it came alone: then it is recorded on its own."""
+        known = self._recorded.pop(update_id, None)
+        if known is not None:
+            return known  # recorded with an earlier update of its batch
+        batch = self.requests_from(update_id)
+        if len(batch) < 2 or batch[0][0] != update_id:
+            return None
+        answers = await store.accept_updates(batch, SEEN_TTL)
+        for (recorded_id, _), accepted in zip(batch, answers, strict=True):
+            self.take(recorded_id)
+            self._recorded[recorded_id] = accepted
+        while len(self._recorded) > self._limit:
+            self._recorded.popitem(last=False)  # never handed over (polling stopped)
+        return self._recorded.pop(update_id)
+
+    def requests_from(self, update_id: int, limit: int = 100) -> list[tuple[int, str]]:
+        """(id, JSON) of the requests kept from `update_id` on, in order: its getUpdates batch."""
+        found: list[tuple[int, str]] = []
+        for kept in self._requests:
+            if kept >= update_id:
+                found.append((kept, self._json[kept]))
+                if len(found) >= limit:
+                    break
+        return found
 
     def peek(self, update_id: int) -> str | None:
         """The JSON of update `update_id`, if it was kept."""
@@ -88,6 +121,7 @@ class ArrivedUpdates:
 
     def take(self, update_id: int) -> str | None:
         """The JSON of update `update_id` (forgotten once taken), if it was kept."""
+        self._requests.pop(update_id, None)
         return self._json.pop(update_id, None)
 
 
@@ -122,6 +156,7 @@ class RequestJournal:
         self._queued: dict[int, tuple[Update, Done | None]] = {}
         self._running: dict[asyncio.Task[Any], int] = {}
         self._abandoning = False
+        self._closed = False  # stopping: no request starts any more
         self._notes: set[asyncio.Task[None]] = set()
 
     @property
@@ -129,22 +164,24 @@ class RequestJournal:
         """Whether records survive this process (else shutdown answers "please resend")."""
         return self._store.durable
 
-    @property
-    def in_flight(self) -> int:
-        """Requests being processed now."""
-        return len(self._running)
-
     async def accept(self, update: Update, raw: str | None = None) -> bool:
         """Record `update` (`raw`: its JSON as sent) before any work on it; False if seen before.
 
         Raises `StorageUnavailable` if it cannot be recorded (webhook mode answers 503 then).
         """
+        update_id = update.update_id
         if not recordable(update):
-            self.arrived.take(update.update_id)
+            self.arrived.take(update_id)
             return True
-        payload = raw or self.arrived.peek(update.update_id) or update_json(update)
-        accepted = await self._store.accept_update(update.update_id, payload, SEEN_TTL)
-        self.arrived.take(update.update_id)  # kept if storage failed: `run` tries again
+        if raw is None:
+            # Polling hands over a getUpdates batch one update after another: the batch is
+            # recorded with its first one (a flood of 900 messages is 9 writes, not 900).
+            batched = await self.arrived.record_batch(self._store, update_id)
+            if batched is not None:
+                return batched
+        payload = raw or self.arrived.peek(update_id) or update_json(update)
+        accepted = await self._store.accept_update(update_id, payload, SEEN_TTL)
+        self.arrived.take(update_id)  # kept if storage failed: `run` tries again
         return accepted
 
     def queued(self, update: Update, on_done: Done | None = None) -> None:
@@ -166,6 +203,8 @@ class RequestJournal:
             await process()
             return
         update_id = update.update_id
+        if self._closed:  # stopping: a backlog keeps its records (stream entries) for later
+            return
         recorded = True
         on_done: Done | None = None
         queued = self._queued.get(update_id)
@@ -318,8 +357,10 @@ class RequestJournal:
     async def abandon(self, grace: float) -> int:
         """Wait up to `grace` seconds for requests in flight, then stop the rest unanswered.
 
-        Their records stay for the next start. Returns how many were stopped.
+        Their records stay for the next start, as do those not started (none starts now).
+        Returns how many were stopped.
         """
+        self._closed = True
         deadline = time.monotonic() + grace
         while self._running:
             remaining = deadline - time.monotonic()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -234,6 +235,10 @@ class StateStore(Protocol):
 
     async def accept_update(self, update_id: int, payload: str, ttl: float) -> bool:
         """Record an update before any work on it; False if it was seen before (redelivery)."""
+        ...
+
+    async def accept_updates(self, records: Sequence[tuple[int, str]], ttl: float) -> list[bool]:
+        """`accept_update` for several (update id, payload) at once, in one round trip."""
         ...
 
     async def finish_update(self, update_id: int) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import replace
 
 from bot.storage.base import (
@@ -124,6 +125,12 @@ class MemoryStore(MemoryLedger, ProcessClaims):
         self._inbox[update_id] = PendingUpdate(update_id, payload, time.time(), 0)
         self._seen_expiry[update_id] = now + ttl
         return True
+
+    async def accept_updates(self, records: Sequence[tuple[int, str]], ttl: float) -> list[bool]:
+        """`accept_update` for several (update id, payload) at once."""
+        return [
+            await self.accept_update(update_id, payload, ttl) for update_id, payload in records
+        ]
 
     async def finish_update(self, update_id: int) -> None:
         """The update got its reply: drop its record, remember its id until `ttl` ends."""

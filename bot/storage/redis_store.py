@@ -6,6 +6,7 @@ import functools
 import json
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -199,6 +200,23 @@ class RedisStore(RedisLedger, RedisWaits):
         args: list[str | int] = [int(ttl * 1000), update_id, record]
         done = await self._call("accept", lambda: self._accept(keys=keys, args=args))
         return bool(done)
+
+    async def accept_updates(self, records: Sequence[tuple[int, str]], ttl: float) -> list[bool]:
+        """`accept_update` for several (update id, payload) at once, in one pipeline."""
+        if not records:
+            return []
+
+        async def accept_all() -> list[Any]:
+            # Not a transaction: each script is atomic, and one round trip is the point.
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for update_id, payload in records:
+                    record = json.dumps({"payload": payload, "accepted": time.time()})
+                    keys = [self._key("seen", update_id), self._key("inbox")]
+                    args: list[str | int] = [int(ttl * 1000), update_id, record]
+                    await self._accept(keys=keys, args=args, client=pipe)
+                return list(await pipe.execute())
+
+        return [bool(done) for done in await self._call("accept", accept_all)]
 
     async def finish_update(self, update_id: int) -> None:
         """The update got its reply: drop its record, remember its id until `ttl` ends."""

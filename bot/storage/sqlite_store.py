@@ -16,7 +16,7 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any, Literal, TypeVar
@@ -375,20 +375,28 @@ class SqliteStore(SqliteLedger, SqliteWaits, ProcessClaims):
 
     async def accept_update(self, update_id: int, payload: str, ttl: float) -> bool:
         """Record an update before any work on it; False if it was seen before (redelivery)."""
+        (accepted,) = await self.accept_updates([(update_id, payload)], ttl)
+        return accepted
 
-        def op(conn: sqlite3.Connection) -> bool:
+    async def accept_updates(self, records: Sequence[tuple[int, str]], ttl: float) -> list[bool]:
+        """`accept_update` for several (update id, payload) at once, in one transaction."""
+
+        def op(conn: sqlite3.Connection) -> list[bool]:
             now = time.time()
-            cursor = conn.execute(
-                "INSERT INTO inbox (update_id, payload, accepted, attempts, expires) "
-                "VALUES (?, ?, ?, 0, ?) ON CONFLICT (update_id) DO UPDATE SET "
-                "payload = excluded.payload, accepted = excluded.accepted, attempts = 0, "
-                "note = NULL, "
-                "expires = excluded.expires WHERE inbox.payload IS NULL AND inbox.expires <= ?",
-                (update_id, payload, now, now + ttl, now),
-            )
-            return cursor.rowcount > 0
+            return [
+                conn.execute(
+                    "INSERT INTO inbox (update_id, payload, accepted, attempts, expires) "
+                    "VALUES (?, ?, ?, 0, ?) ON CONFLICT (update_id) DO UPDATE SET "
+                    "payload = excluded.payload, accepted = excluded.accepted, attempts = 0, "
+                    "note = NULL, expires = excluded.expires "
+                    "WHERE inbox.payload IS NULL AND inbox.expires <= ?",
+                    (update_id, payload, now, now + ttl, now),
+                ).rowcount
+                > 0
+                for update_id, payload in records
+            ]
 
-        return await self._run(op)
+        return await self._run(op) if records else []
 
     async def finish_update(self, update_id: int) -> None:
         """The update got its reply: drop its payload, remember its id until it expires."""

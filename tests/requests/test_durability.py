@@ -10,6 +10,7 @@ import asyncio
 import json
 import signal
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ from bot.storage.sqlite_store import SqliteStore
 from tests.app.test_webhook import post_update
 from tests.conftest import StartBot, bot_env, scratch_data_dir
 from tests.fakes import FakeFreepik, FakeTelegram, make_image
-from tests.fakes.updates import inline_query, photo_message, private_user, update
+from tests.fakes.updates import inline_query, photo_message, private_user, text_message, update
 from tests.support import spawn_bot_process, visible_messages
 
 
@@ -306,3 +307,74 @@ async def test_the_running_bot_records_a_polled_update_before_confirming_it(
     await telegram.wait_for(lambda t: bool(t.sent_documents(331)), timeout=15)
     assert confirmed_before_recorded == [False]
     assert confirmed(9001)
+
+
+async def test_a_polled_batch_is_recorded_in_one_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A flood of 900 messages arrives as 9 getUpdates answers: one storage write each, not 900
+    # writes in a row that everyone else's update waits behind.
+    from telegram import Bot
+
+    from bot.requests.journal import ArrivedUpdates, RecordingQueue, RequestJournal
+
+    store = SqliteStore(tmp_path / "nobg.sqlite3")
+    bot = Bot("123:abcdefghijklmnopqrstuvwxyz")
+    arrived = ArrivedUpdates()
+    queue = RecordingQueue()
+    queue.journal = RequestJournal(store, bot, arrived=arrived)
+    writes: list[list[int]] = []
+    accept_updates = store.accept_updates
+
+    async def spy(records: Sequence[tuple[int, str]], ttl: float) -> list[bool]:
+        writes.append([update_id for update_id, _ in records])
+        return await accept_updates(records, ttl)
+
+    monkeypatch.setattr(store, "accept_updates", spy)
+    user = private_user(2)
+    bodies = [update(message=text_message(user, f"t{n}"), update_id=60 + n) for n in range(5)]
+    bodies.insert(2, {"update_id": 62, **inline_query(user, "x")})  # not a request: no record
+    for n, body in enumerate(bodies[3:], start=63):
+        body["update_id"] = n
+    try:
+        for body in bodies:  # as polling does: keep the answer's JSON, then put one by one
+            arrived.keep(body)
+        for body in bodies:
+            await queue.put(Update.de_json(body, bot))
+        assert writes == [[60, 61, 63, 64, 65]]
+        assert [p.update_id for p in await store.pending_updates()] == [60, 61, 63, 64, 65]
+        assert queue.qsize() == 6
+        for body in bodies:  # the same answer polled again (not confirmed before a crash)
+            arrived.keep(body)
+        for body in bodies:
+            await queue.put(Update.de_json(body, bot))
+        assert len(writes) == 2
+        assert queue.qsize() == 7  # only the inline query again: the requests are repeats
+        assert not arrived._recorded  # none left over for a later batch
+    finally:
+        await store.aclose()
+
+
+async def test_updates_still_waiting_for_a_handler_at_shutdown_stay_for_the_next_start(
+    start_bot: StartBot, telegram: FakeTelegram
+) -> None:
+    # One user's 12 texts, 4 handlers at a time (the user's share), each reply taking 3 s: at
+    # shutdown 4 are running and 8 have not started. The 8 must not run during the shutdown
+    # (they would take 6 s past the grace); their records stay, like the 4 stopped ones'.
+    data = scratch_data_dir()
+    bot = await start_bot(hint_rate_limit="", grace=0.3, data_dir=data)
+    telegram.latency["sendMessage"] = 3.0
+    user = private_user(1207)
+    for number in range(12):
+        telegram.push_update(update(message=text_message(user, f"hi {number}")))
+    await telegram.wait_for(lambda t: len(t.calls_of("sendMessage")) >= 4, timeout=10)
+    await asyncio.sleep(0.2)
+    assert len(telegram.calls_of("sendMessage")) == 4
+    stopping = asyncio.get_running_loop().time()
+    await bot.shutdown()
+    assert asyncio.get_running_loop().time() - stopping < 3.0
+    store = SqliteStore(data / "nobg.sqlite3")
+    try:
+        assert len(await store.pending_updates()) == 12
+    finally:
+        await store.aclose()

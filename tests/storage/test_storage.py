@@ -217,6 +217,17 @@ async def test_request_records(store: StateStore) -> None:
     assert not await store.accept_update(7, update, ttl=60), "finished ids are remembered"
 
 
+async def test_request_records_of_a_batch_in_one_call(store: StateStore) -> None:
+    assert await store.accept_update(11, '{"a": 1}', ttl=60)
+    await store.finish_update(11)
+    records = [(10, '{"b": 2}'), (11, '{"a": 1}'), (12, '{"c": 3}'), (10, '{"b": 2}')]
+    # 11 was answered already and 10 comes twice: only the first 10 and 12 are new.
+    assert await store.accept_updates(records, ttl=60) == [True, False, True, False]
+    pending = await store.pending_updates()
+    assert [(p.update_id, p.payload) for p in pending] == [(10, '{"b": 2}'), (12, '{"c": 3}')]
+    assert await store.accept_updates([], ttl=60) == []
+
+
 async def test_a_finished_update_takes_no_attempt_and_no_note(store: StateStore) -> None:
     # A process resuming a record another one just finished: nothing of it comes back.
     assert await store.accept_update(8, "{}", ttl=60)
