@@ -73,9 +73,12 @@ class Workshop:
     async def _pack(self, action: StudioAction, record: Record, outlet: Outlet) -> None:
         owner = record.owner
         async with self._lock(f"pk{owner}", record):
-            made, problems = await self._maker.make_all(
-                action, record, outlet.download, pack_of=owner
-            )
+            # Made under the lock of the result's kind, as the Sticker button's are: a Sticker
+            # press still at work is waited for and its sticker reused by file id, not made twice.
+            async with self._lock(action.kind, record):
+                made, problems = await self._maker.make_all(
+                    action, record, outlet.download, pack_of=owner
+                )
             created = False
             added = 0
             for result in made:

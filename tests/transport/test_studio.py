@@ -16,7 +16,7 @@ from bot.imaging import edits as imaging
 from bot.studio.callback import new_token
 from bot.studio.packs import pack_name
 from bot.transport.keyboards import main_keyboard
-from tests.conftest import StartBot
+from tests.conftest import RunningBot, StartBot
 from tests.fakes import FakeFreepik, FakeTelegram
 from tests.fakes.tg_methods import BotApi
 from tests.fakes.tg_state import TgCall
@@ -492,6 +492,66 @@ async def test_pack_created_then_added_then_already_there(
     assert len(telegram.sticker_set(name)["stickers"]) == 2  # type: ignore[index]
     assert len(telegram.calls_of("getFile")) == getfiles
     assert len(freepik.calls) == 2
+
+
+def count_conversions(bot: RunningBot, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the image functions the bot's CPU pool runs from now on, in order."""
+    conversions: list[str] = []
+    cpu = bot.services.cpu
+    run = cpu.run
+
+    async def counted(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        conversions.append(fn.__name__)
+        return await run(fn, *args, **kwargs)
+
+    monkeypatch.setattr(cpu, "run", counted)
+    return conversions
+
+
+async def test_add_to_my_pack_after_sticker_reuses_the_sticker_made(
+    start_bot: StartBot, telegram: FakeTelegram, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bot = await start_bot()
+    conversions = count_conversions(bot, monkeypatch)
+    cutout = await cutout_for(telegram, send_photo(telegram))
+    downloads = len(telegram.file_downloads)
+    await press(telegram, ANN, cutout, "Sticker")
+    [sticker] = await finished(telegram, "sendSticker", timeout=15)
+    assert conversions == ["sticker"]
+    await press(telegram, ANN, cutout, "Add to my pack")
+    [created] = await finished(telegram, "createNewStickerSet", timeout=15)
+    assert created.ok
+    # The sticker already sent goes into the pack by its file id: no second conversion, no
+    # second download of the cutout, no upload.
+    assert conversions == ["sticker"]
+    assert len(telegram.file_downloads) == downloads + 1
+    assert not created.files
+    [pack_sticker] = created.params["stickers"]
+    assert pack_sticker["sticker"] == sticker.result["sticker"]["file_id"]
+    assert stickers_in(telegram, pack_name(USER, BOT)) == 1
+
+
+async def test_add_to_my_pack_pressed_while_the_sticker_is_made_waits_for_it(
+    start_bot: StartBot, telegram: FakeTelegram, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bot = await start_bot()
+    conversions = count_conversions(bot, monkeypatch)
+    cutout = await cutout_for(telegram, send_photo(telegram))
+    getfiles = len(telegram.calls_of("getFile"))
+    telegram.latency["getFile"] = 0.5  # the Sticker press is at work for half a second
+    telegram.press(ANN, cutout, data_of(telegram, cutout, "Sticker"))
+    await telegram.wait_for(lambda t: len(t.calls_of("getFile")) > getfiles, timeout=15)
+    await press(telegram, ANN, cutout, "Add to my pack")
+    [sticker] = await finished(telegram, "sendSticker", timeout=15)
+    [created] = await finished(telegram, "createNewStickerSet", timeout=15)
+    assert created.ok
+    await settle()
+    # The pack waited for the sticker being made and took it by file id: one conversion.
+    assert conversions == ["sticker"]
+    assert len(telegram.calls_of("getFile")) == getfiles + 1
+    assert not created.files
+    [pack_sticker] = created.params["stickers"]
+    assert pack_sticker["sticker"] == sticker.result["sticker"]["file_id"]
 
 
 async def test_a_full_pack_gets_a_plain_explanation(
