@@ -520,6 +520,11 @@ def studio_busy() -> str:
     return _("I'm busy editing other images right now. Please press the button again in a minute.")
 
 
+def studio_wait_for_yours() -> str:
+    """A press while the same user's earlier presses are still being made (a toast)."""
+    return _("I'm still making your last edits. Press again once they are here.")
+
+
 def studio_failed() -> str:
     """Something unexpected broke while editing."""
     return _("Something went wrong while editing this cutout. Please try again.")

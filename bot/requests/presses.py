@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -29,8 +30,14 @@ from bot.studio.work import Outlet, Workshop
 logger = logging.getLogger(__name__)
 
 # Press outcomes that point at trouble on our side; the rest (someone else's press, an expired
-# keyboard, an unreadable image, a full pack) are routine and logged at INFO.
+# keyboard, an unreadable image, a full pack, a user's own presses still at work) are routine
+# and logged at INFO.
 _TROUBLE = frozenset({"internal_error", "storage_down", "busy", "worker_lost"})
+
+# Studio jobs one user may have at work at once. A job takes at most one place in the CPU pool
+# at a time (an album's cutouts are made one after another), so one user pressing buttons under
+# big images holds at most this many of IMAGE_WORKERS + IMAGE_QUEUE, never all of them.
+PRESSES_PER_USER = 2
 
 
 class PressSurface(Outlet, ABC):
@@ -79,11 +86,18 @@ class Presses:
     """Runs every studio button press the same way, from the callback answer to its one reply."""
 
     def __init__(
-        self, records: Records, workshop: Workshop, *, metrics: Metrics | None = None
+        self,
+        records: Records,
+        workshop: Workshop,
+        *,
+        metrics: Metrics | None = None,
+        per_user: int = PRESSES_PER_USER,
     ) -> None:
         self.records = records
         self.workshop = workshop
         self.metrics = metrics or Metrics()
+        self.per_user = per_user
+        self._at_work: Counter[int] = Counter()  # admitted jobs per user, until they end
 
     async def run(self, surface: PressSurface) -> str:
         """Take one press to its one reply; log and count it once; return its outcome."""
@@ -120,10 +134,21 @@ class Presses:
     ) -> Declined | None:
         """Whether the owner's press may start its job now (None: yes; keyboards always may).
 
-        The place for a per-user share of the CPU pool (issue 19 item 3): one user pressing
-        buttons under big images must not fill IMAGE_QUEUE for everyone. Today all are admitted.
+        Each user has a share of the CPU pool: past `per_user` jobs at work, a press gets one
+        plain toast and takes no place, so one user pressing buttons under big images cannot
+        fill IMAGE_QUEUE and leave everyone else told the bot is busy. An admitted press holds
+        its place until `release`.
         """
+        if self._at_work[surface.user_id] >= self.per_user:
+            return Declined("user_busy", messages.studio_wait_for_yours)
+        self._at_work[surface.user_id] += 1
         return None
+
+    def release(self, surface: PressSurface) -> None:
+        """An admitted press's job ended: its place in the owner's share is free again."""
+        self._at_work[surface.user_id] -= 1
+        if self._at_work[surface.user_id] <= 0:
+            del self._at_work[surface.user_id]
 
     async def _run(self, surface: PressSurface, counted: _Counted) -> str:
         parsed = parse_callback(surface.data)
@@ -165,12 +190,14 @@ class Presses:
         if refused is not None:
             await surface.explain(refused.text)
             return refused.outcome
-        await surface.answer(messages.studio_working())
         try:
+            await surface.answer(messages.studio_working())
             await self.workshop.run(action, record, surface)
         except Declined as declined:
             await surface.explain(declined.text)
             return declined.outcome
+        finally:
+            self.release(surface)
         if action.then is not None:
             try:
                 await surface.switch(action.then, token)

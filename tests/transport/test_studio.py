@@ -838,12 +838,14 @@ async def test_inline_answer_offers_the_sticker_beside_the_document(
 # --- cutouts the studio cannot use ------------------------------------------------------------
 
 
-def plant_cutout(telegram: FakeTelegram, data: bytes) -> dict[str, Any]:
-    """A cutout document from the bot in Ann's chat, with studio buttons (no record stored)."""
+def plant_cutout(
+    telegram: FakeTelegram, data: bytes, user: dict[str, Any] = ANN
+) -> dict[str, Any]:
+    """A cutout document from the bot in `user`'s chat, with studio buttons (no record stored)."""
     stored = telegram.state.store_file(
         data, kind="document", mime_type="image/png", file_name="odd-nobg.png"
     )
-    chat = {"id": USER, "type": "private", "first_name": "Ann"}
+    chat = {"id": user["id"], "type": "private", "first_name": user["first_name"]}
     return telegram.state.new_message(
         chat,
         document=BotApi._document(stored),
@@ -900,6 +902,37 @@ async def test_busy_image_workers_get_a_plain_reply(
     assert crop.ok
     await settle()
     assert len(ok(telegram, "sendMessage")) == 1
+
+
+async def test_one_users_presses_take_only_their_share_of_the_image_workers(
+    start_bot: StartBot, telegram: FakeTelegram, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One worker and room for two more conversions: Ann pressing Crop under 5 big cutouts
+    # used to fill all three places, and Bob's press was told the bot is busy.
+    bot = await start_bot(image_workers=1, image_queue=2)
+    conversions = count_conversions(bot, monkeypatch)
+    big = png_bytes(Image.new("RGB", (5000, 4000), (90, 160, 30)))
+    mine = [plant_cutout(telegram, big) for _ in range(5)]
+    queries = [telegram.press(ANN, m, data_of(telegram, m, "Crop")) for m in mine]
+    for query in queries:
+        await answered(telegram, query)
+    toasts = sorted(toast(telegram, query) or "" for query in queries)
+    later = messages.studio_wait_for_yours()
+    assert toasts == sorted([messages.studio_working()] * 2 + [later] * 3)
+
+    bobs = plant_cutout(telegram, png_bytes(Image.new("RGB", (300, 200), (9, 9, 9))), BOB)
+    bob_query = await press(telegram, BOB, bobs, "Crop")
+    assert toast(telegram, bob_query) == messages.studio_working()
+    await telegram.wait_for(lambda t: bool(ok(t, "sendDocument", BOB["id"])), timeout=30)
+    await telegram.wait_for(lambda t: len(ok(t, "sendDocument", USER)) == 2, timeout=60)
+    await settle()
+    # Nobody was told the bot is busy, the 3 presses over Ann's share were one toast each
+    # and converted nothing, and nothing but the crops was sent.
+    assert messages.studio_busy() not in telegram.texts_to(BOB["id"]) + telegram.texts_to(USER)
+    assert conversions == ["crop"] * 3
+    assert not ok(telegram, "sendMessage")
+    counted = 'nobg_studio_presses_total{action="crop",outcome="user_busy"} 3.0'
+    assert counted in bot.services.metrics.render().decode()
 
 
 async def test_a_single_cutout_is_edited_while_redis_is_down(
