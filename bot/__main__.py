@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import sys
 import urllib.request
@@ -46,9 +47,28 @@ async def _serve() -> None:
         settings.log_level, settings.secrets(), json_format=settings.log_format == "json"
     )
     application = build_application(settings)
+    settle_garbage_collector()
     stop = asyncio.Event()
     install_stop_signals(stop)
     await run_bot(application, settings, stop)
+
+
+# Young objects collected less often than CPython's 700: a job allocates thousands (PTB objects,
+# futures, aiohttp state), and with a burst in flight most of them were traversed again and
+# again on their way to the oldest generation.
+GC_THRESHOLDS = (10_000, 20, 20)
+
+
+def settle_garbage_collector() -> None:
+    """Keep what start-up made out of every later collection; collect young objects less often.
+
+    Each collection of the oldest generation walked every module, class and function imported
+    at start: 83-116 ms pauses in the benchmark, each a stall for every user. Frozen, they are
+    never walked again (still freed by reference counting, as everything is).
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 async def _doctor() -> int:

@@ -2,8 +2,8 @@
 
 A bot method is a small form POST and a JSON answer; through httpx each one also built and
 merged httpx's request, URL, header and cookie objects (about half of the HTTP cost per call,
-measured). Uploads are written straight from the cutout's bytes in 64 KiB views; httpx's
-multipart stream read them into a new 64 KiB copy each.
+measured). Uploads are written straight from the cutout's downloaded pieces (or bytes) in
+64 KiB views; httpx's multipart stream read them into a new 64 KiB copy each.
 
 Timeouts and errors are `HTTPXRequest`'s: a timeout is `TimedOut` (a pool timeout says so),
 any other transport failure `NetworkError`, both named after the httpx error they stand for.
@@ -22,6 +22,7 @@ from telegram.error import NetworkError, TimedOut
 from telegram.request import BaseRequest, RequestData
 
 from bot.app.aiohttp_transport import BODY_PIECE, AiohttpPool, Timeouts, read_body
+from bot.transport.uploads import PiecesReader
 
 URLENCODED = "application/x-www-form-urlencoded"
 
@@ -132,14 +133,21 @@ def _multipart(
 
 def _content(content: bytes | IO[bytes]) -> list[memoryview]:
     """A file's bytes in views of 64 KiB (all of it, from the start, as httpx sends it)."""
-    if isinstance(content, io.BytesIO):
-        content = content.getvalue()  # the very bytes it was made of: no copy
-    elif not isinstance(content, bytes):
+    if isinstance(content, PiecesReader):
+        pieces: tuple[bytes, ...] = content.pieces  # a downloaded cutout: no copy
+    elif isinstance(content, io.BytesIO):
+        pieces = (content.getvalue(),)  # the very bytes it was made of: no copy
+    elif isinstance(content, bytes):
+        pieces = (content,)
+    else:
         if content.seekable():
             content.seek(0)
-        content = content.read()
-    view = memoryview(content)
-    return [view[start : start + BODY_PIECE] for start in range(0, len(view), BODY_PIECE)]
+        pieces = (content.read(),)
+    views: list[memoryview] = []
+    for piece in pieces:
+        view = memoryview(piece)
+        views += (view[start : start + BODY_PIECE] for start in range(0, len(view), BODY_PIECE))
+    return views
 
 
 # HTML5 form encoding of names and file names, as httpx (and browsers) write them.

@@ -46,10 +46,15 @@ class LinkNotAnImage(ImageRejected):
 
 @dataclass(frozen=True, slots=True)
 class Cutout:
-    """A finished transparent PNG, ready to deliver."""
+    """A finished transparent PNG, ready to deliver: in the pieces it was downloaded in."""
 
-    data: bytes
+    pieces: tuple[bytes, ...]
     file_name: str
+
+    @property
+    def data(self) -> bytes:
+        """The PNG in one piece (a copy of the whole: uploads send `pieces`)."""
+        return b"".join(self.pieces)
 
 
 @dataclass(slots=True)
@@ -250,7 +255,7 @@ class RemovalPipeline:
             started = time.monotonic()
             try:
                 async with asyncio.timeout(self._download_timeout):
-                    data = await self._freepik.download_result(result.high_resolution)
+                    pieces = await self._freepik.download_result(result.high_resolution)
             except TimeoutError as err:
                 raise JobTimedOut(
                     f"result download took longer than {self._download_timeout:.0f}s"
@@ -262,5 +267,5 @@ class RemovalPipeline:
                 continue
             finally:
                 timings.download += time.monotonic() - started
-            return Cutout(data, source.result_file_name())
+            return Cutout(pieces, source.result_file_name())
         raise AssertionError("unreachable")  # pragma: no cover

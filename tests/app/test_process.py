@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 from pathlib import Path
 
+from bot.__main__ import GC_THRESHOLDS, settle_garbage_collector
 from bot.i18n import messages
 from tests.conftest import BOT_TOKEN, FREEPIK_KEY, bot_env
 from tests.fakes import FakeFreepik, FakeTelegram, make_image
@@ -144,3 +146,15 @@ async def test_rejected_token_is_one_clear_line(
     assert "TELEGRAM_BOT_TOKEN" in stderr
     assert "WRONG-token" not in stderr
     assert "Traceback" not in stderr
+
+
+def test_start_up_objects_are_left_out_of_later_collections() -> None:
+    thresholds = gc.get_threshold()
+    try:
+        settle_garbage_collector()
+        assert gc.get_freeze_count() > 1000  # every module, class and function loaded so far
+        assert gc.get_threshold() == GC_THRESHOLDS
+        assert GC_THRESHOLDS[0] > thresholds[0]
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)

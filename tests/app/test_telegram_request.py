@@ -14,6 +14,8 @@ from telegram.request import RequestData
 from telegram.request._requestparameter import RequestParameter
 
 from bot.app.telegram_request import AiohttpRequest, _multipart
+from bot.removal.pipeline import Cutout
+from bot.transport.uploads import PiecesReader, upload_file
 from tests.app.test_aiohttp_transport import answer, free_port, read_request, serving
 from tests.fakes.forms import parse_multipart, parse_urlencoded
 
@@ -32,6 +34,8 @@ def request_data(**values: object) -> RequestData:
         # Read from the start whatever the position, as httpx does.
         InputFile(io.BytesIO(b"\x89PNG rest"), filename="a.png", read_file_handle=False),
         InputFile(b"x", filename='we"ird\\ na\nme – ü.png', attach=True),
+        # A downloaded cutout: written from its pieces; httpx reads it as a file.
+        upload_file(Cutout((b"\x89P", b"NG" * 40_000, b"", b"end"), "cutout.png")),
     ],
 )
 def test_the_multipart_body_is_the_one_httpx_writes(document: InputFile) -> None:
@@ -52,7 +56,11 @@ def test_the_multipart_body_is_the_one_httpx_writes(document: InputFile) -> None
     fields, files = parse_multipart(content_type, ours)
     assert fields["caption"] == "Done ✓"
     content = document.input_file_content
-    whole = content.getvalue() if isinstance(content, io.BytesIO) else content
+    whole = content
+    if isinstance(content, PiecesReader):
+        whole = b"".join(content.pieces)
+    elif isinstance(content, io.BytesIO):
+        whole = content.getvalue()
     assert files[document.attach_name or "document"].data == whole
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from urllib.parse import parse_qs
 
 import httpx
@@ -274,9 +274,29 @@ async def test_malformed_answer(content: bytes) -> None:
 
 async def test_download_returns_png_without_sending_the_key() -> None:
     handler, seen = scripted(httpx.Response(200, content=PNG))
-    data = await client_for(handler).download_result("https://cdn.test/high.png")
-    assert data == PNG
+    pieces = await client_for(handler).download_result("https://cdn.test/high.png")
+    assert b"".join(pieces) == PNG
     assert API_KEY_HEADER not in seen[0].headers
+
+
+async def pieces_of(data: bytes, size: int) -> AsyncIterator[bytes]:
+    """`data` arriving `size` bytes at a time."""
+    for start in range(0, len(data), size):
+        yield data[start : start + size]
+
+
+async def test_download_keeps_the_pieces_it_arrived_in() -> None:
+    # The signature split across pieces is still recognised, and nothing is joined.
+    handler, _ = scripted(httpx.Response(200, content=pieces_of(PNG, 3)))
+    pieces = await client_for(handler).download_result("https://cdn.test/high.png")
+    assert len(pieces) == -(-len(PNG) // 3)
+    assert b"".join(pieces) == PNG
+
+
+async def test_download_rejects_non_png_in_pieces() -> None:
+    handler, _ = scripted(httpx.Response(200, content=pieces_of(b"\x89PNG\r\n\x1a\x00 not", 3)))
+    with pytest.raises(ResultInvalid):
+        await client_for(handler).download_result("https://cdn.test/high.png")
 
 
 @pytest.mark.parametrize("status", [403, 404, 410])
@@ -300,5 +320,6 @@ async def test_download_is_capped() -> None:
 
 async def test_download_retries_5xx() -> None:
     handler, seen = scripted(httpx.Response(502), httpx.Response(200, content=PNG))
-    assert await client_for(handler).download_result("https://cdn.test/high.png") == PNG
+    pieces = await client_for(handler).download_result("https://cdn.test/high.png")
+    assert b"".join(pieces) == PNG
     assert len(seen) == 2
