@@ -143,12 +143,8 @@ class StudioBench:
     def send_background(self) -> dict[str, Any]:
         """Push a photo message of a new background photo from the user; return it."""
         file_id, unique_id = self.telegram.add_file(background_jpeg())
-        with self.telegram.state.lock:  # the chat's next id, as Telegram numbers them
-            message_id = self.telegram.state.last_message_id.get(USER, 0) + 1
         width, height = BACKGROUND_SIZE
-        message = photo_message(
-            self.user, file_id, unique_id, width=width, height=height, message_id=message_id
-        )
+        message = photo_message(self.user, file_id, unique_id, width=width, height=height)
         self.telegram.push_update(update(message=message))
         return message
 

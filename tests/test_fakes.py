@@ -369,6 +369,34 @@ async def test_tg_send_message_with_reply(tg: FakeTelegram, bot: Bot) -> None:
     assert await bot.send_chat_action(USER_ID, "upload_document")
 
 
+async def test_tg_one_message_id_sequence_per_chat(tg: FakeTelegram, bot: Bot) -> None:
+    user = private_user(USER_ID)
+    first = text_message(user, "one")
+    tg.push_message(first)
+    reply = await bot.send_message(USER_ID, "first answer")
+    again = await bot.send_message(USER_ID, "second answer")
+    # Telegram numbers users' and the bot's messages of a chat in one sequence.
+    second = photo_message(user, "f", "u")
+    third = text_message(user, "three")
+    tg.push_message(second)
+    tg.push_message(third)
+    ids = [first["message_id"], reply.message_id, again.message_id]
+    ids += [second["message_id"], third["message_id"]]
+    assert len(set(ids)) == len(ids), ids
+    assert ids[:3] == sorted(ids[:3])
+    assert third["message_id"] > again.message_id
+    kept = tg.state.find_message(USER_ID, reply.message_id)
+    assert kept is not None
+    assert kept.get("text") == "first answer"
+    group = group_chat(-100777)
+    posted = await bot.send_message(-100777, "in the group")
+    answer = text_message(user, "reply", chat=group)
+    assert answer["message_id"] > posted.message_id
+    with pytest.raises(AssertionError, match="already"):
+        tg.push_message(text_message(user, "same id", message_id=reply.message_id))
+    tg.push_message(first)  # Telegram may deliver the same update again
+
+
 async def test_tg_send_document_and_resend(tg: FakeTelegram, bot: Bot) -> None:
     data = make_image("PNG")
     sent = await bot.send_document(USER_ID, document=data, filename="cutout.png", caption="ok")

@@ -118,10 +118,10 @@ async def test_edit_message_reply_markup(tg: FakeTelegram, bot: Bot) -> None:
         await bot.edit_message_reply_markup(USER, sent.message_id, reply_markup=keyboard("b", "c"))
     with pytest.raises(BadRequest, match=r"(?i)message to edit not found"):
         await bot.edit_message_reply_markup(USER, 9999, reply_markup=keyboard("a"))
-    users = text_message(private_user(USER), "hello", message_id=500)
+    users = text_message(private_user(USER), "hello")
     tg.push_update(update(users))
     with pytest.raises(BadRequest, match=r"(?i)message can't be edited"):
-        await bot.edit_message_reply_markup(USER, 500, reply_markup=keyboard("a"))
+        await bot.edit_message_reply_markup(USER, users["message_id"], reply_markup=keyboard("a"))
 
 
 # --- sendSticker ------------------------------------------------------------------------------

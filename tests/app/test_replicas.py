@@ -17,7 +17,14 @@ from telegram import Update
 from bot.i18n import messages
 from tests.conftest import WEBHOOK_PATH, WEBHOOK_SECRET, ImageHost, StartBot, bot_env
 from tests.fakes import FakeFreepik, FakeTelegram, make_image
-from tests.fakes.updates import inline_query, photo_message, private_user, text_message, update
+from tests.fakes.updates import (
+    inline_query,
+    photo_message,
+    private_user,
+    sent_again,
+    text_message,
+    update,
+)
 from tests.redis_server import RedisServer, free_port
 from tests.support import spawn_bot_process, visible_messages
 
@@ -134,7 +141,7 @@ async def test_limit_cache_relay_and_coalescing_hold_across_replicas(
     message = photo(telegram, 2)
     await a.post(update(message=message, update_id=4))
     await telegram.wait_for(lambda t: len(t.sent_documents(2)) == 1, timeout=15)
-    again = dict(message, message_id=message["message_id"] + 500)
+    again = sent_again(message)
     await b.post(update(message=again, update_id=5))
     await telegram.wait_for(lambda t: len(t.sent_documents(2)) == 2, timeout=15)
     assert telegram.sent_documents(2)[1].files == {}

@@ -24,6 +24,7 @@ from tests.fakes.server import ThreadedServer
 from tests.fakes.tg_methods import BotApi, wake_all
 from tests.fakes.tg_state import ApiError, JsonDict, StoredFile, TelegramState, TgCall
 from tests.fakes.tg_stickers import sticker_object
+from tests.fakes.updates import next_message_id
 
 __all__ = ["ApiError", "FakeTelegram", "StoredFile", "TgCall", "UploadedFile"]
 
@@ -200,8 +201,17 @@ class FakeTelegram:
     # updates
 
     def push_update(self, update: JsonDict) -> int:
-        """Queue an update (assigning update_id if missing) and wake the long poll."""
+        """Queue an update (assigning update_id if missing) and wake the long poll.
+
+        A new message must not take an id its chat already gave another message (Telegram
+        numbers a chat's messages in one sequence): that is an AssertionError. The same message
+        again (a redelivery) is fine.
+        """
         update = copy.deepcopy(update)
+        for key in ("message", "channel_post"):
+            message = update.get(key)
+            if isinstance(message, dict):
+                self._check_new(message)
         state = self.state
         with state.lock:
             if "update_id" not in update:
@@ -220,10 +230,24 @@ class FakeTelegram:
             if isinstance(message, dict):
                 self.state.remember_message(message)
                 reply = message.get("reply_to_message")
-                if isinstance(reply, dict):
+                # The fake's copy is the current one (a bot message may have been edited since).
+                if isinstance(reply, dict) and self._unknown(reply):
                     self.state.remember_message(reply)
         wake_all(state)
         return int(update["update_id"])
+
+    def _unknown(self, message: JsonDict) -> bool:
+        chat = message.get("chat") or {}
+        return self.state.find_message(chat.get("id"), message.get("message_id")) is None
+
+    def _check_new(self, message: JsonDict) -> None:
+        chat = message.get("chat") or {}
+        held = self.state.find_message(chat.get("id"), message.get("message_id"))
+        if held is not None and held != message:
+            raise AssertionError(
+                f"message_id {message.get('message_id')} is already used in chat "
+                f"{chat.get('id')}: take the chat's next id (updates.next_message_id)"
+            )
 
     def push_message(self, message: JsonDict) -> int:
         """Push ``{"message": message}``."""
@@ -363,11 +387,9 @@ class FakeTelegram:
 
     def payment_message(self, user: JsonDict, kind: str, payment: JsonDict) -> JsonDict:
         """A service message in the user's private chat (successful_ or refunded_payment)."""
-        with self.state.lock:
-            message_id = self.state.last_message_id.get(user["id"], 0) + 1
         chat = {"id": user["id"], "type": "private", "first_name": user.get("first_name", "")}
         return {
-            "message_id": message_id,
+            "message_id": next_message_id(user["id"]),
             "date": int(time.time()),
             "chat": chat,
             "from": user,

@@ -14,6 +14,7 @@ from typing import Any
 
 from tests.fakes.forms import UploadedFile
 from tests.fakes.images import sniff_mime
+from tests.fakes.updates import next_message_id, note_message_id
 
 JsonDict = dict[str, Any]
 MAX_GETFILE_SIZE = 20 * 1024 * 1024
@@ -238,12 +239,11 @@ class TelegramState:
             if chat.get("type") == "private" and sender.get("id") == chat_id:
                 self.started_users.add(chat_id)
             self.last_message_id[chat_id] = max(self.last_message_id.get(chat_id, 0), message_id)
+        note_message_id(chat_id, message_id)
 
     def new_message(self, chat: JsonDict, **content: Any) -> JsonDict:
         """A Message from the bot in chat, with the next message_id of that chat."""
-        with self.lock:
-            message_id = self.last_message_id.get(chat["id"], 0) + 1
-            self.last_message_id[chat["id"]] = message_id
+        message_id = next_message_id(chat["id"])
         message: JsonDict = {
             "message_id": message_id,
             "from": self.bot_user,

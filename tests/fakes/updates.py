@@ -5,13 +5,19 @@ from __future__ import annotations
 import itertools
 import re
 import secrets
+import threading
 import time
 from typing import Any
 
 JsonDict = dict[str, Any]
 
-_message_ids = itertools.count(1000)
 _inline_ids = itertools.count(1)
+
+# Telegram numbers every message of a chat, the users' and the bot's, in one sequence. The fake
+# draws its own messages from here too, so a message made here never takes the id of one the
+# bot sent (the fake would overwrite it). Process-wide: fakes are many, chats' ids are few.
+_last_message_ids: dict[int, int] = {}
+_ids_lock = threading.Lock()
 
 # Bare domains are only linked by Telegram when the TLD is real; a small sample suffices here.
 _TLDS = frozenset(
@@ -66,6 +72,25 @@ _BARE_URL = re.compile(
 )
 _COMMAND = re.compile(r"(?<!\S)/[A-Za-z0-9_]{1,32}(?:@[A-Za-z0-9_]{3,32})?(?![\w/])")
 _TRAILING = ".,;:!?)]}'\""
+
+
+def next_message_id(chat_id: int) -> int:
+    """The next message_id of a chat, in the sequence the fake's own messages share."""
+    with _ids_lock:
+        message_id = _last_message_ids.get(chat_id, 0) + 1
+        _last_message_ids[chat_id] = message_id
+    return message_id
+
+
+def note_message_id(chat_id: int, message_id: int) -> None:
+    """Move a chat's sequence past an id given explicitly, so no later message takes it."""
+    with _ids_lock:
+        _last_message_ids[chat_id] = max(_last_message_ids.get(chat_id, 0), message_id)
+
+
+def sent_again(message: JsonDict) -> JsonDict:
+    """The same content sent again by its user: a new message with the chat's next id."""
+    return dict(message, message_id=next_message_id(message["chat"]["id"]))
 
 
 def utf16_len(text: str) -> int:
@@ -137,10 +162,15 @@ def _message(
     message_id: int | None,
     **content: Any,
 ) -> JsonDict:
+    chat = chat if chat is not None else private_chat(user)
+    if message_id is None:
+        message_id = next_message_id(chat["id"])
+    else:
+        note_message_id(chat["id"], message_id)
     message: JsonDict = {
-        "message_id": next(_message_ids) if message_id is None else message_id,
+        "message_id": message_id,
         "date": int(time.time()),
-        "chat": chat if chat is not None else private_chat(user),
+        "chat": chat,
         "from": user,
     }
     message.update({key: value for key, value in content.items() if value is not None})

@@ -7,6 +7,7 @@ import asyncio
 from bot.storage.base import SPEND
 from tests.conftest import StartBot
 from tests.fakes import FakeFreepik, FakeTelegram
+from tests.fakes.updates import sent_again
 from tests.support import visible_messages
 from tests.transport.test_private_chat import USER, photo, send, wait_document
 
@@ -68,7 +69,7 @@ async def test_a_cache_hit_costs_nothing(
     message = photo(telegram)
     send(telegram, message)
     await wait_document(telegram, USER, 1)
-    again = dict(message, message_id=int(message["message_id"]) + 100)
+    again = sent_again(message)
     send(telegram, again)  # same file: a cache hit, though the free removal is used up
     await wait_document(telegram, USER, 2)
     assert len(freepik.calls) == 1

@@ -19,7 +19,7 @@ from tests.app.test_operator import run_cli
 from tests.app.test_replicas import Replica, _start_replica
 from tests.conftest import BOT_TOKEN, ImageHost, StartBot
 from tests.fakes import FakeFreepik, FakeTelegram, make_image
-from tests.fakes.updates import inline_query, photo_message, private_user, update
+from tests.fakes.updates import inline_query, photo_message, private_user, sent_again, update
 from tests.redis_server import free_port
 from tests.support import visible_messages
 
@@ -27,12 +27,10 @@ ADMIN = 4500
 USER = 4501
 
 
-def photo(telegram: FakeTelegram, user_id: int, message_id: int | None = None) -> dict[str, Any]:
+def photo(telegram: FakeTelegram, user_id: int) -> dict[str, Any]:
     """A private photo update carrying a new image."""
     file_id, unique_id = telegram.add_file(make_image("JPEG", size=(40, 30)))
-    return update(
-        message=photo_message(private_user(user_id), file_id, unique_id, message_id=message_id)
-    )
+    return update(message=photo_message(private_user(user_id), file_id, unique_id))
 
 
 def at_most_per_second(times: list[float], rate: int, slack: float = 0.1) -> bool:
@@ -143,7 +141,7 @@ async def test_daily_budget_refuses_new_jobs_only(
     assert len(freepik.calls) == 2
 
     # A cache hit is still served (the same image again).
-    again = dict(first["message"], message_id=first["message"]["message_id"] + 1)
+    again = sent_again(first["message"])
     await push(update(message=again))
     await telegram.wait_for(lambda t: len(t.sent_documents(USER)) == 2, timeout=15)
 

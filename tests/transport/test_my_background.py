@@ -48,12 +48,6 @@ def background_photo(size: tuple[int, int] = (300, 200), colour: tuple[int, ...]
     return buffer.getvalue()
 
 
-def fresh_id(telegram: FakeTelegram, chat_id: int) -> int:
-    """The chat's next message id, as Telegram numbers them (no clash with the bot's)."""
-    with telegram.state.lock:
-        return telegram.state.last_message_id.get(chat_id, 0) + 1
-
-
 def send_background(
     telegram: FakeTelegram,
     user: dict[str, Any] = ANN,
@@ -63,14 +57,12 @@ def send_background(
 ) -> dict[str, Any]:
     """Push a photo message of a plain background (a new file unless `file` repeats one)."""
     file_id, unique_id = file or telegram.add_file(background_photo())
-    chat_id = (kwargs.get("chat") or {}).get("id", user["id"])
     message = photo_message(
         user,
         file_id,
         unique_id,
         width=300,
         height=200,
-        message_id=fresh_id(telegram, chat_id),
         **kwargs,
     )
     telegram.push_update(update(message=message))

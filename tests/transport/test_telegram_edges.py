@@ -16,7 +16,14 @@ from bot.settings import ConfigError, load_settings
 from bot.storage.base import StoredCutout
 from tests.conftest import BOT_TOKEN, FREEPIK_KEY, WEBHOOK_SECRET, StartBot, bot_env
 from tests.fakes import FakeFreepik, FakeTelegram, make_image
-from tests.fakes.updates import group_chat, photo_message, private_user, text_message, update
+from tests.fakes.updates import (
+    group_chat,
+    photo_message,
+    private_user,
+    sent_again,
+    text_message,
+    update,
+)
 from tests.redis_server import free_port
 from tests.support import spawn_bot_process, visible_messages
 
@@ -165,7 +172,7 @@ async def test_rejected_cached_file_id_is_dropped_and_the_job_runs_afresh(
     assert fresh.file_id == sent.result["document"]["file_id"]
 
     # The fresh entry now serves the same image for free.
-    again = dict(message, message_id=message["message_id"] + 1)
+    again = sent_again(message)
     telegram.push_update(update(message=again))
     await telegram.wait_for(lambda t: len(t.sent_documents(USER)) == 2, timeout=15)
     assert len(freepik.calls) == 1
