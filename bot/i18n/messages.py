@@ -590,6 +590,7 @@ def commands(payments: bool = False) -> list[tuple[str, str]]:
         ("removebg", _("Remove the background (reply to an image, or add a link)")),
         ("nobg", _("Same as /removebg")),
         ("language", _("Change the bot's language")),
+        ("cancel", _("Stop waiting for a My background photo")),
     ]
     if payments:
         menu += [

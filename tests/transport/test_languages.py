@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from telegram import Update
+from telegram.ext import Application, CommandHandler
 
 from bot.i18n import locales as i18n
 from bot.i18n import messages
@@ -238,10 +239,24 @@ async def test_a_stale_language_button_is_answered(
     assert answer["text"] == messages.button_expired()
 
 
+def handled_commands(application: Application[Any, Any, Any, Any, Any, Any]) -> set[str]:
+    """Every command the application has a handler for."""
+    return {
+        command
+        for handlers in application.handlers.values()
+        for handler in handlers
+        if isinstance(handler, CommandHandler)
+        for command in handler.commands
+    }
+
+
 async def test_menu_and_descriptions_are_registered_for_every_language(
     start_bot: StartBot, telegram: FakeTelegram
 ) -> None:
-    await start_bot()
+    bot = await start_bot()
+    admin = {c for c, _ in messages.admin_commands()}
+    # Every command a user can give is in the menu (the admins' in theirs).
+    assert handled_commands(bot.application) - admin == {c for c, _ in messages.commands()}
     count = len(i18n.LOCALES)
     for method in ("setMyCommands", "setMyDescription", "setMyShortDescription"):
         await telegram.wait_for_call(method, count=count, timeout=15)

@@ -185,6 +185,7 @@ async def test_menus_per_language_and_admin_scope(
     names = [c["command"] for c in state.commands[json.dumps([{"type": "default"}, ""])]]
     assert {"buy", "balance"} <= set(names)
     assert not {"refund", "stats"} & set(names), "admin commands only in the admins' menu"
+    assert "cancel" in names, "/cancel ends a My background wait"
 
 
 async def test_balance_counts_free_removals_and_credits(
