@@ -1011,6 +1011,12 @@ def privacy_text(privacy_url: str) -> str:
         + _(
             "• the image you sent when your free removals ran out (Telegram's id of it and "
             "where to reply), until you pay or for a day at most."
+        )
+        + "\n"
+        + _(
+            "• while I wait for your photo after you press My background: the chat, your user "
+            "id and language, which cutouts and until when (10 minutes at most; /cancel ends "
+            "it sooner)."
         ),
         _(
             "To remove a background, your image is sent to Freepik's background-removal API, "

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
 from bot.app.wiring import ALLOWED_UPDATES
 from bot.i18n import locales as i18n
 from bot.i18n import messages
@@ -288,6 +290,18 @@ async def test_admin_stats(start_bot: StartBot, telegram: FakeTelegram) -> None:
     assert f"{labels['buyers']}: 1 / 1" in text
     command(telegram, USER, "/stats")
     await shows(telegram, USER, messages.no_link())
+
+
+@pytest.mark.parametrize("locale", i18n.LOCALES)
+def test_privacy_names_the_my_background_wait(locale: str) -> None:
+    # Every per-user thing the state store keeps is listed; the wait came last.
+    with i18n.using(locale):
+        text = messages.privacy_text("")
+        button = messages.studio_my_background().removeprefix("🖼").strip()
+    assert button in text
+    assert "/cancel" in text
+    if locale == i18n.DEFAULT_LOCALE:
+        assert "10 minutes" in text
 
 
 async def test_privacy_paysupport_and_forget(start_bot: StartBot, telegram: FakeTelegram) -> None:
