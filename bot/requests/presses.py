@@ -9,11 +9,12 @@ the order of the steps, who may press, and the one log line and metric per press
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from telegram.error import Forbidden, TelegramError
@@ -23,9 +24,9 @@ from bot.ops.metrics import Metrics
 from bot.storage.base import StorageUnavailable
 from bot.studio.actions import Delivery, Keyboard, StudioAction
 from bot.studio.callback import parse_callback
-from bot.studio.making import Declined
-from bot.studio.records import Record, Records
-from bot.studio.work import Outlet, Workshop
+from bot.studio.making import Declined, Made
+from bot.studio.records import Item, Record, Records
+from bot.studio.work import Outlet, Sent, Workshop
 
 logger = logging.getLogger(__name__)
 
@@ -190,9 +191,16 @@ class Presses:
         if refused is not None:
             await surface.explain(refused.text)
             return refused.outcome
+        # The status goes out while the job starts (getFile, the download, the conversion): a
+        # round trip to Telegram less before the result. Anything sent waits for it, so the
+        # toast still comes first.
+        answering = asyncio.create_task(surface.answer(messages.studio_working()))
         try:
-            await surface.answer(messages.studio_working())
-            await self.workshop.run(action, record, surface)
+            try:
+                await asyncio.sleep(0)  # let it start: its request goes out before the job's
+                await self.workshop.run(action, record, _AfterAnswer(surface, answering))
+            finally:
+                await answering  # before any explanation: it depends on the press being answered
         except Declined as declined:
             await surface.explain(declined.text)
             return declined.outcome
@@ -216,3 +224,30 @@ class Presses:
                 return fallback
             raise
         return record if record is not None else surface.stand_in()
+
+
+class _AfterAnswer(Outlet):
+    """The press's outlet, sending nothing to the chat before the press's answer is out."""
+
+    def __init__(self, outlet: Outlet, answering: asyncio.Task[None]) -> None:
+        self._outlet = outlet
+        self._answering = answering
+
+    async def download(self, item: Item) -> bytes:
+        """The cutout's bytes (no need to wait: nothing is shown)."""
+        return await self._outlet.download(item)
+
+    async def send(self, delivery: Delivery, made: Sequence[Made], sent: Sent) -> None:
+        """The results, once the press is answered."""
+        await self._answering
+        await self._outlet.send(delivery, made, sent)
+
+    async def add_to_pack(self, owner: int, made: Made) -> bool:
+        """One sticker into the owner's pack, once the press is answered."""
+        await self._answering
+        return await self._outlet.add_to_pack(owner, made)
+
+    async def packed(self, owner: int, added: int, created: bool) -> None:
+        """The pack's message, once the press is answered."""
+        await self._answering
+        await self._outlet.packed(owner, added, created)

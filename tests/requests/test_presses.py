@@ -6,6 +6,7 @@ here: the order of the steps, the admission hook, and one count per press.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 
 from bot.i18n import messages
@@ -18,6 +19,7 @@ from bot.studio.callback import callback_data, new_token
 from bot.studio.making import Declined, Made, Maker
 from bot.studio.records import Item, Record, Records
 from bot.studio.work import Sent, Workshop
+from tests.fakes.images import make_image
 
 OWNER = 42
 
@@ -61,6 +63,28 @@ class Recorded(PressSurface):
 
     async def packed(self, owner: int, added: int, created: bool) -> None:
         self.calls.append(("packed", added))
+
+
+class SlowToAnswer(Recorded):
+    """A press whose answer is still on its way when the cutout is downloaded."""
+
+    def __init__(self, data: str, cutout: bytes | None = None) -> None:
+        super().__init__(data)
+        self.cutout = cutout
+        self.downloading = asyncio.Event()
+
+    async def answer(self, text: str | None) -> None:
+        self.calls.append(("answering", text))
+        await self.downloading.wait()
+        await asyncio.sleep(0.05)  # a round trip to Telegram
+        self.calls.append(("answered", text))
+
+    async def download(self, item: Item) -> bytes:
+        self.calls.append(("download", item.file_id))
+        self.downloading.set()
+        if self.cutout is None:
+            raise Declined("gone", messages.studio_gone)
+        return self.cutout
 
 
 class Rationed(Presses):
@@ -140,3 +164,28 @@ async def test_my_background_asks_and_is_never_rationed() -> None:
     # The question is the one reply; the photo that answers it is a request of its own.
     assert surface.calls == [("answer", None), ("ask", OWNER)]
     assert counted(metrics, "my_background", "asked")
+
+
+async def test_the_job_starts_while_the_press_is_answered_and_replies_after() -> None:
+    lifecycle, token, _metrics = await presses()
+    surface = SlowToAnswer(callback_data(Action.CROP, token), cutout=make_image("PNG"))
+    assert await lifecycle.run(surface) == "ok"
+    # The download did not wait for the answer; the result did.
+    assert surface.calls == [
+        ("answering", messages.studio_working()),
+        ("download", "file-1"),
+        ("answered", messages.studio_working()),
+        ("send", Delivery.DOCUMENT),
+    ]
+
+
+async def test_an_explanation_waits_for_the_answer() -> None:
+    lifecycle, token, _metrics = await presses()
+    surface = SlowToAnswer(callback_data(Action.STICKER, token))
+    assert await lifecycle.run(surface) == "gone"
+    assert surface.calls == [
+        ("answering", messages.studio_working()),
+        ("download", "file-1"),
+        ("answered", messages.studio_working()),
+        ("explain", messages.studio_gone()),
+    ]
