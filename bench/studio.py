@@ -158,7 +158,12 @@ class StudioBench:
         """The answered result call replying to `message`, if any."""
         for call in self.telegram.calls_of(method):
             reply = call.params.get("reply_parameters") or {}
-            if reply.get("message_id") == message["message_id"] and call.response is not None:
+            # Each chat numbers its own messages: the chat must match too.
+            if (
+                reply.get("message_id") == message["message_id"]
+                and call.chat_id == message["chat"]["id"]
+                and call.response is not None
+            ):
                 return call
         return None
 
@@ -238,7 +243,9 @@ async def bot_under_load(bench: StudioBench, big: bytes) -> dict[str, Any]:
             edits = [
                 c
                 for c in bench.telegram.calls_of("editMessageReplyMarkup")
-                if c.params.get("message_id") == message["message_id"] and c.response is not None
+                if c.params.get("message_id") == message["message_id"]
+                and c.chat_id == message["chat"]["id"]
+                and c.response is not None
             ]
             if edits or time.monotonic() - pressed > 10:
                 break
