@@ -507,6 +507,8 @@ class Bench:
             hwm_reset = reset_peak_rss(sampler_pid)
             sampler = RssSampler(sampler_pid).__enter__()
         cpu = self.bot_cpu()
+        # The fakes run in threads of this process: their CPU shares the two cores too.
+        fakes_cpu = time.process_time()
         try:
             futures = self.push(jobs)
             await self.wait(jobs, futures, within)
@@ -514,13 +516,17 @@ class Bench:
             if sampler is not None:
                 sampler.__exit__()
         cpu = self.bot_cpu() - cpu
+        fakes_cpu = time.process_time() - fakes_cpu
         timeline = self.timeline(jobs)
         done = [job.receipt.body_done for job in jobs if job.receipt is not None]
         first = min(timeline.handed.values(), default=math.nan)
         wall = (max(done) - first) if done and len(done) == len(jobs) else math.nan
         summary = self.overhead_summary(jobs, timeline)
         summary.update(
-            users=users, wall_s=round(wall, 3), bot_cpu_ms_per_job=round(cpu * 1000 / users, 1)
+            users=users,
+            wall_s=round(wall, 3),
+            bot_cpu_ms_per_job=round(cpu * 1000 / users, 1),
+            fakes_cpu_ms_per_job=round(fakes_cpu * 1000 / users, 1),
         )
         if sampler is not None and sampler_pid is not None:
             peak_at, peak_kb = sampler.peak
@@ -765,15 +771,29 @@ def targets(results: dict[str, Any], options: Options) -> list[dict[str, Any]]:
     """The issue's targets, met or not."""
     rows: list[dict[str, Any]] = []
 
-    def add(name: str, value: float, limit: float, unit: str) -> None:
-        met = not math.isnan(value) and value <= limit
-        rows.append({"target": name, "value": value, "limit": limit, "unit": unit, "met": met})
+    def add(name: str, value: float, limit: float, unit: str, *, at_least: bool = False) -> None:
+        met = not math.isnan(value) and (value >= limit if at_least else value <= limit)
+        row = {"target": name, "value": value, "limit": limit, "unit": unit, "met": met}
+        if at_least:
+            row["at_least"] = True
+        rows.append(row)
 
     level = "50" if "50" in results.get("overhead", {}) else None
     if level is not None:
-        add("overhead p50 @50 users", results["overhead"][level]["p50_ms"], 20, "ms")
+        add("overhead p50 @50 users", results["overhead"][level]["p50_ms"], 12, "ms")
         add("overhead p99 @50 users", results["overhead"][level]["p99_ms"], 100, "ms")
-    add(f"burst of {options.burst} / floor", results["burst"]["ratio"], 1.5, "x")
+    burst = results["burst"]
+    add(f"burst of {options.burst} / floor", burst["ratio"], 3, "x")
+    result_mb = results["memory"]["result_mb"]
+    add(f"bot CPU per {result_mb:g} MB job (burst)", burst["bot_cpu_ms_per_job"], 15, "ms")
+    if "baseline" in results:
+        add(
+            "naive bot / concurrent bot (burst)",
+            results["baseline"]["ratio"],
+            50,
+            "x",
+            at_least=True,
+        )
     add("cache hit median", results["cache"].get("p50_ms", math.nan), 15, "ms")
     add("result copies per job in flight", results["memory"]["copies_per_job"], 2, "copies")
     add("startup to first getUpdates", results["startup_s"]["main"], 1.5, "s")
@@ -873,7 +893,8 @@ def render(results: dict[str, Any]) -> str:
         f"after {burst['wall_s']:.2f} s; floor {burst['floor_s']:.2f} s (latency + one job's "
         f"overhead {burst['solo_overhead_ms']:g} ms) -> {burst['ratio']:.2f}x floor; "
         f"overhead p50 {burst['p50_ms']:g} ms, p99 {burst['p99_ms']:g} ms; "
-        f"bot CPU {burst['bot_cpu_ms_per_job']:g} ms/job; failed {burst['failed']}"
+        f"bot CPU {burst['bot_cpu_ms_per_job']:g} ms/job (the fakes' "
+        f"{burst.get('fakes_cpu_ms_per_job', math.nan):g}); failed {burst['failed']}"
     )
     cache = results["cache"]
     out.append(
@@ -931,7 +952,12 @@ def render(results: dict[str, Any]) -> str:
         table(
             ["target", "value", "limit", "met"],
             [
-                [row["target"], f"{row['value']:g} {row['unit']}", f"{row['limit']:g}", row["met"]]
+                [
+                    row["target"],
+                    f"{row['value']:g} {row['unit']}",
+                    f"{'>= ' if row.get('at_least') else ''}{row['limit']:g}",
+                    row["met"],
+                ]
                 for row in results["targets"]
             ],
         )

@@ -3,7 +3,7 @@
 A bot method is a small form POST and a JSON answer; through httpx each one also built and
 merged httpx's request, URL, header and cookie objects (about half of the HTTP cost per call,
 measured). Uploads are written straight from the cutout's downloaded pieces (or bytes) in
-64 KiB views; httpx's multipart stream read them into a new 64 KiB copy each.
+views of up to 256 KiB; httpx's multipart stream read them into a new 64 KiB copy each.
 
 Timeouts and errors are `HTTPXRequest`'s: a timeout is `TimedOut` (a pool timeout says so),
 any other transport failure `NetworkError`, both named after the httpx error they stand for.
@@ -132,7 +132,7 @@ def _multipart(
 
 
 def _content(content: bytes | IO[bytes]) -> list[memoryview]:
-    """A file's bytes in views of 64 KiB (all of it, from the start, as httpx sends it)."""
+    """A file's bytes in views of up to 256 KiB (all of it, from the start, as httpx sends it)."""
     if isinstance(content, PiecesReader):
         pieces: tuple[bytes, ...] = content.pieces  # a downloaded cutout: no copy
     elif isinstance(content, io.BytesIO):

@@ -51,16 +51,30 @@ def parse_multipart(
     boundary = _header_params(content_type).get_param("boundary")
     if not isinstance(boundary, str) or not boundary:
         raise FormError("multipart body without boundary")
-    delimiter = b"\r\n--" + boundary.encode("latin-1")
-    chunks = (b"\r\n" + body).split(delimiter)
-    if len(chunks) < 2 or not chunks[-1].startswith(b"--"):
+    # Parts are found by position and each part's data is sliced once: splitting a 4 MiB upload
+    # copied it four times (in the benchmark, the fake's biggest cost after the sockets).
+    marker = b"--" + boundary.encode("latin-1")
+    delimiter = b"\r\n" + marker
+    # Where each part starts and ends; a delimiter opens the body or follows a line break.
+    bounds: list[tuple[int, int]] = []
+    start = len(marker) if body.startswith(marker) else -1
+    found = body.find(delimiter)
+    while found != -1:
+        if start != -1:
+            bounds.append((start, found))
+        start = found + len(delimiter)
+        found = body.find(delimiter, start)
+    if start == -1 or not body.startswith(b"--", start):
         raise FormError("multipart body is not terminated")
     fields: dict[str, str] = {}
     files: dict[str, UploadedFile] = {}
-    for chunk in chunks[1:-1]:
-        head, sep, data = chunk.removeprefix(b"\r\n").partition(b"\r\n\r\n")
-        if not sep:
+    for begin, end in bounds:
+        if body.startswith(b"\r\n", begin, end):
+            begin += 2
+        split = body.find(b"\r\n\r\n", begin, end)
+        if split == -1:
             raise FormError("multipart part without header block")
+        head, data = body[begin:split], body[split + 4 : end]
         headers: dict[str, str] = {}
         for line in head.decode("utf-8", "replace").split("\r\n"):
             key, _, value = line.partition(":")
