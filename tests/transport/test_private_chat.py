@@ -188,13 +188,15 @@ async def test_start_and_help_explain_limits_and_privacy(
         "setMyCommands", where=lambda c: not c.params.get("language_code")
     )
     names = {c["command"] for c in default.params["commands"]}
-    # /privacy, /forget and /paysupport answer whether or not payments are on.
+    # /privacy, /forget and /paysupport answer whether or not payments are on; /cancel ends a
+    # My background wait.
     assert names == {
         "start",
         "help",
         "removebg",
         "nobg",
         "language",
+        "cancel",
         "privacy",
         "forget",
         "paysupport",
