@@ -17,6 +17,7 @@ with `WriteTimeout`.
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
@@ -244,19 +245,25 @@ async def _pieces(
 
 
 def mapped(error: BaseException) -> httpx.TransportError:
-    """The httpx error for an aiohttp one, by whether the request may have been sent."""
-    message = str(error) or type(error).__name__
+    """The httpx error for an aiohttp one, by whether the request may have been sent.
+
+    Messages never carry the URL (aiohttp puts it in some; the bot token is in its path).
+    """
+    name = type(error).__name__
     if isinstance(error, aiohttp.ConnectionTimeoutError):
-        return httpx.ConnectTimeout(message)  # no connection in time: nothing was sent
+        return httpx.ConnectTimeout(f"{name}: no connection in time")  # nothing was sent
     if isinstance(error, aiohttp.ClientConnectorError):
-        return httpx.ConnectError(message)  # refused, DNS, TLS handshake: nothing was sent
+        # Refused, DNS, TLS handshake: nothing was sent. Host, port and the OS's reason.
+        return httpx.ConnectError(str(error))
     if isinstance(error, TimeoutError):
-        return httpx.ReadTimeout(message)
+        return httpx.ReadTimeout(f"{name}: no answer in time")
     if isinstance(error, (aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError)):
-        return httpx.UnsupportedProtocol(message)
-    if isinstance(
-        error,
-        (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, aiohttp.ClientResponseError),
-    ):
-        return httpx.RemoteProtocolError(message)  # dropped, cut short or unparseable answer
-    return httpx.ReadError(message)  # reset or broken mid-exchange: it may have been sent
+        return httpx.UnsupportedProtocol(f"{name}: not an http(s) URL")
+    if isinstance(error, aiohttp.ClientResponseError):
+        # An answer aiohttp could not parse.
+        return httpx.RemoteProtocolError(f"{name}: {error.status}, {error.message}")
+    if isinstance(error, (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError)):
+        return httpx.RemoteProtocolError(f"{name}: the answer was cut short")
+    # Reset or broken mid-exchange: it may have been sent.
+    reason = os.strerror(error.errno) if isinstance(error, OSError) and error.errno else name
+    return httpx.ReadError(f"{name}: {reason}")

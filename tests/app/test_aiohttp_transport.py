@@ -268,3 +268,33 @@ async def test_the_transport_opens_again_after_it_was_closed() -> None:
         async with httpx.AsyncClient(transport=transport) as http:
             assert (await http.get(url)).text == "fine"
         await transport.aclose()
+
+
+async def test_no_error_message_carries_the_url() -> None:
+    # The bot token is in the path of every Bot API URL; aiohttp puts the URL in some messages.
+    secret = "/bot123456:SECRET-token/getMe"
+
+    async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        await asyncio.sleep(10)
+
+    errors: list[httpx.TransportError] = []
+    http = httpx.AsyncClient(
+        transport=AiohttpTransport(max_connections=1),
+        timeout=httpx.Timeout(5.0, pool=0.1, connect=0.1),
+    )
+    async with serving(slow) as url, http:
+        first = asyncio.create_task(http.get(url + secret))
+        await asyncio.sleep(0.1)
+        with pytest.raises(httpx.ConnectTimeout) as waited:
+            await http.get(url + secret)
+        errors.append(waited.value)
+        first.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await first
+    async with client() as http:
+        with pytest.raises(httpx.ConnectError) as refused:
+            await http.get(f"http://127.0.0.1:{free_port()}{secret}")
+        errors.append(refused.value)
+    for error in errors:
+        assert "SECRET" not in str(error)
