@@ -92,7 +92,12 @@ def create_services(
     urls: PublicUrlProvider = TelegramFileLinks(files)
     if settings.photo_url_mode == "relay":
         relay = RelayLinks(
-            files, store, base_url=settings.public_base_url, ttl=settings.relay_ttl, cpu=cpu
+            files,
+            store,
+            base_url=settings.public_base_url,
+            ttl=settings.relay_ttl,
+            cpu=cpu,
+            transport=AiohttpTransport(),
         )
         urls = relay
     pipeline = RemovalPipeline(
