@@ -1039,8 +1039,9 @@ def privacy_text(privacy_url: str) -> str:
 def forget_prompt() -> str:
     """/forget: above the confirm button."""
     return _(
-        "Delete your language choice, recent cutouts and button records? The payment ledger "
-        "stays (it is kept for refunds and disputes)."
+        "Delete your language choice, recent cutouts, button records, an image kept until a "
+        "payment and a wait for a My background photo? The payment ledger stays (it is kept for "
+        "refunds and disputes)."
     )
 
 
