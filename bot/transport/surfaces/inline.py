@@ -182,7 +182,9 @@ class InlineRemoval:
                 # The client only shows the newest query's answer: this one needs no work.
                 await self._finish_early(surface, _Reply(Shown.EMPTY, InlineOutcome.SUPERSEDED))
                 return None
-        if self._storage_chat_id is None and not await surface.can_write():
+        if self._storage_chat_id is None and not await can_write(
+            self._bot, surface.user_id, surface.answer_by
+        ):
             await self._finish_early(surface, _needs_start())
             return None
         return source
@@ -378,28 +380,6 @@ class InlineSurface(Surface):
             timings.summary(),
         )
 
-    async def can_write(self) -> bool:
-        """Whether the bot may send to the user's private chat (checked before paying)."""
-        try:
-            await asyncio.wait_for(
-                self._bot.send_chat_action(
-                    chat_id=self.user_id, action=ChatAction.UPLOAD_DOCUMENT
-                ),
-                timeout=max(0.5, self.answer_by - time.monotonic()),
-            )
-        except Forbidden as err:
-            logger.info("Inline user %s has not started the bot: %s", self.user_id, err.message)
-            return False
-        except BadRequest as err:
-            if "chat not found" in err.message.lower():
-                logger.info("Inline user %s has no chat with the bot", self.user_id)
-                return False
-            logger.debug("Chat action for inline user %s failed: %s", self.user_id, err.message)
-        except (TelegramError, TimeoutError) as err:
-            # Unknown: go on; the upload will tell for sure.
-            logger.debug("Chat action for inline user %s failed: %s", self.user_id, err)
-        return True
-
     async def _answer_document(self, stored: StoredCutout) -> None:
         reply = _document_reply([stored])
         await self._offer_sticker(reply, stored.file_id)
@@ -463,6 +443,27 @@ class InlineSurface(Surface):
                 return _Sent.FAILED
             self._shown = reply.shown
             return _Sent.OK
+
+
+async def can_write(bot: Bot, user_id: int, answer_by: float) -> bool:
+    """Whether the bot may send to the user's private chat (checked before paying)."""
+    try:
+        await asyncio.wait_for(
+            bot.send_chat_action(chat_id=user_id, action=ChatAction.UPLOAD_DOCUMENT),
+            timeout=max(0.5, answer_by - time.monotonic()),
+        )
+    except Forbidden as err:
+        logger.info("Inline user %s has not started the bot: %s", user_id, err.message)
+        return False
+    except BadRequest as err:
+        if "chat not found" in err.message.lower():
+            logger.info("Inline user %s has no chat with the bot", user_id)
+            return False
+        logger.debug("Chat action for inline user %s failed: %s", user_id, err.message)
+    except (TelegramError, TimeoutError) as err:
+        # Unknown: go on; the upload will tell for sure.
+        logger.debug("Chat action for inline user %s failed: %s", user_id, err)
+    return True
 
 
 async def _explain_error(surface: InlineSurface, err: Exception) -> Outcome:
