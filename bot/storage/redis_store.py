@@ -61,6 +61,12 @@ return 0
 """
 
 
+def _accept_args(update_id: int, payload: str, ttl: float) -> list[str | int]:
+    # The `_ACCEPT` script's arguments for one update: seen TTL (ms), id, record.
+    record = json.dumps({"payload": payload, "accepted": time.time()})
+    return [int(ttl * 1000), update_id, record]
+
+
 class RedisStore(RedisLedger, RedisWaits):
     """State in Redis under one key prefix, every key with a TTL."""
 
@@ -195,9 +201,8 @@ class RedisStore(RedisLedger, RedisWaits):
 
     async def accept_update(self, update_id: int, payload: str, ttl: float) -> bool:
         """Record an update before any work on it; False if it was seen before (redelivery)."""
-        record = json.dumps({"payload": payload, "accepted": time.time()})
         keys = [self._key("seen", update_id), self._key("inbox")]
-        args: list[str | int] = [int(ttl * 1000), update_id, record]
+        args = _accept_args(update_id, payload, ttl)
         done = await self._call("accept", lambda: self._accept(keys=keys, args=args))
         return bool(done)
 
@@ -210,9 +215,8 @@ class RedisStore(RedisLedger, RedisWaits):
             # Not a transaction: each script is atomic, and one round trip is the point.
             async with self._redis.pipeline(transaction=False) as pipe:
                 for update_id, payload in records:
-                    record = json.dumps({"payload": payload, "accepted": time.time()})
                     keys = [self._key("seen", update_id), self._key("inbox")]
-                    args: list[str | int] = [int(ttl * 1000), update_id, record]
+                    args = _accept_args(update_id, payload, ttl)
                     await self._accept(keys=keys, args=args, client=pipe)
                 return list(await pipe.execute())
 
