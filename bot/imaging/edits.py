@@ -115,8 +115,7 @@ def open_image(data: bytes) -> VipsImage:
         image = pyvips.Image.new_from_buffer(data, "", access="sequential", fail_on="error")
     except pyvips.Error:
         image = _decoded_by_pillow(data)
-    if image.width * image.height > MAX_PIXELS:
-        raise ImageTooLarge(f"{image.width}x{image.height} is over {MAX_PIXELS} pixels")
+    _check_pixels(image.width, image.height)
     return image
 
 
@@ -160,20 +159,31 @@ def _decoded_by_pillow(data: bytes) -> VipsImage:
     return rgba.copy(interpretation="srgb")
 
 
-def _pillow_open(data: bytes) -> Image.Image:
+def _check_pixels(width: int, height: int) -> None:
+    if width * height > MAX_PIXELS:
+        raise ImageTooLarge(f"{width}x{height} is over {MAX_PIXELS} pixels")
+
+
+def _pillow_header(data: bytes) -> Image.Image:
+    """The image as Pillow opens it: its header read, its pixels not yet."""
     try:
         with warnings.catch_warnings():
-            # Our own bound is far below Pillow's bomb warning; the check below decides.
+            # Our own bound is far below Pillow's bomb warning: `MAX_PIXELS` decides.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
+            return Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as err:
         raise ImageTooLarge(str(err)) from err
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise ImageUnreadable(str(err)) from err
-    width, height = image.size
-    if width * height > MAX_PIXELS:
+
+
+def _pillow_open(data: bytes) -> Image.Image:
+    image = _pillow_header(data)
+    try:
+        _check_pixels(*image.size)
+    except ImageTooLarge:
         image.close()
-        raise ImageTooLarge(f"{width}x{height} is over {MAX_PIXELS} pixels")
+        raise
     try:
         image.load()
     except (OSError, SyntaxError, ValueError) as err:
@@ -465,12 +475,5 @@ def outline_sticker(data: bytes) -> bytes:
 
 def image_size(data: bytes) -> tuple[int, int]:
     """Width and height from the header, without decoding the pixels."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as image:
-                return image.size
-    except Image.DecompressionBombError as err:
-        raise ImageTooLarge(str(err)) from err
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise ImageUnreadable(str(err)) from err
+    with _pillow_header(data) as image:
+        return image.size
