@@ -168,7 +168,6 @@ class Lifecycle:
         self.cutouts = cutouts
         self.till = Till(admission, credits)
         self.store = store
-        self.admission = admission
         self.metrics = metrics or Metrics()
         self._hints = hints
 
