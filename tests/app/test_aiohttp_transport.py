@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
@@ -16,6 +15,7 @@ import pytest
 
 from bot.app.aiohttp_transport import AiohttpTransport
 from bot.removal.freepik import FreepikClient, PostCount, RetryPolicy, ServiceUnavailable
+from tests.redis_server import free_port
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -81,13 +81,6 @@ def client(**timeouts: float) -> httpx.AsyncClient:
         transport=AiohttpTransport(max_connections=4),
         timeout=httpx.Timeout(timeouts.get("all", 5.0), **timeouts) if timeouts else 5.0,
     )
-
-
-def free_port() -> int:
-    """A port nothing listens on."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def test_a_form_post_and_its_answer_arrive_whole() -> None:

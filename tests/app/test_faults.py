@@ -6,7 +6,6 @@ import asyncio
 import json
 import logging
 import signal
-import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from tests.fakes.updates import (
     text_message,
     update,
 )
+from tests.redis_server import free_port
 from tests.support import (
     descendants,
     only_reply,
@@ -240,9 +240,7 @@ async def test_every_malformed_webhook_body_gets_400_and_no_traceback(
 async def test_uvicorn_log_lines_go_through_the_bots_json_logging(
     telegram: FakeTelegram, freepik: FakeFreepik, tmp_path: Path
 ) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     env = bot_env(
         telegram,
         freepik,
@@ -567,9 +565,7 @@ def png_document(telegram: FakeTelegram, user: dict[str, Any], data: bytes) -> d
 async def test_a_144_megapixel_png_is_converted_within_the_memory_budget(
     telegram: FakeTelegram, freepik: FakeFreepik, tmp_path: Path
 ) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     env = bot_env(
         telegram,
         freepik,
