@@ -37,7 +37,6 @@ class Declined(Exception):
 _IMAGING_REFUSALS: list[tuple[type[Exception], str, Callable[[], str]]] = [
     (imaging.ImageTooLarge, "too_many_pixels", messages.studio_too_many_pixels),
     (imaging.NoSubject, "no_subject", messages.studio_no_subject),
-    (imaging.ImageUnreadable, "unreadable", messages.studio_unreadable),
     (imaging.ImagingError, "unreadable", messages.studio_unreadable),
     (CpuBusy, "busy", messages.studio_busy),
     (CpuWorkerLost, "worker_lost", messages.studio_failed),
