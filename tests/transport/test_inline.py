@@ -77,6 +77,19 @@ def inline_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.getMessage().startswith("inline user=")]
 
 
+async def one_cutout_then_another(
+    telegram: FakeTelegram, image_host: ImageHost
+) -> tuple[str, TgCall]:
+    """Have one link cut out, then ask for a second; the first link and the second answer."""
+    first = image_host.add("one.jpg", make_image("JPEG"))
+    second = image_host.add("two.jpg", make_image("JPEG", color=(1, 2, 3)))
+    query_id, _ = ask(telegram, ANN, first)
+    assert only_result(await answer_to(telegram, query_id))["type"] == "document"
+
+    query_id, _ = ask(telegram, ANN, second)
+    return first, await answer_to(telegram, query_id)
+
+
 async def settle(telegram: FakeTelegram, query_id: str) -> None:
     """Give a wrongly repeated answer time to show up, then check there was exactly one."""
     await asyncio.sleep(0.2)
@@ -362,13 +375,7 @@ async def test_rate_limit_applies_to_new_inline_jobs(
     start_bot: StartBot, telegram: FakeTelegram, freepik: FakeFreepik, image_host: ImageHost
 ) -> None:
     await start_bot(rate_limit="1/minute")
-    first = image_host.add("one.jpg", make_image("JPEG"))
-    second = image_host.add("two.jpg", make_image("JPEG", color=(1, 2, 3)))
-    query_id, _ = ask(telegram, ANN, first)
-    assert only_result(await answer_to(telegram, query_id))["type"] == "document"
-
-    query_id, _ = ask(telegram, ANN, second)
-    call = await answer_to(telegram, query_id)
+    first, call = await one_cutout_then_another(telegram, image_host)
     article = only_result(call)
     assert article["title"] == messages.inline_limit_title()
     assert "limit" in article["input_message_content"]["message_text"]
@@ -455,13 +462,7 @@ async def test_out_of_credits_gets_its_own_article_and_a_button_to_buy(
     start_bot: StartBot, telegram: FakeTelegram, freepik: FakeFreepik, image_host: ImageHost
 ) -> None:
     await start_bot(free_removals="1/day", credit_packs="10:25")
-    first = image_host.add("one.jpg", make_image("JPEG"))
-    second = image_host.add("two.jpg", make_image("JPEG", color=(1, 2, 3)))
-    query_id, _ = ask(telegram, ANN, first)
-    assert only_result(await answer_to(telegram, query_id))["type"] == "document"
-
-    query_id, _ = ask(telegram, ANN, second)
-    call = await answer_to(telegram, query_id)
+    _, call = await one_cutout_then_another(telegram, image_host)
     article = only_result(call)
     assert article["title"] == messages.inline_credits_title()
     text = article["input_message_content"]["message_text"]
