@@ -374,20 +374,15 @@ class Lifecycle:
             logger.warning("User %s's chat refuses the bot: %s", surface.user_id, err.message)
             await surface.blocked()
             return Outcome.UNDELIVERABLE
-        except BadRequest as err:
-            if not is_rejected_file_id(err):
-                logger.error("Could not re-send a cached cutout: %s", err)
-                await surface.explain(Outcome.UNDELIVERABLE, messages.undeliverable())
-                return Outcome.UNDELIVERABLE
-            # Another bot's file id (a shared Redis) or one Telegram invalidated.
-            logger.info("Re-sending a cached cutout failed: %s", err.message)
-            await drop_rejected(self.cutouts, source, stored.file_id)
-            if may_rerun:
-                raise Rerun from err
-            await surface.explain(Outcome.UNDELIVERABLE, messages.undeliverable())
-            return Outcome.UNDELIVERABLE
         except TelegramError as err:
-            logger.error("Could not re-send a cached cutout: %s", err)
+            if isinstance(err, BadRequest) and is_rejected_file_id(err):
+                # Another bot's file id (a shared Redis) or one Telegram invalidated.
+                logger.info("Re-sending a cached cutout failed: %s", err.message)
+                await drop_rejected(self.cutouts, source, stored.file_id)
+                if may_rerun:
+                    raise Rerun from err
+            else:
+                logger.error("Could not re-send a cached cutout: %s", err)
             await surface.explain(Outcome.UNDELIVERABLE, messages.undeliverable())
             return Outcome.UNDELIVERABLE
         finally:
