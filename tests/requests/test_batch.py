@@ -18,11 +18,10 @@ from tests.support import visible_messages
 from tests.transport.test_albums import (
     USER,
     WAIT,
-    album_done,
     album_logs,  # noqa: F401 - the fixture, used by name
+    answered,
     ok_calls,
     photos,
-    send_all,
     texts,
 )
 from tests.transport.test_private_chat import wait_document
@@ -39,8 +38,8 @@ async def test_an_album_short_of_credits_gets_one_reply_and_no_freepik_call(
     running = await start_bot(album_wait=WAIT, **PAID)
     store = running.services.store
     assert await store.credit(USER, 1, "charge-album", stars=25) is not None
-    send_all(telegram, photos(telegram, 3, "g-short"))  # needs 3: one free removal, one credit
-    lines = await album_done(album_logs)
+    # The album needs 3: one free removal, one credit.
+    lines = await answered(telegram, album_logs, photos(telegram, 3, "g-short"))
 
     [reply] = ok_calls(telegram, "sendMessage")
     assert reply.params["text"] == messages.album_credits_missing(1)
@@ -63,8 +62,7 @@ async def test_an_album_with_enough_spends_free_removals_then_credits(
     store = running.services.store
     assert await store.credit(USER, 1, "charge-album", stars=25) is not None
     album = photos(telegram, 2, "g-paid")
-    send_all(telegram, album)
-    lines = await album_done(album_logs)
+    lines = await answered(telegram, album_logs, album)
 
     [group] = ok_calls(telegram, "sendMediaGroup")
     assert len(group.files) == 2
@@ -89,8 +87,9 @@ async def test_cached_images_of_an_album_need_no_credit(
     await store.credit(USER, 1, "charge-cache", stars=25)
 
     fresh = telegram.add_file(make_image("JPEG", size=(52, 40), color=(10, 200, 10)))
-    send_all(telegram, photos(telegram, 2, "g-cache", files=[known, fresh]))
-    lines = await album_done(album_logs)
+    lines = await answered(
+        telegram, album_logs, photos(telegram, 2, "g-cache", files=[known, fresh])
+    )
 
     assert "items=2 ok=2 failed=0 limited=0" in lines[0]
     assert len(freepik.calls) == 2  # the single photo, then the album's new image only

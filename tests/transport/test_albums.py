@@ -62,6 +62,17 @@ def send_all(telegram: FakeTelegram, messages: list[dict[str, Any]]) -> int:
     return max(telegram.push_update(update(message=message)) for message in messages)
 
 
+async def answered(
+    telegram: FakeTelegram,
+    caplog: pytest.LogCaptureFixture,
+    album: list[dict[str, Any]],
+    count: int = 1,
+) -> list[str]:
+    """Send an album and wait until `count` albums were answered; return their log lines."""
+    send_all(telegram, album)
+    return await album_done(caplog, count)
+
+
 def ok_calls(telegram: FakeTelegram, method: str) -> list[TgCall]:
     """Successful calls of `method` to the user's chat."""
     return [c for c in telegram.calls_of(method) if c.ok and c.chat_id == USER]
@@ -94,8 +105,7 @@ async def test_album_comes_back_as_one_album_of_transparent_pngs(
 ) -> None:
     await start_bot(album_wait=WAIT)
     album = photos(telegram, 3, "g-three")
-    send_all(telegram, album)
-    lines = await album_done(album_logs)
+    lines = await answered(telegram, album_logs, album)
 
     groups = ok_calls(telegram, "sendMediaGroup")
     assert len(groups) == 1
@@ -134,8 +144,7 @@ async def test_rate_limit_names_the_images_over_it_in_one_reply(
 ) -> None:
     await start_bot(album_wait=WAIT, rate_limit="2/minute")
     album = photos(telegram, 3, "g-limited")
-    send_all(telegram, album)
-    lines = await album_done(album_logs)
+    lines = await answered(telegram, album_logs, album)
 
     groups = ok_calls(telegram, "sendMediaGroup")
     assert len(groups) == 1
@@ -161,8 +170,7 @@ async def test_twelve_images_come_back_as_albums_of_ten_and_two(
 ) -> None:
     await start_bot(album_wait=WAIT, max_concurrent_jobs=12)
     album = photos(telegram, 12, "g-twelve")
-    send_all(telegram, album)
-    await album_done(album_logs)
+    await answered(telegram, album_logs, album)
 
     groups = ok_calls(telegram, "sendMediaGroup")
     assert [len(call.params["media"]) for call in groups] == [10, 2]
@@ -213,8 +221,7 @@ async def test_pdf_in_a_document_album_is_named_and_the_rest_come_back(
             media_group_id=group,
         ),
     ]
-    send_all(telegram, album)
-    lines = await album_done(album_logs)
+    lines = await answered(telegram, album_logs, album)
 
     [call] = ok_calls(telegram, "sendMediaGroup")
     assert sorted(upload.filename or "" for upload in call.files.values()) == [
@@ -238,15 +245,13 @@ async def test_the_same_album_twice_is_resent_by_file_id(
 ) -> None:
     await start_bot(album_wait=WAIT)
     first = photos(telegram, 3, "g-first")
-    send_all(telegram, first)
-    await album_done(album_logs)
+    await answered(telegram, album_logs, first)
     [first_call] = ok_calls(telegram, "sendMediaGroup")
     assert len(freepik.calls) == 3
 
     files = [(m["photo"][-1]["file_id"], m["photo"][-1]["file_unique_id"]) for m in first]
     again = photos(telegram, 3, "g-again", files=files)
-    send_all(telegram, again)
-    await album_done(album_logs, count=2)
+    await answered(telegram, album_logs, again, count=2)
 
     assert len(freepik.calls) == 3
     second_call = ok_calls(telegram, "sendMediaGroup")[1]
@@ -265,8 +270,7 @@ async def test_freepik_fault_on_one_image_is_named_with_its_reason(
     freepik.fail_next(400)
     await start_bot(album_wait=WAIT)
     album = photos(telegram, 3, "g-fault")
-    send_all(telegram, album)
-    lines = await album_done(album_logs)
+    lines = await answered(telegram, album_logs, album)
 
     # Which image hit the fault depends on which POST arrived first: find it.
     [rejected] = [call for call in freepik.calls if call.status == 400]
@@ -306,8 +310,7 @@ async def test_one_usable_image_is_sent_as_a_single_document(
             user, *telegram.add_file(make_image("PNG")), file_name="cat.png", media_group_id=group
         ),
     ]
-    send_all(telegram, album)
-    await album_done(album_logs)
+    await answered(telegram, album_logs, album)
 
     assert not telegram.calls_of("sendMediaGroup")
     [document] = ok_calls(telegram, "sendDocument")
@@ -338,8 +341,7 @@ async def test_album_of_nothing_usable_gets_one_reply_and_no_freepik_call(
         )
         for n in range(2)
     ]
-    send_all(telegram, album)
-    lines = await album_done(album_logs)
+    lines = await answered(telegram, album_logs, album)
 
     assert not freepik.calls
     [only] = visible_messages(telegram, USER)
@@ -358,8 +360,7 @@ async def test_failed_album_upload_turns_the_status_into_the_explanation(
 ) -> None:
     telegram.fail_next("sendMediaGroup", error_code=400, description="Bad Request: oops")
     await start_bot(album_wait=WAIT)
-    send_all(telegram, photos(telegram, 2, "g-unsent"))
-    lines = await album_done(album_logs)
+    lines = await answered(telegram, album_logs, photos(telegram, 2, "g-unsent"))
 
     assert not ok_calls(telegram, "sendMediaGroup")
     [only] = visible_messages(telegram, USER)
@@ -376,8 +377,7 @@ async def test_user_who_blocked_the_bot_is_logged_and_skipped(
 ) -> None:
     bot = await start_bot(album_wait=WAIT)
     telegram.block_chat(USER)
-    send_all(telegram, photos(telegram, 2, "g-blocked"))
-    lines = await album_done(album_logs)
+    lines = await answered(telegram, album_logs, photos(telegram, 2, "g-blocked"))
 
     assert "items=2 ok=0 failed=2" in lines[0]
     assert any("Cannot write to chat" in r.getMessage() for r in album_logs.records)
@@ -431,8 +431,7 @@ async def test_rejected_cached_file_id_in_an_album_is_dropped_and_remade_once(
     await bot.services.store.put_cutout(sources[0].key, stale, 3600)
     await bot.services.store.put_cutout(sources[1].key, good, 3600)
 
-    send_all(telegram, album)
-    lines = await album_done(album_logs)
+    lines = await answered(telegram, album_logs, album)
 
     rejected, sent = telegram.calls_of("sendMediaGroup")
     assert not rejected.ok
@@ -475,8 +474,7 @@ async def test_album_refused_without_a_culprit_remakes_its_cached_images_once(
         description="Bad Request: wrong file identifier/HTTP URL specified",
         times=2,
     )
-    send_all(telegram, album)
-    lines = await album_done(album_logs)
+    lines = await answered(telegram, album_logs, album)
 
     first, second = telegram.calls_of("sendMediaGroup")
     assert not first.ok
