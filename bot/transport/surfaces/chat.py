@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from typing import TypeVar
 
-from telegram import Bot, Message, ReplyParameters
+from telegram import Bot, Message
 from telegram.constants import ChatAction
 from telegram.error import Forbidden, TelegramError
 
@@ -28,11 +27,10 @@ from bot.transport.keyboards import packs_keyboard
 from bot.transport.migrations import Migrations
 from bot.transport.quiet import quietly
 from bot.transport.studio import Studio
+from bot.transport.surfaces.replies import ChatReplies
 from bot.transport.uploads import upload_file
 
 logger = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,16 +116,18 @@ class ChatRemoval:
         return ChatRequest.from_kept(kept) if kept is not None else None
 
 
-class ChatSurface(Surface):
+class ChatSurface(ChatReplies, Surface):
     """Replies in the request's chat (and topic), following a group that became a supergroup."""
 
     def __init__(
         self, bot: Bot, request: ChatRequest, studio: Studio | None, migrations: Migrations
     ) -> None:
-        self._bot = bot
+        super().__init__(bot, migrations)
+        self.chat_id = request.chat_id
+        self._reply_to = request.message_id
+        self._thread_id = request.thread_id
         self._request = request
         self._studio = studio
-        self._migrations = migrations
         self._status: Message | None = None
         # The packs on sale (credits, Stars), offered when a job is refused for want of credits.
         self.packs: list[tuple[int, int]] = []
@@ -144,17 +144,9 @@ class ChatSurface(Surface):
             kept = self.kept is not None and await self.kept.keep(self._request.to_kept())
             text = messages.out_of_removals(refusal.wait_text(), kept=kept)
             markup = packs_keyboard(self.packs)
-
-            def send(chat_id: int, thread_id: int | None) -> Awaitable[Message]:
-                return self._bot.send_message(
-                    chat_id=chat_id,
-                    text=text,
-                    reply_parameters=self._reply_to(chat_id),
-                    message_thread_id=thread_id,
-                    reply_markup=markup,
-                )
-
-            await quietly(self._to_chat(send), f"offer packs in chat {self._request.chat_id}")
+            await quietly(
+                self._message(text, markup), f"offer packs in chat {self._request.chat_id}"
+            )
             return
         await self._reply_text(messages.rate_limited(refusal.wait_text(), refusal.scope))
 
@@ -166,7 +158,7 @@ class ChatSurface(Surface):
         """Reply "queued"/"working" and show the upload action."""
         text = messages.queued(position) if position else messages.working()
         try:
-            self._status = await self._reply(text)
+            self._status = await self._message(text)
         except Forbidden:
             raise
         except TelegramError:
@@ -242,7 +234,7 @@ class ChatSurface(Surface):
                 chat_id=chat_id,
                 document=upload,
                 caption=caption,
-                reply_parameters=self._reply_to(chat_id),
+                reply_parameters=self._reply(chat_id),
                 message_thread_id=thread_id,
                 disable_content_type_detection=True,
                 reply_markup=markup,
@@ -253,23 +245,8 @@ class ChatSurface(Surface):
             await self._studio.remember(token, self.user_id, sent.chat_id, [sent.document])
         return sent
 
-    async def _to_chat(self, send: Callable[[int, int | None], Awaitable[T]]) -> T:
-        """Send to the request's chat (and topic); if the group became a supergroup, there."""
-        return await self._migrations.send(self._request.chat_id, self._request.thread_id, send)
-
-    async def _reply(self, text: str) -> Message:
-        def send(chat_id: int, thread_id: int | None) -> Awaitable[Message]:
-            return self._bot.send_message(
-                chat_id=chat_id,
-                text=text,
-                reply_parameters=self._reply_to(chat_id),
-                message_thread_id=thread_id,
-            )
-
-        return await self._to_chat(send)
-
     async def _reply_text(self, text: str) -> None:
-        await quietly(self._reply(text), f"reply to chat {self._request.chat_id}")
+        await quietly(self._message(text), f"reply to chat {self._request.chat_id}")
 
     async def _chat_action(self) -> None:
         def send(chat_id: int, thread_id: int | None) -> Awaitable[bool]:
@@ -285,12 +262,4 @@ class ChatSurface(Surface):
                 chat_id=status.chat_id, message_id=status.message_id, text=text
             ),
             f"edit status in chat {status.chat_id}",
-        )
-
-    def _reply_to(self, chat_id: int) -> ReplyParameters | None:
-        if chat_id != self._request.chat_id:
-            # The request stayed behind in the basic group: nothing in the supergroup to reply to.
-            return None
-        return ReplyParameters(
-            message_id=self._request.message_id, allow_sending_without_reply=True
         )

@@ -11,14 +11,11 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Awaitable, Sequence
-from typing import TypeVar
 
 from telegram import (
-    Bot,
     InputFile,
     InputMediaDocument,
     Message,
-    ReplyParameters,
 )
 from telegram.error import BadRequest
 
@@ -28,12 +25,11 @@ from bot.studio.making import Declined, Made
 from bot.studio.packs import STICKER_EMOJI, pack_link, pack_name
 from bot.studio.records import Item
 from bot.studio.work import Sent
-from bot.transport.migrations import Migrations, Send
+from bot.transport.migrations import Send
 from bot.transport.packs import add_sticker
+from bot.transport.surfaces.replies import ChatReplies
 
 logger = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 # getFile hands out files up to 20 MB (MB as Telegram counts them).
 MAX_DOWNLOAD_BYTES = 20 * 1024 * 1024
@@ -41,17 +37,8 @@ MAX_DOWNLOAD_BYTES = 20 * 1024 * 1024
 ALBUM_SIZE = 10
 
 
-class ChatOutlet:
+class ChatOutlet(ChatReplies):
     """Results as replies to one message, in its chat and forum topic."""
-
-    # The chat replies go to (0: not known yet), the message they reply to, its topic.
-    chat_id: int = 0
-
-    def __init__(self, bot: Bot, migrations: Migrations) -> None:
-        self._bot = bot
-        self._migrations = migrations
-        self._reply_to: int | None = None
-        self._thread_id: int | None = None
 
     async def download(self, item: Item) -> bytes:
         """The cutout's bytes from Telegram (getFile hands out files up to 20 MB)."""
@@ -132,27 +119,6 @@ class ChatOutlet:
             )
 
         return send
-
-    async def _message(self, text: str) -> Message:
-        def send(chat_id: int, thread_id: int | None) -> Awaitable[Message]:
-            return self._bot.send_message(
-                chat_id=chat_id,
-                text=text,
-                reply_parameters=self._reply(chat_id),
-                message_thread_id=thread_id,
-            )
-
-        return await self._to_chat(send)
-
-    async def _to_chat(self, send: Send[T]) -> T:
-        """Send to the press's chat (and topic); if the group became a supergroup, there."""
-        return await self._migrations.send(self.chat_id, self._thread_id, send)
-
-    def _reply(self, chat_id: int) -> ReplyParameters | None:
-        # The message pressed under stayed behind in the basic group: nothing to reply to.
-        if self._reply_to is None or chat_id != self.chat_id:
-            return None
-        return ReplyParameters(message_id=self._reply_to, allow_sending_without_reply=True)
 
 
 def _upload(made: Made, *, attach: bool = False) -> InputFile | str:
