@@ -285,10 +285,14 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def storage_scheme(self) -> str:
+        """STORAGE_URL's scheme without `async+`: sqlite, memory, redis or rediss."""
+        return urlsplit(self.storage_url.removeprefix("async+")).scheme
+
+    @property
     def uses_stream(self) -> bool:
         """Webhook mode on Redis: updates go through the shared Redis Stream."""
-        scheme = urlsplit(self.storage_url.removeprefix("async+")).scheme
-        return self.mode == "webhook" and scheme in ("redis", "rediss")
+        return self.mode == "webhook" and self.storage_scheme in ("redis", "rediss")
 
     @property
     def serves_http(self) -> bool:

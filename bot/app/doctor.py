@@ -68,7 +68,7 @@ async def run_doctor(settings: Settings, printer: Printer = print) -> int:
         out(f"  getMe                    FAILED: {err}")
 
     out("Storage")
-    database = _sqlite_database(settings.storage_url)
+    database = sqlite_path(settings.storage_url) if settings.storage_scheme == "sqlite" else None
     unopened: str | None = None
     if database is not None:
         line, problem = data_dir_state(database.parent)
@@ -131,11 +131,6 @@ async def _check_storage(settings: Settings, out: Printer, problems: list[str]) 
     out(f"  Freepik budget today     {budget_line}")
     if not reachable or not counters_ok:
         problems.append(f"storage {hide_password(settings.storage_url)} is unreachable")
-
-
-def _sqlite_database(storage_url: str) -> Path | None:
-    url = storage_url.removeprefix("async+")
-    return sqlite_path(url) if urlsplit(url).scheme == "sqlite" else None
 
 
 def data_dir_state(directory: Path) -> tuple[str, str | None]:
