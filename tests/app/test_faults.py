@@ -66,6 +66,12 @@ def no_errors_logged(caplog: pytest.LogCaptureFixture) -> None:
     assert not bad, [r.getMessage() for r in bad]
 
 
+async def settled_reply(telegram: FakeTelegram, chat_id: int) -> None:
+    """Wait for a reply in the chat, then give a wrongly repeated one time to show up."""
+    await telegram.wait_for(lambda t: bool(visible_messages(t, chat_id)), timeout=10)
+    await asyncio.sleep(0.2)
+
+
 # --- 1. malformed links ----------------------------------------------------------------------
 
 
@@ -79,8 +85,7 @@ async def test_malformed_link_in_private_chat_gets_the_plain_explanation(
 ) -> None:
     await start_bot()
     telegram.push_update(update(message=text_message(USER, f"cut this {link}")))
-    await telegram.wait_for(lambda t: bool(visible_messages(t, USER["id"])), timeout=10)
-    await asyncio.sleep(0.2)
+    await settled_reply(telegram, USER["id"])
     assert only_reply(telegram, USER["id"]).text == messages.not_http()
     assert not freepik.calls
     no_errors_logged(caplog)
@@ -97,8 +102,7 @@ async def test_malformed_link_after_removebg_in_a_group_is_answered(
     await start_bot()
     message = text_message(USER, f"/removebg {link}", chat=group_chat(GROUP))
     telegram.push_update(update(message=message))
-    await telegram.wait_for(lambda t: bool(visible_messages(t, GROUP)), timeout=10)
-    await asyncio.sleep(0.2)
+    await settled_reply(telegram, GROUP)
     reply = only_reply(telegram, GROUP)
     assert reply.text == messages.not_http()
     assert reply.reply_to == message["message_id"]
@@ -133,8 +137,7 @@ async def test_an_unexpected_error_in_a_group_still_gets_one_reply(
     await start_bot()
     message = text_message(USER, "/removebg https://example.com/a.png", chat=group_chat(GROUP))
     telegram.push_update(update(message=message))
-    await telegram.wait_for(lambda t: bool(visible_messages(t, GROUP)), timeout=10)
-    await asyncio.sleep(0.2)
+    await settled_reply(telegram, GROUP)
     reply = only_reply(telegram, GROUP)
     assert reply.text == messages.internal_error()
 
@@ -230,8 +233,7 @@ async def test_every_malformed_webhook_body_gets_400_and_no_traceback(
         # Still serving: a good update afterwards is answered.
         good = update(message=text_message(USER, "hello"), update_id=77)
         assert (await client.post(WEBHOOK_PATH, json=good, headers=headers)).status_code == 200
-    await telegram.wait_for(lambda t: bool(visible_messages(t, USER["id"])), timeout=10)
-    await asyncio.sleep(0.2)
+    await settled_reply(telegram, USER["id"])
     assert only_reply(telegram, USER["id"]).text == messages.no_link()
     assert "Exception in ASGI application" not in caplog.text
     no_errors_logged(caplog)
