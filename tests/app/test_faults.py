@@ -37,6 +37,7 @@ from tests.support import (
     vm_hwm_mb,
     vm_rss_mb,
 )
+from tests.transport.test_private_chat import wait_document
 
 USER = private_user(13001, "Dana")
 GROUP = -100_1313
@@ -47,17 +48,6 @@ MALFORMED_LINKS = [
     "http://example\uff0ecom\uff0fcat.jpg",  # full-width dot and slash in the host
     "https://example.com:99999/cat.jpg",
 ]
-
-
-async def wait_only_document(telegram: FakeTelegram, chat_id: int, timeout: float = 20) -> None:
-    """Wait until a cutout was sent and it is all the chat shows (status message gone)."""
-    await telegram.wait_for(
-        lambda t: (
-            bool(t.sent_documents(chat_id))
-            and all(v.method == "sendDocument" for v in visible_messages(t, chat_id))
-        ),
-        timeout=timeout,
-    )
 
 
 def no_errors_logged(caplog: pytest.LogCaptureFixture) -> None:
@@ -177,7 +167,7 @@ async def test_transient_getfile_failures_are_retried(
     telegram.fail_next("getFile", error_code=500, description="Internal Server Error", times=2)
     file_id, unique_id = telegram.add_file(make_image("JPEG"))
     telegram.push_update(update(message=photo_message(USER, file_id, unique_id)))
-    await wait_only_document(telegram, USER["id"])
+    await wait_document(telegram, USER["id"], timeout=20)
     assert len(telegram.calls_of("getFile")) == 3
     assert len(freepik.calls) == 1
     assert only_reply(telegram, USER["id"]).method == "sendDocument"
@@ -357,7 +347,7 @@ async def test_a_trickling_result_link_is_given_up_and_frees_its_slot(
     )
     assert only_reply(telegram, USER["id"]).text == expected
     # The slot was given back: the other user's job, queued behind it, is served.
-    await wait_only_document(telegram, second_user["id"])
+    await wait_document(telegram, second_user["id"], timeout=20)
 
 
 async def test_a_job_past_its_deadline_is_answered(
@@ -482,7 +472,7 @@ async def test_one_chats_backlog_does_not_delay_another_chats_cutout(
     other = private_user(13004)
     file_id, unique_id = telegram.add_file(make_image("JPEG"))
     telegram.push_update(update(message=photo_message(other, file_id, unique_id)))
-    await wait_only_document(telegram, other["id"])
+    await wait_document(telegram, other["id"], timeout=20)
     (document,) = telegram.sent_documents(other["id"])
     flood_replies_before = [
         c
@@ -542,7 +532,7 @@ async def test_the_rate_limiter_giving_up_is_one_warning_line(
     )
     file_id, unique_id = telegram.add_file(make_image("JPEG"))
     telegram.push_update(update(message=photo_message(USER, file_id, unique_id)))
-    await wait_only_document(telegram, USER["id"])
+    await wait_document(telegram, USER["id"], timeout=20)
     for _ in range(100):  # the status message gives up after the cutout is already there
         gave_up = [r for r in caplog.records if "Rate limit hit after maximum" in r.getMessage()]
         if gave_up:
@@ -582,7 +572,7 @@ async def test_a_144_megapixel_png_is_converted_within_the_memory_budget(
         await telegram.wait_for_call("getUpdates", timeout=20)
         idle = vm_rss_mb(process.pid)
         telegram.push_update(update(message=png_document(telegram, USER, huge_png(12000, 12000))))
-        await wait_only_document(telegram, USER["id"], timeout=60)
+        await wait_document(telegram, USER["id"], timeout=60)
         bot_peak = vm_hwm_mb(process.pid) - idle
         workers = {pid: vm_hwm_mb(pid) for pid in descendants(process.pid)}
     finally:
@@ -619,7 +609,7 @@ async def test_a_freepik_retry_does_not_decode_the_image_again(
     await start_bot(photo_url_mode="relay", image_workers=1)
     freepik.expire_next()  # the result link lapses: the job runs again, Freepik fetches again
     telegram.push_update(update(message=png_document(telegram, USER, huge_png(6000, 5000))))
-    await wait_only_document(telegram, USER["id"])
+    await wait_document(telegram, USER["id"], timeout=20)
     assert len(freepik.fetched) == 2
     conversions = [r for r in caplog.records if r.getMessage().startswith("Converted a PNG")]
     assert len(conversions) == 1
@@ -654,9 +644,9 @@ async def test_conversions_leave_the_event_loop_and_other_users_alone(
         async with httpx.AsyncClient(base_url=str(bot.http_url), timeout=5) as client:
             assert (await client.get("/healthz")).status_code == 200
         # The fake Freepik cuts out the 25 MP results too, on the same cores: be patient.
-        await wait_only_document(telegram, other["id"], timeout=60)
+        await wait_document(telegram, other["id"], timeout=60)
         for user in users:
-            await wait_only_document(telegram, user["id"], timeout=60)
+            await wait_document(telegram, user["id"], timeout=60)
     finally:
         ticking.cancel()
     # The issue's target is "within 1 s of normal"; before the fix the loop stalled ~8 s. The

@@ -40,14 +40,16 @@ async def wait_reply_text(telegram: FakeTelegram, chat_id: int, text: str) -> No
     )
 
 
-async def wait_document(telegram: FakeTelegram, chat_id: int, count: int = 1) -> None:
+async def wait_document(
+    telegram: FakeTelegram, chat_id: int, count: int = 1, timeout: float = 15
+) -> None:
     """Wait until `count` documents were sent and the status messages are gone."""
     await telegram.wait_for(
         lambda t: (
             len(t.sent_documents(chat_id)) >= count
             and all(v.method == "sendDocument" for v in visible_messages(t, chat_id))
         ),
-        timeout=15,
+        timeout=timeout,
     )
 
 
