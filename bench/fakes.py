@@ -10,16 +10,19 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import math
 import secrets
 import socket
 import threading
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
-import httpx
+import aiohttp
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -29,6 +32,9 @@ from tests.fakes.freepik import FETCH_TIMEOUT, MAX_INPUT_BYTES, REMOVE_PATH, _me
 from tests.fakes.tg_methods import wake_all
 
 JsonDict = dict[str, Any]
+
+# When the removal being handled arrived (set per request task by BenchFreepik._remove).
+_ARRIVED: ContextVar[float] = ContextVar("bench_freepik_arrived")
 
 
 class NoDelayServer(ThreadedServer):
@@ -40,6 +46,13 @@ class NoDelayServer(ThreadedServer):
     delayed ACK, and every answer of the plain fakes takes ~40 ms longer. The benchmark must not
     charge that to the bot.
     """
+
+    def cpu_seconds(self) -> float:
+        """CPU time the server's thread has used so far (NaN when it is not running)."""
+        thread = self._thread
+        if thread is None or thread.ident is None or not thread.is_alive():
+            return math.nan
+        return time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
 
     def _run(self) -> None:
         listening = self._sock
@@ -270,7 +283,7 @@ class BenchTelegram(FakeTelegram):
 
     def __init__(self, recordings: Recordings, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.server = NoDelayServer(
+        self._recorded = NoDelayServer(
             TelegramRecorder(
                 self.server.app,
                 recordings.add_updates,
@@ -278,6 +291,11 @@ class BenchTelegram(FakeTelegram):
                 recordings.add_poll,
             )
         )
+        self.server = self._recorded
+
+    def server_cpu_seconds(self) -> float:
+        """CPU time the fake's server thread has used so far."""
+        return self._recorded.cpu_seconds()
 
     def push_many(self, updates: list[JsonDict]) -> list[int]:
         """Queue all `updates` under one lock, so one getUpdates answer can carry them all."""
@@ -317,24 +335,45 @@ class BenchFreepik(FakeFreepik):
 
     The plain fake builds a new httpx client (an SSL context) per request and re-encodes and
     re-pads (os.urandom) every result; at 200 jobs that costs the shared CPU seconds that would
-    be charged to the bot. Lean mode keeps one client and reuses the cutout of identical input
-    bytes; the HTTP contract is unchanged (it still fetches every image from its URL).
+    be charged to the bot. Lean mode keeps one aiohttp session and reuses the cutout of
+    identical input bytes; the HTTP contract is unchanged (it still fetches every image from its
+    URL).
+
+    Lean mode also models `latency` as Freepik's response time, as a client sees it: the answer
+    leaves `latency` after the request arrived, with the image fetched and cut out inside that
+    time, as Freepik's own servers do it. The plain fake sleeps first and then works, so its own
+    time (the fetch, mostly) came on top of the latency and was counted as the bot's overhead.
     """
 
     def __init__(self, recordings: Recordings, *, lean: bool = True, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
         self.lean = lean
-        self._client: httpx.AsyncClient | None = None
+        self.response_time = 0.0
+        super().__init__(**kwargs)
+        self._session: aiohttp.ClientSession | None = None
         self._made: dict[tuple[bytes, int, frozenset[str]], Cutout] = {}
-        self.server = NoDelayServer(
+        self._recorded = NoDelayServer(
             FreepikRecorder(self.server.app, recordings.add_removal, recordings.add_download)
         )
+        self.server = self._recorded
+
+    def server_cpu_seconds(self) -> float:
+        """CPU time the fake's server thread has used so far."""
+        return self._recorded.cpu_seconds()
+
+    @property
+    def latency(self) -> float:
+        """The sleep before the fake's work: none in lean mode (see the class)."""
+        return 0.0 if self.lean else self.response_time
+
+    @latency.setter
+    def latency(self, value: float) -> None:
+        self.response_time = value
 
     def stop(self) -> None:
-        """Close the shared client in the server's loop, then stop."""
-        client, self._client = self._client, None
-        if client is not None and self.server.running:
-            future = asyncio.run_coroutine_threadsafe(client.aclose(), self.server.loop)
+        """Close the shared session in the server's loop, then stop."""
+        session, self._session = self._session, None
+        if session is not None and self.server.running:
+            future = asyncio.run_coroutine_threadsafe(session.close(), self.server.loop)
             future.result(timeout=5)
         super().stop()
 
@@ -343,42 +382,55 @@ class BenchFreepik(FakeFreepik):
         with self._lock:
             self._results.clear()
 
+    async def _remove(self, request: Request) -> Response:
+        _ARRIVED.set(time.monotonic())
+        return await super()._remove(request)
+
     async def _process(self, image_url: str, fault: Any) -> Response:
-        if not self.lean or fault is not None:  # faults: the fake's own behaviour
+        if not self.lean:
             return await super()._process(image_url, fault)
+        if fault is not None:  # faults: the fake's own behaviour
+            response = await super()._process(image_url, fault)
+        else:
+            response = await self._lean_process(image_url)
+        remaining = _ARRIVED.get() + self.response_time - time.monotonic()
+        if remaining > 0:
+            await asyncio.sleep(remaining)
+        return response
+
+    async def _fetch(self, image_url: str) -> tuple[int, bytes]:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=FETCH_TIMEOUT),
+                connector=aiohttp.TCPConnector(limit=400),
+                trust_env=False,
+            )
+        async with self._session.get(image_url) as fetched:
+            return fetched.status, await fetched.read()
+
+    async def _lean_process(self, image_url: str) -> Response:
         with self._lock:
             self._fetched.append(image_url)
-        if self._client is None:
-            self._client = httpx.AsyncClient(
-                timeout=FETCH_TIMEOUT,
-                trust_env=False,
-                follow_redirects=True,
-                limits=httpx.Limits(max_connections=400, max_keepalive_connections=400),
-            )
         try:
-            fetched = await self._client.get(image_url)
-        except httpx.HTTPError as exc:
+            status, content = await self._fetch(image_url)
+        except (aiohttp.ClientError, TimeoutError) as exc:
             return _message(400, f"Could not download the image from image_url: {exc!r}")
-        if not fetched.is_success:
-            return _message(
-                400, f"Could not download the image from image_url (HTTP {fetched.status_code})"
-            )
-        if len(fetched.content) > MAX_INPUT_BYTES:
+        if not 200 <= status < 300:
+            return _message(400, f"Could not download the image from image_url (HTTP {status})")
+        if len(content) > MAX_INPUT_BYTES:
             return _message(400, "Image too large")
-        key = (fetched.content, self.result_padding, frozenset(self.accepted_formats))
+        key = (content, self.result_padding, frozenset(self.accepted_formats))
         cutout = self._made.get(key)
         if cutout is None:
             try:
-                cutout = await asyncio.to_thread(
-                    remove_background, fetched.content, set(key[2]), key[1]
-                )
+                cutout = await asyncio.to_thread(remove_background, content, set(key[2]), key[1])
             except ImageError as exc:
                 return _message(400, str(exc))
             self._made[key] = cutout
         result_id = secrets.token_hex(12)
         with self._lock:
             self._results[result_id] = _Result(
-                original=fetched.content,
+                original=content,
                 original_type="image/png" if cutout.input_format == "PNG" else "image/jpeg",
                 cutout=cutout,
                 expires_at=time.monotonic() + self.result_ttl,

@@ -56,6 +56,7 @@ class Options:
 
     levels: tuple[int, ...] = (1, 10, 50, 200)
     burst: int = 200
+    burst_runs: int = 3
     latency: float = 1.0
     result_kb: int = 4096
     overhead_kb: int = 1024
@@ -89,6 +90,13 @@ def parse_args(argv: list[str] | None = None) -> Options:
         help="concurrent users for the per-job overhead, comma-separated (default: %(default)s)",
     )
     parser.add_argument("--burst", type=int, default=200, help="users in the burst (%(default)s)")
+    parser.add_argument(
+        "--burst-runs",
+        type=int,
+        default=3,
+        help="times the burst is run; the run with the median wall time is reported, memory is "
+        "the first run's (%(default)s)",
+    )
     parser.add_argument(
         "--latency", type=float, default=1.0, help="Freepik latency in seconds (%(default)s)"
     )
@@ -201,6 +209,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
     return Options(
         levels=levels,
         burst=args.burst,
+        burst_runs=max(1, args.burst_runs),
         latency=args.latency,
         result_kb=args.result_kb,
         overhead_kb=args.overhead_kb,
@@ -509,6 +518,7 @@ class Bench:
         cpu = self.bot_cpu()
         # The fakes run in threads of this process: their CPU shares the two cores too.
         fakes_cpu = time.process_time()
+        servers_cpu = (self.telegram.server_cpu_seconds(), self.freepik.server_cpu_seconds())
         try:
             futures = self.push(jobs)
             await self.wait(jobs, futures, within)
@@ -517,6 +527,8 @@ class Bench:
                 sampler.__exit__()
         cpu = self.bot_cpu() - cpu
         fakes_cpu = time.process_time() - fakes_cpu
+        telegram_cpu = self.telegram.server_cpu_seconds() - servers_cpu[0]
+        freepik_cpu = self.freepik.server_cpu_seconds() - servers_cpu[1]
         timeline = self.timeline(jobs)
         done = [job.receipt.body_done for job in jobs if job.receipt is not None]
         first = min(timeline.handed.values(), default=math.nan)
@@ -527,6 +539,8 @@ class Bench:
             wall_s=round(wall, 3),
             bot_cpu_ms_per_job=round(cpu * 1000 / users, 1),
             fakes_cpu_ms_per_job=round(fakes_cpu * 1000 / users, 1),
+            fake_telegram_cpu_ms_per_job=round(telegram_cpu * 1000 / users, 1),
+            fake_freepik_cpu_ms_per_job=round(freepik_cpu * 1000 / users, 1),
         )
         if sampler is not None and sampler_pid is not None:
             peak_at, peak_kb = sampler.peak
@@ -687,7 +701,16 @@ async def _main_bot(bench: Bench, results: dict[str, Any]) -> None:
         idle = rss_kb(process.pid) or 0
         floor = options.latency + statistics.median(solo)
         timeout = options.job_timeout + options.latency * 2
-        burst, burst_jobs = await bench.burst(options.burst, timeout, sampler_pid=process.pid)
+        runs = [await bench.burst(options.burst, timeout, sampler_pid=process.pid)]
+        for _ in range(options.burst_runs - 1):
+            runs.append(await bench.burst(options.burst, timeout))
+        # One burst's wall time varies by +-10 % between identical runs on a shared 2-core VM.
+        first = runs[0][0]
+        by_wall = sorted(runs, key=lambda run: float(run[0]["wall_s"]))
+        burst, burst_jobs = by_wall[(len(by_wall) - 1) // 2]
+        for key in ("rss_peak_kb", "hwm_kb", "rss_samples", "holding_at_peak"):
+            burst[key] = first[key]
+        burst["walls_s"] = [run[0]["wall_s"] for run in runs]
         burst["floor_s"] = round(floor, 3)
         burst["ratio"] = round(burst["wall_s"] / floor, 2)
         burst["solo_overhead_ms"] = ms(statistics.median(solo))
@@ -894,7 +917,11 @@ def render(results: dict[str, Any]) -> str:
         f"overhead {burst['solo_overhead_ms']:g} ms) -> {burst['ratio']:.2f}x floor; "
         f"overhead p50 {burst['p50_ms']:g} ms, p99 {burst['p99_ms']:g} ms; "
         f"bot CPU {burst['bot_cpu_ms_per_job']:g} ms/job (the fakes' "
-        f"{burst.get('fakes_cpu_ms_per_job', math.nan):g}); failed {burst['failed']}"
+        f"{burst.get('fakes_cpu_ms_per_job', math.nan):g}: Telegram "
+        f"{burst.get('fake_telegram_cpu_ms_per_job', math.nan):g}, Freepik "
+        f"{burst.get('fake_freepik_cpu_ms_per_job', math.nan):g}); failed {burst['failed']}; "
+        f"median of {len(burst.get('walls_s', [1]))} runs "
+        f"({', '.join(f'{wall:.2f}' for wall in burst.get('walls_s', []))} s)"
     )
     cache = results["cache"]
     out.append(
