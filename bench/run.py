@@ -739,6 +739,8 @@ async def _main_bot(bench: Bench, results: dict[str, Any]) -> None:
             "hwm_mb": round(hwm / 1024, 1),
             "result_mb": round(result_bytes / 2**20, 2),
             "in_flight": in_flight,
+            # What the process keeps once the bursts are over (glibc holds freed memory).
+            "after_mb": round((rss_kb(process.pid) or 0) / 1024, 1),
             "copies_per_job": round((peak - idle) * 1024 / (in_flight * result_bytes), 2),
         }
         bench.set_result_kb(options.overhead_kb)
@@ -948,7 +950,8 @@ def render(results: dict[str, Any]) -> str:
         f"burst -> {memory['copies_per_job']:g} copies of the result per job in flight "
         f"({memory['in_flight']} in flight x {memory['result_mb']:g} MB); "
         f"{memory['holding_at_peak']} jobs held a result at the sampled peak -> "
-        f"{memory['copies_per_job_holding']:g} copies per job holding one"
+        f"{memory['copies_per_job_holding']:g} copies per job holding one; "
+        f"{memory.get('after_mb', math.nan):g} MB after the bursts"
     )
     baseline = results["baseline"]
     out.append(
