@@ -294,9 +294,8 @@ class Batch:
         produced = entry.produced
         if produced is None or not file_id:
             return
-        if produced.file_id is None and entry.source is not None:
-            # Uploaded from bytes here: cache Telegram's copy so the next request is free.
-            await self._lifecycle.cutouts.remember(entry.source, file_id, produced.file_name)
+        if entry.source is not None:
+            await self._lifecycle.cache_upload(entry.source, produced, file_id)
         await self._lifecycle.remember_for_user(self._surface.user_id, file_id, produced.file_name)
 
     async def _answer(self) -> None:

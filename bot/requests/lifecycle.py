@@ -246,6 +246,13 @@ class Lifecycle:
         """Whether a refused user is told (a flood is told a few times, then not for a while)."""
         return self._hints is None or await self._hints.allow(user_id)
 
+    async def cache_upload(
+        self, source: ImageSource, produced: Produced, file_id: str | None
+    ) -> None:
+        """Cache Telegram's copy of a cutout uploaded from bytes, so the next request is free."""
+        if file_id and produced.file_id is None:
+            await self.cutouts.remember(source, file_id, produced.file_name)
+
     async def remember_for_user(self, user_id: int, file_id: str | None, name: str) -> None:
         """Add a delivered cutout to the user's recent list (the inline empty query)."""
         if file_id:
@@ -353,9 +360,7 @@ class Lifecycle:
                 file_id = await surface.deliver(produced)
             finally:
                 timings.upload += time.monotonic() - started
-            if file_id and produced.file_id is None:
-                # Uploaded from bytes here: cache Telegram's copy so the next request is free.
-                await self.cutouts.remember(source, file_id, produced.file_name)
+            await self.cache_upload(source, produced, file_id)
         return StoredCutout(file_id or "", produced.file_name, time.time())
 
     async def _resend(
