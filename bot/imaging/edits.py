@@ -477,3 +477,8 @@ def image_size(data: bytes) -> tuple[int, int]:
     """Width and height from the header, without decoding the pixels."""
     with _pillow_header(data) as image:
         return image.size
+
+
+def check_size(data: bytes) -> None:
+    """Refuse an image over `MAX_PIXELS` (or unreadable) from its header alone."""
+    _check_pixels(*image_size(data))

@@ -25,10 +25,30 @@ RELAY_MIME_TYPES = ACCEPTED_MIME_TYPES | {
     "image/heif",
 }
 
+# What a file's name says it is, for documents Telegram gives no useful MIME type.
+_IMAGE_EXTENSION_TYPES = {
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".png": "image/png",
+    ".webp": "image/webp",
+    ".gif": "image/gif",
+    ".bmp": "image/bmp",
+    ".tif": "image/tiff",
+    ".tiff": "image/tiff",
+    ".heic": "image/heic",
+    ".heif": "image/heif",
+}
+
 
 def accepted_mime_types(photo_url_mode: str) -> frozenset[str]:
     """The image files the bot takes in a given `PHOTO_URL_MODE`."""
     return RELAY_MIME_TYPES if photo_url_mode == "relay" else ACCEPTED_MIME_TYPES
+
+
+def image_type_from_name(file_name: str) -> str | None:
+    """The image MIME type a file name's extension stands for, or None."""
+    name = file_name.lower()
+    return next((t for ext, t in _IMAGE_EXTENSION_TYPES.items() if name.endswith(ext)), None)
 
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._ -]+")

@@ -317,6 +317,14 @@ def test_image_size_reads_the_header_only() -> None:
         imaging.image_size(b"nope")
 
 
+def test_check_size_refuses_over_max_pixels_from_the_header() -> None:
+    imaging.check_size(png(Image.new("L", (5000, 5000)), compress_level=9))
+    with pytest.raises(imaging.ImageTooLarge):
+        imaging.check_size(png(Image.new("L", (5001, 5000)), compress_level=9))
+    with pytest.raises(imaging.ImageUnreadable):
+        imaging.check_size(b"nope")
+
+
 def test_encoders() -> None:
     image = imaging.decode_rgba(png(soft_subject()))
     assert opened(imaging.encode_png(image)).mode == "RGBA"

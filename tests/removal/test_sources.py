@@ -10,6 +10,7 @@ from bot.removal.sources import (
     NotHttpLink,
     SourceKind,
     find_scheme_link,
+    image_type_from_name,
     normalise_link,
 )
 
@@ -84,3 +85,18 @@ def test_result_file_name(source: ImageSource, name: str | None) -> None:
 def test_keys() -> None:
     assert ImageSource.telegram_file(SourceKind.PHOTO, "a", "uniq").key == "tg:uniq"
     assert ImageSource.link("https://x.test/a.png").key == "url:https://x.test/a.png"
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("cat.JPG", "image/jpeg"),
+        ("scan.tif", "image/tiff"),
+        ("IMG_0001.HEIC", "image/heic"),
+        ("notes.txt", None),
+        ("png", None),
+        ("", None),
+    ],
+)
+def test_image_type_from_name(name: str, expected: str | None) -> None:
+    assert image_type_from_name(name) == expected

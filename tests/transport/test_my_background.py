@@ -164,6 +164,16 @@ async def test_texts_other_files_a_second_press_and_cancel_are_explained(
     broken = document_message(ANN, bad_id, bad_unique, file_name="bg.png", mime_type="image/png")
     telegram.push_update(update(message=broken))
     await telegram.wait_for(lambda t: messages.background_unusable() in t.texts_to(USER))
+    # One over the pixel limit, named an image but with no MIME type: refused from its header.
+    huge = io.BytesIO()
+    Image.new("L", (5001, 5000)).save(huge, format="PNG", compress_level=9)
+    huge_id, huge_unique = telegram.add_file(huge.getvalue())
+    telegram.push_update(
+        update(
+            message=document_message(ANN, huge_id, huge_unique, file_name="bg.PNG", mime_type="")
+        )
+    )
+    await telegram.wait_for(lambda t: t.texts_to(USER).count(messages.background_unusable()) == 2)
 
     # A second press: the next photo goes behind the newer cutout.
     await answered(telegram, telegram.press(ANN, second, later))

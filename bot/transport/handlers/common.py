@@ -17,6 +17,7 @@ from bot.removal.sources import (
     NotHttpLink,
     SourceKind,
     find_scheme_link,
+    image_type_from_name,
     normalise_link,
 )
 from bot.requests.admission import HintGate
@@ -24,19 +25,6 @@ from bot.transport.migrations import Migrations
 from bot.transport.services import get_services
 
 logger = logging.getLogger(__name__)
-
-_EXTENSION_TYPES = {
-    ".jpg": "image/jpeg",
-    ".jpeg": "image/jpeg",
-    ".png": "image/png",
-    ".webp": "image/webp",
-    ".gif": "image/gif",
-    ".bmp": "image/bmp",
-    ".tif": "image/tiff",
-    ".tiff": "image/tiff",
-    ".heic": "image/heic",
-    ".heif": "image/heif",
-}
 
 
 async def send_hint(
@@ -106,8 +94,7 @@ def source_from_media(
         return None
     mime = (document.mime_type or "").lower()
     if not mime or mime == "application/octet-stream":
-        name = (document.file_name or "").lower()
-        mime = next((t for ext, t in _EXTENSION_TYPES.items() if name.endswith(ext)), mime)
+        mime = image_type_from_name(document.file_name or "") or mime
     if mime not in accepted:
         raise Unusable(messages.not_an_image())
     if document.file_size is not None and document.file_size > MAX_INPUT_BYTES:

@@ -25,6 +25,7 @@ from bot.i18n import messages
 from bot.imaging import edits as imaging
 from bot.imaging.pool import CpuBusy, CpuPool, CpuWorkerLost
 from bot.ops.metrics import Metrics
+from bot.removal.sources import image_type_from_name
 from bot.storage.base import StorageUnavailable
 from bot.studio.actions import ACTIONS, Action
 from bot.studio.making import Backdrop, BackdropRefused, Declined
@@ -35,8 +36,6 @@ from bot.transport.migrations import Migrations
 from bot.transport.surfaces.outlet import MAX_DOWNLOAD_BYTES, ChatOutlet
 
 logger = logging.getLogger(__name__)
-
-_IMAGE_NAMES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 
 
 def background_item(message: Message) -> Item | None:
@@ -49,7 +48,7 @@ def background_item(message: Message) -> Item | None:
         return None
     mime = (document.mime_type or "").lower()
     name = (document.file_name or "").lower()
-    if mime.startswith("image/") or name.endswith(_IMAGE_NAMES):
+    if mime.startswith("image/") or image_type_from_name(name):
         return Item(
             document.file_id, document.file_unique_id, name or "background", document.file_size
         )
@@ -159,14 +158,12 @@ class Backgrounds:
             raise unusable
         try:
             data = await reply.download(item)
-            width, height = await self._cpu.run(imaging.image_size, data)
+            await self._cpu.run(imaging.check_size, data)
         except (Declined, imaging.ImagingError) as err:
             logger.info("Background photo refused: %s: %s", type(err).__name__, err)
             raise unusable from err
         except (CpuBusy, CpuWorkerLost) as err:
             raise BackdropRefused("busy", messages.studio_busy) from err
-        if width * height > imaging.MAX_PIXELS:
-            raise unusable
         return data
 
     def _replies_to_bot(self, message: Message) -> bool:
