@@ -329,17 +329,17 @@ class Settings(BaseSettings):
     @property
     def rate_limits(self) -> list[limits.RateLimitItem]:
         """The parsed per-user limits (empty when unlimited)."""
-        return limits.parse_many(self.rate_limit) if self.rate_limit else []
+        return _parsed_limits(self.rate_limit)
 
     @property
     def hint_rate_limits(self) -> list[limits.RateLimitItem]:
         """The parsed per-user hint limits (empty when unlimited)."""
-        return limits.parse_many(self.hint_rate_limit) if self.hint_rate_limit else []
+        return _parsed_limits(self.hint_rate_limit)
 
     @property
     def free_removal_limits(self) -> list[limits.RateLimitItem]:
         """The parsed free allowance per user (empty when unlimited)."""
-        return limits.parse_many(self.free_removals) if self.free_removals else []
+        return _parsed_limits(self.free_removals)
 
     @property
     def payments_enabled(self) -> bool:
@@ -349,7 +349,7 @@ class Settings(BaseSettings):
     @property
     def chat_rate_limits(self) -> list[limits.RateLimitItem]:
         """The parsed per-chat limits for groups (empty when unlimited)."""
-        return limits.parse_many(self.chat_rate_limit) if self.chat_rate_limit else []
+        return _parsed_limits(self.chat_rate_limit)
 
     @field_validator("inline_storage_chat_id", "freepik_daily_budget", mode="before")
     @classmethod
@@ -370,6 +370,11 @@ class Settings(BaseSettings):
 
 # Telegram delivers webhooks only over https, and only to these ports.
 WEBHOOK_PORTS = (443, 80, 88, 8443)
+
+
+def _parsed_limits(value: str) -> list[limits.RateLimitItem]:
+    """A setting in the limits syntax, parsed (empty when unset: unlimited)."""
+    return limits.parse_many(value) if value else []
 
 
 def _is_loopback(host: str) -> bool:
