@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import dataclasses
+import logging
 import os
 import shutil
 import socket
@@ -67,6 +68,13 @@ def own_redis() -> Iterator[RedisServer]:
     server.start()
     yield server
     server.close()
+
+
+@pytest.fixture
+def info_logs(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    """The test's log records at INFO and above (the bot's request lines are INFO)."""
+    with caplog.at_level(logging.INFO):
+        yield caplog
 
 
 @pytest.fixture

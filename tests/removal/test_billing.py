@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -48,13 +47,6 @@ def posts(bot: RunningBot, attempt: int) -> float:
     registry = bot.services.metrics.registry
     found = registry.get_sample_value("nobg_freepik_posts_total", {"attempt": str(attempt)})
     return found or 0.0
-
-
-@pytest.fixture
-def errors(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
-    """Captured log records at INFO and above."""
-    with caplog.at_level(logging.INFO):
-        yield caplog
 
 
 def error_lines(caplog: pytest.LogCaptureFixture, needle: str) -> list[str]:
@@ -185,7 +177,7 @@ async def test_out_of_capacity_is_one_post_one_error_line_and_a_metric(
     start_bot: StartBot,
     telegram: FakeTelegram,
     freepik: FakeFreepik,
-    errors: pytest.LogCaptureFixture,
+    info_logs: pytest.LogCaptureFixture,
     status: int,
     body: dict[str, Any] | None,
 ) -> None:
@@ -194,7 +186,7 @@ async def test_out_of_capacity_is_one_post_one_error_line_and_a_metric(
     send_photo(telegram)
     await final_text(telegram, messages.out_of_capacity())
     assert len(freepik.calls) == 1
-    assert len(error_lines(errors, "out of capacity")) == 1
+    assert len(error_lines(info_logs, "out of capacity")) == 1
     registry = bot.services.metrics.registry
     assert (
         registry.get_sample_value("nobg_freepik_out_of_capacity_total", {"status": str(status)})
@@ -250,7 +242,7 @@ async def test_redirect_on_the_post_is_an_error_naming_location(
     start_bot: StartBot,
     telegram: FakeTelegram,
     freepik: FakeFreepik,
-    errors: pytest.LogCaptureFixture,
+    info_logs: pytest.LogCaptureFixture,
 ) -> None:
     with FakeFreepik(api_key=FREEPIK_KEY) as elsewhere:
         target = f"{elsewhere.url}/v1/ai/beta/remove-background"
@@ -260,7 +252,7 @@ async def test_redirect_on_the_post_is_an_error_naming_location(
         await final_text(telegram, messages.misconfigured())
         assert len(freepik.calls) == 1
         assert elsewhere.calls == []  # not followed: the key never travelled
-        assert len(error_lines(errors, target)) == 1
+        assert len(error_lines(info_logs, target)) == 1
 
 
 async def test_result_download_follows_redirects_without_the_key(

@@ -18,7 +18,6 @@ from tests.support import visible_messages
 from tests.transport.test_albums import (
     USER,
     WAIT,
-    album_logs,  # noqa: F401 - the fixture, used by name
     answered,
     ok_calls,
     photos,
@@ -33,13 +32,13 @@ async def test_an_album_short_of_credits_gets_one_reply_and_no_freepik_call(
     start_bot: StartBot,
     telegram: FakeTelegram,
     freepik: FakeFreepik,
-    album_logs: pytest.LogCaptureFixture,  # noqa: F811 - the fixture imported above
+    info_logs: pytest.LogCaptureFixture,
 ) -> None:
     running = await start_bot(album_wait=WAIT, **PAID)
     store = running.services.store
     assert await store.credit(USER, 1, "charge-album", stars=25) is not None
     # The album needs 3: one free removal, one credit.
-    lines = await answered(telegram, album_logs, photos(telegram, 3, "g-short"))
+    lines = await answered(telegram, info_logs, photos(telegram, 3, "g-short"))
 
     [reply] = ok_calls(telegram, "sendMessage")
     assert reply.params["text"] == messages.album_credits_missing(1)
@@ -56,13 +55,13 @@ async def test_an_album_with_enough_spends_free_removals_then_credits(
     start_bot: StartBot,
     telegram: FakeTelegram,
     freepik: FakeFreepik,
-    album_logs: pytest.LogCaptureFixture,  # noqa: F811 - the fixture imported above
+    info_logs: pytest.LogCaptureFixture,
 ) -> None:
     running = await start_bot(album_wait=WAIT, **PAID)
     store = running.services.store
     assert await store.credit(USER, 1, "charge-album", stars=25) is not None
     album = photos(telegram, 2, "g-paid")
-    lines = await answered(telegram, album_logs, album)
+    lines = await answered(telegram, info_logs, album)
 
     [group] = ok_calls(telegram, "sendMediaGroup")
     assert len(group.files) == 2
@@ -77,7 +76,7 @@ async def test_cached_images_of_an_album_need_no_credit(
     start_bot: StartBot,
     telegram: FakeTelegram,
     freepik: FakeFreepik,
-    album_logs: pytest.LogCaptureFixture,  # noqa: F811 - the fixture imported above
+    info_logs: pytest.LogCaptureFixture,
 ) -> None:
     running = await start_bot(album_wait=WAIT, **PAID)
     store = running.services.store
@@ -88,7 +87,7 @@ async def test_cached_images_of_an_album_need_no_credit(
 
     fresh = telegram.add_file(make_image("JPEG", size=(52, 40), color=(10, 200, 10)))
     lines = await answered(
-        telegram, album_logs, photos(telegram, 2, "g-cache", files=[known, fresh])
+        telegram, info_logs, photos(telegram, 2, "g-cache", files=[known, fresh])
     )
 
     assert "items=2 ok=2 failed=0 limited=0" in lines[0]

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -22,13 +20,6 @@ from tests.support import visible_messages
 
 USER = 1001
 WAIT = 0.3
-
-
-@pytest.fixture
-def album_logs(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
-    """Capture the bot's INFO logs (the album line is the signal that an album is done)."""
-    with caplog.at_level(logging.INFO):
-        yield caplog
 
 
 async def album_done(caplog: pytest.LogCaptureFixture, count: int = 1) -> list[str]:
@@ -101,11 +92,11 @@ async def test_album_comes_back_as_one_album_of_transparent_pngs(
     start_bot: StartBot,
     telegram: FakeTelegram,
     freepik: FakeFreepik,
-    album_logs: pytest.LogCaptureFixture,
+    info_logs: pytest.LogCaptureFixture,
 ) -> None:
     await start_bot(album_wait=WAIT)
     album = photos(telegram, 3, "g-three")
-    lines = await answered(telegram, album_logs, album)
+    lines = await answered(telegram, info_logs, album)
 
     groups = ok_calls(telegram, "sendMediaGroup")
     assert len(groups) == 1
@@ -132,7 +123,7 @@ async def test_album_comes_back_as_one_album_of_transparent_pngs(
 
     assert len(lines) == 1
     assert f"album user={USER} chat={USER} items=3 ok=3 failed=0 limited=0" in lines[0]
-    ours = [r.getMessage() for r in album_logs.records if r.name.startswith("bot")]
+    ours = [r.getMessage() for r in info_logs.records if r.name.startswith("bot")]
     assert not any(BOT_TOKEN in line for line in ours)
 
 
@@ -140,11 +131,11 @@ async def test_rate_limit_names_the_images_over_it_in_one_reply(
     start_bot: StartBot,
     telegram: FakeTelegram,
     freepik: FakeFreepik,
-    album_logs: pytest.LogCaptureFixture,
+    info_logs: pytest.LogCaptureFixture,
 ) -> None:
     await start_bot(album_wait=WAIT, rate_limit="2/minute")
     album = photos(telegram, 3, "g-limited")
-    lines = await answered(telegram, album_logs, album)
+    lines = await answered(telegram, info_logs, album)
 
     groups = ok_calls(telegram, "sendMediaGroup")
     assert len(groups) == 1
@@ -166,11 +157,11 @@ async def test_twelve_images_come_back_as_albums_of_ten_and_two(
     start_bot: StartBot,
     telegram: FakeTelegram,
     freepik: FakeFreepik,
-    album_logs: pytest.LogCaptureFixture,
+    info_logs: pytest.LogCaptureFixture,
 ) -> None:
     await start_bot(album_wait=WAIT, max_concurrent_jobs=12)
     album = photos(telegram, 12, "g-twelve")
-    await answered(telegram, album_logs, album)
+    await answered(telegram, info_logs, album)
 
     groups = ok_calls(telegram, "sendMediaGroup")
     assert [len(call.params["media"]) for call in groups] == [10, 2]
@@ -194,7 +185,7 @@ async def test_pdf_in_a_document_album_is_named_and_the_rest_come_back(
     start_bot: StartBot,
     telegram: FakeTelegram,
     freepik: FakeFreepik,
-    album_logs: pytest.LogCaptureFixture,
+    info_logs: pytest.LogCaptureFixture,
 ) -> None:
     await start_bot(album_wait=WAIT)
     user = private_user(USER)
@@ -221,7 +212,7 @@ async def test_pdf_in_a_document_album_is_named_and_the_rest_come_back(
             media_group_id=group,
         ),
     ]
-    lines = await answered(telegram, album_logs, album)
+    lines = await answered(telegram, info_logs, album)
 
     [call] = ok_calls(telegram, "sendMediaGroup")
     assert sorted(upload.filename or "" for upload in call.files.values()) == [
@@ -241,17 +232,17 @@ async def test_the_same_album_twice_is_resent_by_file_id(
     start_bot: StartBot,
     telegram: FakeTelegram,
     freepik: FakeFreepik,
-    album_logs: pytest.LogCaptureFixture,
+    info_logs: pytest.LogCaptureFixture,
 ) -> None:
     await start_bot(album_wait=WAIT)
     first = photos(telegram, 3, "g-first")
-    await answered(telegram, album_logs, first)
+    await answered(telegram, info_logs, first)
     [first_call] = ok_calls(telegram, "sendMediaGroup")
     assert len(freepik.calls) == 3
 
     files = [(m["photo"][-1]["file_id"], m["photo"][-1]["file_unique_id"]) for m in first]
     again = photos(telegram, 3, "g-again", files=files)
-    await answered(telegram, album_logs, again, count=2)
+    await answered(telegram, info_logs, again, count=2)
 
     assert len(freepik.calls) == 3
     second_call = ok_calls(telegram, "sendMediaGroup")[1]
@@ -265,12 +256,12 @@ async def test_freepik_fault_on_one_image_is_named_with_its_reason(
     start_bot: StartBot,
     telegram: FakeTelegram,
     freepik: FakeFreepik,
-    album_logs: pytest.LogCaptureFixture,
+    info_logs: pytest.LogCaptureFixture,
 ) -> None:
     freepik.fail_next(400)
     await start_bot(album_wait=WAIT)
     album = photos(telegram, 3, "g-fault")
-    lines = await answered(telegram, album_logs, album)
+    lines = await answered(telegram, info_logs, album)
 
     # Which image hit the fault depends on which POST arrived first: find it.
     [rejected] = [call for call in freepik.calls if call.status == 400]
@@ -293,7 +284,7 @@ async def test_one_usable_image_is_sent_as_a_single_document(
     start_bot: StartBot,
     telegram: FakeTelegram,
     freepik: FakeFreepik,
-    album_logs: pytest.LogCaptureFixture,
+    info_logs: pytest.LogCaptureFixture,
 ) -> None:
     await start_bot(album_wait=WAIT)
     user = private_user(USER)
@@ -310,7 +301,7 @@ async def test_one_usable_image_is_sent_as_a_single_document(
             user, *telegram.add_file(make_image("PNG")), file_name="cat.png", media_group_id=group
         ),
     ]
-    await answered(telegram, album_logs, album)
+    await answered(telegram, info_logs, album)
 
     assert not telegram.calls_of("sendMediaGroup")
     [document] = ok_calls(telegram, "sendDocument")
@@ -327,7 +318,7 @@ async def test_album_of_nothing_usable_gets_one_reply_and_no_freepik_call(
     start_bot: StartBot,
     telegram: FakeTelegram,
     freepik: FakeFreepik,
-    album_logs: pytest.LogCaptureFixture,
+    info_logs: pytest.LogCaptureFixture,
 ) -> None:
     await start_bot(album_wait=WAIT)
     user = private_user(USER)
@@ -341,7 +332,7 @@ async def test_album_of_nothing_usable_gets_one_reply_and_no_freepik_call(
         )
         for n in range(2)
     ]
-    lines = await answered(telegram, album_logs, album)
+    lines = await answered(telegram, info_logs, album)
 
     assert not freepik.calls
     [only] = visible_messages(telegram, USER)
@@ -356,11 +347,11 @@ async def test_failed_album_upload_turns_the_status_into_the_explanation(
     start_bot: StartBot,
     telegram: FakeTelegram,
     freepik: FakeFreepik,
-    album_logs: pytest.LogCaptureFixture,
+    info_logs: pytest.LogCaptureFixture,
 ) -> None:
     telegram.fail_next("sendMediaGroup", error_code=400, description="Bad Request: oops")
     await start_bot(album_wait=WAIT)
-    lines = await answered(telegram, album_logs, photos(telegram, 2, "g-unsent"))
+    lines = await answered(telegram, info_logs, photos(telegram, 2, "g-unsent"))
 
     assert not ok_calls(telegram, "sendMediaGroup")
     [only] = visible_messages(telegram, USER)
@@ -373,14 +364,14 @@ async def test_user_who_blocked_the_bot_is_logged_and_skipped(
     start_bot: StartBot,
     telegram: FakeTelegram,
     freepik: FakeFreepik,
-    album_logs: pytest.LogCaptureFixture,
+    info_logs: pytest.LogCaptureFixture,
 ) -> None:
     bot = await start_bot(album_wait=WAIT)
     telegram.block_chat(USER)
-    lines = await answered(telegram, album_logs, photos(telegram, 2, "g-blocked"))
+    lines = await answered(telegram, info_logs, photos(telegram, 2, "g-blocked"))
 
     assert "items=2 ok=0 failed=2" in lines[0]
-    assert any("Cannot write to chat" in r.getMessage() for r in album_logs.records)
+    assert any("Cannot write to chat" in r.getMessage() for r in info_logs.records)
     assert not ok_calls(telegram, "sendMessage")
     assert not ok_calls(telegram, "sendMediaGroup")
     assert not bot.task.done()
@@ -390,7 +381,7 @@ async def test_album_caught_by_shutdown_still_gets_a_reply(
     start_bot: StartBot,
     telegram: FakeTelegram,
     freepik: FakeFreepik,
-    album_logs: pytest.LogCaptureFixture,
+    info_logs: pytest.LogCaptureFixture,
 ) -> None:
     # Memory storage: nothing outlives the process, so the album is answered before the exit
     # (the durable default finishes it within the grace instead).
@@ -402,7 +393,7 @@ async def test_album_caught_by_shutdown_still_gets_a_reply(
         "getUpdates", where=lambda c: int(c.params.get("offset") or 0) > last
     )
     await bot.shutdown()
-    lines = await album_done(album_logs)
+    lines = await album_done(info_logs)
 
     assert not freepik.calls
     [reply] = texts(telegram)
@@ -414,7 +405,7 @@ async def test_rejected_cached_file_id_in_an_album_is_dropped_and_remade_once(
     start_bot: StartBot,
     telegram: FakeTelegram,
     freepik: FakeFreepik,
-    album_logs: pytest.LogCaptureFixture,
+    info_logs: pytest.LogCaptureFixture,
 ) -> None:
     bot = await start_bot(album_wait=WAIT)
     album = photos(telegram, 2, "g-stale")
@@ -431,7 +422,7 @@ async def test_rejected_cached_file_id_in_an_album_is_dropped_and_remade_once(
     await bot.services.store.put_cutout(sources[0].key, stale, 3600)
     await bot.services.store.put_cutout(sources[1].key, good, 3600)
 
-    lines = await answered(telegram, album_logs, album)
+    lines = await answered(telegram, info_logs, album)
 
     rejected, sent = telegram.calls_of("sendMediaGroup")
     assert not rejected.ok
@@ -454,7 +445,7 @@ async def test_album_refused_without_a_culprit_remakes_its_cached_images_once(
     start_bot: StartBot,
     telegram: FakeTelegram,
     freepik: FakeFreepik,
-    album_logs: pytest.LogCaptureFixture,
+    info_logs: pytest.LogCaptureFixture,
 ) -> None:
     bot = await start_bot(album_wait=WAIT)
     album = photos(telegram, 2, "g-unnamed")
@@ -474,7 +465,7 @@ async def test_album_refused_without_a_culprit_remakes_its_cached_images_once(
         description="Bad Request: wrong file identifier/HTTP URL specified",
         times=2,
     )
-    lines = await answered(telegram, album_logs, album)
+    lines = await answered(telegram, info_logs, album)
 
     first, second = telegram.calls_of("sendMediaGroup")
     assert not first.ok

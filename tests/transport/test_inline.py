@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,13 +20,6 @@ from tests.fakes.updates import inline_query, photo_message, private_user, updat
 ANN = private_user(9001, "Ann")
 BEN = private_user(9002, "Ben")
 STORAGE_CHAT = -100123
-
-
-@pytest.fixture
-def logs(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
-    """Capture the bot's INFO log lines."""
-    with caplog.at_level(logging.INFO):
-        yield caplog
 
 
 def ask(telegram: FakeTelegram, user: dict[str, Any], text: str) -> tuple[str, float]:
@@ -104,7 +96,7 @@ async def test_link_is_answered_with_the_uploaded_cutout(
     telegram: FakeTelegram,
     freepik: FakeFreepik,
     image_host: ImageHost,
-    logs: pytest.LogCaptureFixture,
+    info_logs: pytest.LogCaptureFixture,
 ) -> None:
     await start_bot()
     link = image_host.add("cat.jpg", make_image("JPEG"))
@@ -126,12 +118,12 @@ async def test_link_is_answered_with_the_uploaded_cutout(
     assert call.params["cache_time"] > 0
     assert [c.image_url for c in freepik.calls] == [link]
     await settle(telegram, query_id)
-    assert inline_lines(logs) == [
-        line for line in inline_lines(logs) if "outcome=ok via=leader answer=document" in line
+    assert inline_lines(info_logs) == [
+        line for line in inline_lines(info_logs) if "outcome=ok via=leader answer=document" in line
     ]
-    assert len(inline_lines(logs)) == 1
+    assert len(inline_lines(info_logs)) == 1
     # httpx is silenced by configure_logging in production; the bot's own lines must be clean.
-    own = [r.getMessage() for r in logs.records if r.name.startswith("bot")]
+    own = [r.getMessage() for r in info_logs.records if r.name.startswith("bot")]
     assert own
     assert all(BOT_TOKEN not in line for line in own)
 
@@ -210,13 +202,13 @@ async def test_slow_job_with_a_short_timeout(
     telegram: FakeTelegram,
     freepik: FakeFreepik,
     image_host: ImageHost,
-    logs: pytest.LogCaptureFixture,
+    info_logs: pytest.LogCaptureFixture,
 ) -> None:
     freepik.latency = 2.5
     await start_bot(freepik_timeout=30, inline_answer_timeout=1.0)
     await slow_job_then_cached_answer(telegram, freepik, image_host, timeout=1.0)
     # One line for the first query, logged when its job was done; one for the cache hit.
-    lines = inline_lines(logs)
+    lines = inline_lines(info_logs)
     assert len(lines) == 2, lines
     assert "outcome=ok via=leader answer=working" in lines[0]
     assert "outcome=ok via=cached answer=document" in lines[1]
@@ -227,7 +219,7 @@ async def test_second_query_joins_the_job_in_flight(
     telegram: FakeTelegram,
     freepik: FakeFreepik,
     image_host: ImageHost,
-    logs: pytest.LogCaptureFixture,
+    info_logs: pytest.LogCaptureFixture,
 ) -> None:
     freepik.latency = 1.5
     await start_bot(freepik_timeout=30)
@@ -245,7 +237,7 @@ async def test_second_query_joins_the_job_in_flight(
     assert len(freepik.calls) == 1
     assert len(telegram.sent_documents()) == 1
     await settle(telegram, ben_query)
-    lines = inline_lines(logs)
+    lines = inline_lines(info_logs)
     assert any("user=9001 outcome=ok via=leader" in line for line in lines), lines
     assert any("user=9002 outcome=ok via=follower" in line for line in lines), lines
 
@@ -412,7 +404,7 @@ async def test_failed_answer_is_logged_not_raised(
     start_bot: StartBot,
     telegram: FakeTelegram,
     image_host: ImageHost,
-    logs: pytest.LogCaptureFixture,
+    info_logs: pytest.LogCaptureFixture,
 ) -> None:
     await start_bot()
     telegram.fail_next(
@@ -422,12 +414,12 @@ async def test_failed_answer_is_logged_not_raised(
     )
     query_id, _ = ask(telegram, ANN, "")
     await telegram.wait_for(lambda t: bool(answers_to(t, query_id)))
-    await telegram.wait_for(lambda t: any("answer=failed" in x for x in inline_lines(logs)))
+    await telegram.wait_for(lambda t: any("answer=failed" in x for x in inline_lines(info_logs)))
     assert any(
         r.levelno == logging.WARNING and "query is too old" in r.getMessage().lower()
-        for r in logs.records
+        for r in info_logs.records
     )
-    assert not [r for r in logs.records if r.levelno >= logging.ERROR]
+    assert not [r for r in info_logs.records if r.levelno >= logging.ERROR]
     await settle(telegram, query_id)
 
     # The bot carries on.
