@@ -1,4 +1,4 @@
-"""Assertions about what a user ends up seeing in a chat."""
+"""Helpers shared by test modules: what a user sees in a chat, processes, common requests."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from tests.fakes import FakeTelegram
+from tests.fakes import FakeTelegram, make_image
+from tests.fakes.updates import photo_message, private_user, update
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -113,3 +114,35 @@ def only_reply(telegram: FakeTelegram, chat_id: int) -> Visible:
     shown = visible_messages(telegram, chat_id)
     assert len(shown) == 1, f"expected exactly one reply, got {shown}"
     return shown[0]
+
+
+# --- a private chat's photo and its cutout ---------------------------------------------------
+
+
+# The user, and private chat, that most end-to-end tests talk as and in.
+USER = 1001
+
+
+def send(telegram: FakeTelegram, message: dict[str, Any]) -> int:
+    """Push a message update; return the message id."""
+    telegram.push_update(update(message=message))
+    return int(message["message_id"])
+
+
+def photo(telegram: FakeTelegram, user_id: int = USER, **kwargs: Any) -> dict[str, Any]:
+    """A photo message whose largest size is a real JPEG registered with the fake."""
+    file_id, unique_id = telegram.add_file(make_image("JPEG", size=(96, 64)))
+    return photo_message(private_user(user_id), file_id, unique_id, **kwargs)
+
+
+async def wait_document(
+    telegram: FakeTelegram, chat_id: int, count: int = 1, timeout: float = 15
+) -> None:
+    """Wait until `count` documents were sent and the status messages are gone."""
+    await telegram.wait_for(
+        lambda t: (
+            len(t.sent_documents(chat_id)) >= count
+            and all(v.method == "sendDocument" for v in visible_messages(t, chat_id))
+        ),
+        timeout=timeout,
+    )

@@ -36,8 +36,8 @@ from tests.support import (
     visible_messages,
     vm_hwm_mb,
     vm_rss_mb,
+    wait_document,
 )
-from tests.transport.test_private_chat import wait_document
 
 USER = private_user(13001, "Dana")
 GROUP = -100_1313

@@ -14,7 +14,7 @@ from bot.transport.surfaces.album import summary
 from tests.conftest import StartBot
 from tests.fakes import FakeFreepik, FakeTelegram, make_image
 from tests.fakes.updates import photo_message, private_user, update
-from tests.support import visible_messages
+from tests.support import visible_messages, wait_document
 from tests.transport.test_albums import (
     USER,
     WAIT,
@@ -23,7 +23,6 @@ from tests.transport.test_albums import (
     photos,
     texts,
 )
-from tests.transport.test_private_chat import wait_document
 
 PAID = {"free_removals": "1/day", "credit_packs": "10:25"}
 

@@ -8,8 +8,7 @@ from bot.storage.base import SPEND
 from tests.conftest import StartBot
 from tests.fakes import FakeFreepik, FakeTelegram
 from tests.fakes.updates import sent_again
-from tests.support import visible_messages
-from tests.transport.test_private_chat import USER, photo, send, wait_document
+from tests.support import USER, photo, send, visible_messages, wait_document
 
 PAID = {"free_removals": "1/day", "credit_packs": "10:25"}
 

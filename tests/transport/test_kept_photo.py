@@ -10,8 +10,7 @@ from bot.storage.base import SPEND
 from tests.conftest import ImageHost, RunningBot, StartBot
 from tests.fakes import FakeFreepik, FakeTelegram, make_image
 from tests.fakes.updates import private_user, text_message, update
-from tests.support import Visible, visible_messages
-from tests.transport.test_private_chat import USER, photo, send, wait_document
+from tests.support import USER, Visible, photo, send, visible_messages, wait_document
 
 PAID = {"credit_packs": "10:25", "free_removals": "1/day"}
 _MARK = "\x00"

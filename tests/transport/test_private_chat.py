@@ -20,17 +20,8 @@ from tests.fakes.updates import (
     private_user,
     sticker_message,
     text_message,
-    update,
 )
-from tests.support import only_reply, visible_messages
-
-USER = 1001
-
-
-def send(telegram: FakeTelegram, message: dict[str, Any]) -> int:
-    """Push a message update; return the message id."""
-    telegram.push_update(update(message=message))
-    return int(message["message_id"])
+from tests.support import USER, only_reply, photo, send, visible_messages, wait_document
 
 
 async def wait_reply_text(telegram: FakeTelegram, chat_id: int, text: str) -> None:
@@ -38,25 +29,6 @@ async def wait_reply_text(telegram: FakeTelegram, chat_id: int, text: str) -> No
     await telegram.wait_for(
         lambda t: any(v.text == text for v in visible_messages(t, chat_id)), timeout=15
     )
-
-
-async def wait_document(
-    telegram: FakeTelegram, chat_id: int, count: int = 1, timeout: float = 15
-) -> None:
-    """Wait until `count` documents were sent and the status messages are gone."""
-    await telegram.wait_for(
-        lambda t: (
-            len(t.sent_documents(chat_id)) >= count
-            and all(v.method == "sendDocument" for v in visible_messages(t, chat_id))
-        ),
-        timeout=timeout,
-    )
-
-
-def photo(telegram: FakeTelegram, user_id: int = USER, **kwargs: Any) -> dict[str, Any]:
-    """A photo message whose largest size is a real JPEG registered with the fake."""
-    file_id, unique_id = telegram.add_file(make_image("JPEG", size=(96, 64)))
-    return photo_message(private_user(user_id), file_id, unique_id, **kwargs)
 
 
 # --- the happy paths -------------------------------------------------------------------------
