@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from tests.fakes import FakeTelegram, make_image
+import pytest
+
+from tests.fakes import FakeTelegram, TgCall, make_image
 from tests.fakes.updates import photo_message, private_user, update
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -146,3 +149,71 @@ async def wait_document(
         ),
         timeout=timeout,
     )
+
+
+# --- albums ----------------------------------------------------------------------------------
+
+
+# How long the bot collects the photos of an album (its ALBUM_WAIT) in these tests.
+ALBUM_WAIT = 0.3
+
+
+async def album_done(caplog: pytest.LogCaptureFixture, count: int = 1) -> list[str]:
+    """Wait until `count` albums were answered; return their log lines."""
+    deadline = time.monotonic() + 20
+    while True:
+        lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("album ")]
+        if len(lines) >= count:
+            return lines
+        assert time.monotonic() < deadline, f"only {len(lines)} album(s) answered"
+        await asyncio.sleep(0.01)
+
+
+def photos(
+    telegram: FakeTelegram, count: int, group: str, files: list[tuple[str, str]] | None = None
+) -> list[dict[str, Any]]:
+    """`count` photo messages of one media group, each a distinct JPEG (or the given files)."""
+    if files is None:
+        files = [
+            telegram.add_file(make_image("JPEG", size=(40 + n, 30), color=(10 * n, 90, 160)))
+            for n in range(count)
+        ]
+    return [
+        photo_message(private_user(USER), file_id, unique_id, media_group_id=group)
+        for file_id, unique_id in files
+    ]
+
+
+def send_all(telegram: FakeTelegram, messages: list[dict[str, Any]]) -> int:
+    """Push the messages of an album as separate updates, as Telegram does; return the last id."""
+    return max(telegram.push_update(update(message=message)) for message in messages)
+
+
+async def send_album(
+    telegram: FakeTelegram,
+    caplog: pytest.LogCaptureFixture,
+    album: list[dict[str, Any]],
+    count: int = 1,
+) -> list[str]:
+    """Send an album and wait until `count` albums were answered; return their log lines."""
+    send_all(telegram, album)
+    return await album_done(caplog, count)
+
+
+def ok_calls(telegram: FakeTelegram, method: str) -> list[TgCall]:
+    """Successful calls of `method` to the user's chat."""
+    return [c for c in telegram.calls_of(method) if c.ok and c.chat_id == USER]
+
+
+def is_studio_buttons(call: TgCall) -> bool:
+    """The follow-up message carrying the studio buttons of an album's cutouts."""
+    return call.method == "sendMessage" and "reply_markup" in call.params
+
+
+def texts(telegram: FakeTelegram) -> list[str]:
+    """The text messages still visible in the user's chat (the studio buttons aside)."""
+    return [
+        v.text or ""
+        for v in visible_messages(telegram, USER)
+        if v.method == "sendMessage" and not is_studio_buttons(v.call)
+    ]

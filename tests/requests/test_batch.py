@@ -14,14 +14,15 @@ from bot.transport.surfaces.album import summary
 from tests.conftest import StartBot
 from tests.fakes import FakeFreepik, FakeTelegram, make_image
 from tests.fakes.updates import photo_message, private_user, update
-from tests.support import visible_messages, wait_document
-from tests.transport.test_albums import (
+from tests.support import (
+    ALBUM_WAIT,
     USER,
-    WAIT,
-    answered,
     ok_calls,
     photos,
+    send_album,
     texts,
+    visible_messages,
+    wait_document,
 )
 
 PAID = {"free_removals": "1/day", "credit_packs": "10:25"}
@@ -33,11 +34,11 @@ async def test_an_album_short_of_credits_gets_one_reply_and_no_freepik_call(
     freepik: FakeFreepik,
     info_logs: pytest.LogCaptureFixture,
 ) -> None:
-    running = await start_bot(album_wait=WAIT, **PAID)
+    running = await start_bot(album_wait=ALBUM_WAIT, **PAID)
     store = running.services.store
     assert await store.credit(USER, 1, "charge-album", stars=25) is not None
     # The album needs 3: one free removal, one credit.
-    lines = await answered(telegram, info_logs, photos(telegram, 3, "g-short"))
+    lines = await send_album(telegram, info_logs, photos(telegram, 3, "g-short"))
 
     [reply] = ok_calls(telegram, "sendMessage")
     assert reply.params["text"] == messages.album_credits_missing(1)
@@ -56,11 +57,11 @@ async def test_an_album_with_enough_spends_free_removals_then_credits(
     freepik: FakeFreepik,
     info_logs: pytest.LogCaptureFixture,
 ) -> None:
-    running = await start_bot(album_wait=WAIT, **PAID)
+    running = await start_bot(album_wait=ALBUM_WAIT, **PAID)
     store = running.services.store
     assert await store.credit(USER, 1, "charge-album", stars=25) is not None
     album = photos(telegram, 2, "g-paid")
-    lines = await answered(telegram, info_logs, album)
+    lines = await send_album(telegram, info_logs, album)
 
     [group] = ok_calls(telegram, "sendMediaGroup")
     assert len(group.files) == 2
@@ -77,7 +78,7 @@ async def test_cached_images_of_an_album_need_no_credit(
     freepik: FakeFreepik,
     info_logs: pytest.LogCaptureFixture,
 ) -> None:
-    running = await start_bot(album_wait=WAIT, **PAID)
+    running = await start_bot(album_wait=ALBUM_WAIT, **PAID)
     store = running.services.store
     known = telegram.add_file(make_image("JPEG", size=(50, 40), color=(200, 10, 10)))
     telegram.push_update(update(message=photo_message(private_user(USER), *known)))
@@ -85,7 +86,7 @@ async def test_cached_images_of_an_album_need_no_credit(
     await store.credit(USER, 1, "charge-cache", stars=25)
 
     fresh = telegram.add_file(make_image("JPEG", size=(52, 40), color=(10, 200, 10)))
-    lines = await answered(
+    lines = await send_album(
         telegram, info_logs, photos(telegram, 2, "g-cache", files=[known, fresh])
     )
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
-from typing import Any
 
 import pytest
 
@@ -15,77 +13,24 @@ from bot.storage.base import StoredCutout
 from tests.conftest import BOT_TOKEN, StartBot
 from tests.fakes import FakeFreepik, FakeTelegram, TgCall, make_image
 from tests.fakes.images import is_transparent_png
-from tests.fakes.updates import document_message, photo_message, private_user, update
-from tests.support import visible_messages
-
-USER = 1001
-WAIT = 0.3
-
-
-async def album_done(caplog: pytest.LogCaptureFixture, count: int = 1) -> list[str]:
-    """Wait until `count` albums were answered; return their log lines."""
-    deadline = time.monotonic() + 20
-    while True:
-        lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("album ")]
-        if len(lines) >= count:
-            return lines
-        assert time.monotonic() < deadline, f"only {len(lines)} album(s) answered"
-        await asyncio.sleep(0.01)
-
-
-def photos(
-    telegram: FakeTelegram, count: int, group: str, files: list[tuple[str, str]] | None = None
-) -> list[dict[str, Any]]:
-    """`count` photo messages of one media group, each a distinct JPEG (or the given files)."""
-    if files is None:
-        files = [
-            telegram.add_file(make_image("JPEG", size=(40 + n, 30), color=(10 * n, 90, 160)))
-            for n in range(count)
-        ]
-    return [
-        photo_message(private_user(USER), file_id, unique_id, media_group_id=group)
-        for file_id, unique_id in files
-    ]
-
-
-def send_all(telegram: FakeTelegram, messages: list[dict[str, Any]]) -> int:
-    """Push the messages of an album as separate updates, as Telegram does; return the last id."""
-    return max(telegram.push_update(update(message=message)) for message in messages)
-
-
-async def answered(
-    telegram: FakeTelegram,
-    caplog: pytest.LogCaptureFixture,
-    album: list[dict[str, Any]],
-    count: int = 1,
-) -> list[str]:
-    """Send an album and wait until `count` albums were answered; return their log lines."""
-    send_all(telegram, album)
-    return await album_done(caplog, count)
-
-
-def ok_calls(telegram: FakeTelegram, method: str) -> list[TgCall]:
-    """Successful calls of `method` to the user's chat."""
-    return [c for c in telegram.calls_of(method) if c.ok and c.chat_id == USER]
+from tests.fakes.updates import document_message, private_user
+from tests.support import (
+    ALBUM_WAIT,
+    USER,
+    album_done,
+    is_studio_buttons,
+    ok_calls,
+    photos,
+    send_album,
+    send_all,
+    texts,
+    visible_messages,
+)
 
 
 def file_ids(call: TgCall) -> list[str]:
     """The document file ids of the messages a sendMediaGroup call created."""
     return [message["document"]["file_id"] for message in call.result]
-
-
-def is_studio_buttons(call: TgCall) -> bool:
-    """The follow-up message carrying the studio buttons of an album's cutouts."""
-    return call.method == "sendMessage" and "reply_markup" in call.params
-
-
-def texts(telegram: FakeTelegram) -> list[str]:
-    """The text messages still visible in the user's chat (the studio buttons aside)."""
-    return [
-        v.text or ""
-        for v in visible_messages(telegram, USER)
-        if v.method == "sendMessage" and not is_studio_buttons(v.call)
-    ]
 
 
 async def test_album_comes_back_as_one_album_of_transparent_pngs(
@@ -94,9 +39,9 @@ async def test_album_comes_back_as_one_album_of_transparent_pngs(
     freepik: FakeFreepik,
     info_logs: pytest.LogCaptureFixture,
 ) -> None:
-    await start_bot(album_wait=WAIT)
+    await start_bot(album_wait=ALBUM_WAIT)
     album = photos(telegram, 3, "g-three")
-    lines = await answered(telegram, info_logs, album)
+    lines = await send_album(telegram, info_logs, album)
 
     groups = ok_calls(telegram, "sendMediaGroup")
     assert len(groups) == 1
@@ -133,9 +78,9 @@ async def test_rate_limit_names_the_images_over_it_in_one_reply(
     freepik: FakeFreepik,
     info_logs: pytest.LogCaptureFixture,
 ) -> None:
-    await start_bot(album_wait=WAIT, rate_limit="2/minute")
+    await start_bot(album_wait=ALBUM_WAIT, rate_limit="2/minute")
     album = photos(telegram, 3, "g-limited")
-    lines = await answered(telegram, info_logs, album)
+    lines = await send_album(telegram, info_logs, album)
 
     groups = ok_calls(telegram, "sendMediaGroup")
     assert len(groups) == 1
@@ -159,9 +104,9 @@ async def test_twelve_images_come_back_as_albums_of_ten_and_two(
     freepik: FakeFreepik,
     info_logs: pytest.LogCaptureFixture,
 ) -> None:
-    await start_bot(album_wait=WAIT, max_concurrent_jobs=12)
+    await start_bot(album_wait=ALBUM_WAIT, max_concurrent_jobs=12)
     album = photos(telegram, 12, "g-twelve")
-    await answered(telegram, info_logs, album)
+    await send_album(telegram, info_logs, album)
 
     groups = ok_calls(telegram, "sendMediaGroup")
     assert [len(call.params["media"]) for call in groups] == [10, 2]
@@ -187,7 +132,7 @@ async def test_pdf_in_a_document_album_is_named_and_the_rest_come_back(
     freepik: FakeFreepik,
     info_logs: pytest.LogCaptureFixture,
 ) -> None:
-    await start_bot(album_wait=WAIT)
+    await start_bot(album_wait=ALBUM_WAIT)
     user = private_user(USER)
     group = "g-docs"
     album = [
@@ -212,7 +157,7 @@ async def test_pdf_in_a_document_album_is_named_and_the_rest_come_back(
             media_group_id=group,
         ),
     ]
-    lines = await answered(telegram, info_logs, album)
+    lines = await send_album(telegram, info_logs, album)
 
     [call] = ok_calls(telegram, "sendMediaGroup")
     assert sorted(upload.filename or "" for upload in call.files.values()) == [
@@ -234,15 +179,15 @@ async def test_the_same_album_twice_is_resent_by_file_id(
     freepik: FakeFreepik,
     info_logs: pytest.LogCaptureFixture,
 ) -> None:
-    await start_bot(album_wait=WAIT)
+    await start_bot(album_wait=ALBUM_WAIT)
     first = photos(telegram, 3, "g-first")
-    await answered(telegram, info_logs, first)
+    await send_album(telegram, info_logs, first)
     [first_call] = ok_calls(telegram, "sendMediaGroup")
     assert len(freepik.calls) == 3
 
     files = [(m["photo"][-1]["file_id"], m["photo"][-1]["file_unique_id"]) for m in first]
     again = photos(telegram, 3, "g-again", files=files)
-    await answered(telegram, info_logs, again, count=2)
+    await send_album(telegram, info_logs, again, count=2)
 
     assert len(freepik.calls) == 3
     second_call = ok_calls(telegram, "sendMediaGroup")[1]
@@ -259,9 +204,9 @@ async def test_freepik_fault_on_one_image_is_named_with_its_reason(
     info_logs: pytest.LogCaptureFixture,
 ) -> None:
     freepik.fail_next(400)
-    await start_bot(album_wait=WAIT)
+    await start_bot(album_wait=ALBUM_WAIT)
     album = photos(telegram, 3, "g-fault")
-    lines = await answered(telegram, info_logs, album)
+    lines = await send_album(telegram, info_logs, album)
 
     # Which image hit the fault depends on which POST arrived first: find it.
     [rejected] = [call for call in freepik.calls if call.status == 400]
@@ -286,7 +231,7 @@ async def test_one_usable_image_is_sent_as_a_single_document(
     freepik: FakeFreepik,
     info_logs: pytest.LogCaptureFixture,
 ) -> None:
-    await start_bot(album_wait=WAIT)
+    await start_bot(album_wait=ALBUM_WAIT)
     user = private_user(USER)
     group = "g-one"
     album = [
@@ -301,7 +246,7 @@ async def test_one_usable_image_is_sent_as_a_single_document(
             user, *telegram.add_file(make_image("PNG")), file_name="cat.png", media_group_id=group
         ),
     ]
-    await answered(telegram, info_logs, album)
+    await send_album(telegram, info_logs, album)
 
     assert not telegram.calls_of("sendMediaGroup")
     [document] = ok_calls(telegram, "sendDocument")
@@ -320,7 +265,7 @@ async def test_album_of_nothing_usable_gets_one_reply_and_no_freepik_call(
     freepik: FakeFreepik,
     info_logs: pytest.LogCaptureFixture,
 ) -> None:
-    await start_bot(album_wait=WAIT)
+    await start_bot(album_wait=ALBUM_WAIT)
     user = private_user(USER)
     album = [
         document_message(
@@ -332,7 +277,7 @@ async def test_album_of_nothing_usable_gets_one_reply_and_no_freepik_call(
         )
         for n in range(2)
     ]
-    lines = await answered(telegram, info_logs, album)
+    lines = await send_album(telegram, info_logs, album)
 
     assert not freepik.calls
     [only] = visible_messages(telegram, USER)
@@ -350,8 +295,8 @@ async def test_failed_album_upload_turns_the_status_into_the_explanation(
     info_logs: pytest.LogCaptureFixture,
 ) -> None:
     telegram.fail_next("sendMediaGroup", error_code=400, description="Bad Request: oops")
-    await start_bot(album_wait=WAIT)
-    lines = await answered(telegram, info_logs, photos(telegram, 2, "g-unsent"))
+    await start_bot(album_wait=ALBUM_WAIT)
+    lines = await send_album(telegram, info_logs, photos(telegram, 2, "g-unsent"))
 
     assert not ok_calls(telegram, "sendMediaGroup")
     [only] = visible_messages(telegram, USER)
@@ -366,9 +311,9 @@ async def test_user_who_blocked_the_bot_is_logged_and_skipped(
     freepik: FakeFreepik,
     info_logs: pytest.LogCaptureFixture,
 ) -> None:
-    bot = await start_bot(album_wait=WAIT)
+    bot = await start_bot(album_wait=ALBUM_WAIT)
     telegram.block_chat(USER)
-    lines = await answered(telegram, info_logs, photos(telegram, 2, "g-blocked"))
+    lines = await send_album(telegram, info_logs, photos(telegram, 2, "g-blocked"))
 
     assert "items=2 ok=0 failed=2" in lines[0]
     assert any("Cannot write to chat" in r.getMessage() for r in info_logs.records)
@@ -407,7 +352,7 @@ async def test_rejected_cached_file_id_in_an_album_is_dropped_and_remade_once(
     freepik: FakeFreepik,
     info_logs: pytest.LogCaptureFixture,
 ) -> None:
-    bot = await start_bot(album_wait=WAIT)
+    bot = await start_bot(album_wait=ALBUM_WAIT)
     album = photos(telegram, 2, "g-stale")
     sources = [
         ImageSource.telegram_file(
@@ -422,7 +367,7 @@ async def test_rejected_cached_file_id_in_an_album_is_dropped_and_remade_once(
     await bot.services.store.put_cutout(sources[0].key, stale, 3600)
     await bot.services.store.put_cutout(sources[1].key, good, 3600)
 
-    lines = await answered(telegram, info_logs, album)
+    lines = await send_album(telegram, info_logs, album)
 
     rejected, sent = telegram.calls_of("sendMediaGroup")
     assert not rejected.ok
@@ -447,7 +392,7 @@ async def test_album_refused_without_a_culprit_remakes_its_cached_images_once(
     freepik: FakeFreepik,
     info_logs: pytest.LogCaptureFixture,
 ) -> None:
-    bot = await start_bot(album_wait=WAIT)
+    bot = await start_bot(album_wait=ALBUM_WAIT)
     album = photos(telegram, 2, "g-unnamed")
     for message in album:
         size = message["photo"][-1]
@@ -465,7 +410,7 @@ async def test_album_refused_without_a_culprit_remakes_its_cached_images_once(
         description="Bad Request: wrong file identifier/HTTP URL specified",
         times=2,
     )
-    lines = await answered(telegram, info_logs, album)
+    lines = await send_album(telegram, info_logs, album)
 
     first, second = telegram.calls_of("sendMediaGroup")
     assert not first.ok
