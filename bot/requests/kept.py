@@ -1,9 +1,12 @@
 """The request that ran out of credits, kept so a payment can answer it without a resend.
 
 A chat request refused for want of free removals and credits is kept per user (the newest
-wins) for a day; when that user's payment is credited it is taken (removed in the same step, so
-a redelivered payment cannot run it twice) and run through the lifecycle again. A Telegram file
-id stays downloadable; a link may have gone meanwhile, which the run then says.
+wins) for a day; when that user's payment is credited it is claimed by that payment and run
+through the lifecycle again. It stays in storage until the run has ended in a reply, and is
+removed then (unless a newer one replaced it): a process killed mid-run leaves it for the
+payment's replayed update, which claims it again, while another payment finds it claimed and
+does not run it a second time. A Telegram file id stays downloadable; a link may have gone
+meanwhile, which the run then says.
 """
 
 from __future__ import annotations
@@ -85,12 +88,20 @@ class KeptRequest:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A kept request claimed by a payment, and its stored form (to remove exactly it)."""
+
+    request: KeptRequest
+    record: str
+
+
 def _text(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
 class KeptRequests:
-    """One kept request per user in the storage backend, taken at most once."""
+    """One kept request per user in the storage backend, run by one payment at a time."""
 
     def __init__(self, store: StateStore, *, ttl: float = KEPT_TTL) -> None:
         self._store = store
@@ -105,13 +116,27 @@ class KeptRequests:
             return False
         return True
 
-    async def take(self, user_id: int) -> KeptRequest | None:
-        """The user's kept request, if any, removed from storage first (runs at most once)."""
-        raw = await self._store.take_request(user_id)
+    async def claim(self, user_id: int, runner: str) -> Claimed | None:
+        """The user's kept request for `runner` (a payment) to run, unless another runs it.
+
+        It stays kept until `done`; `runner` claims it again after a crash. Raises
+        `StorageUnavailable`.
+        """
+        raw = await self._store.claim_request(user_id, runner)
         if raw is None:
             return None
         try:
-            return KeptRequest.from_json(raw)
+            return Claimed(KeptRequest.from_json(raw), raw)
         except (ValueError, KeyError, TypeError) as err:
             logger.error("Dropped user %s's unreadable kept request: %s", user_id, err)
+            await self._store.drop_request(user_id, raw)
             return None
+
+    async def done(self, claimed: Claimed) -> None:
+        """The claimed request got its reply: it is kept no more (a newer one stays)."""
+        user_id = claimed.request.user_id
+        try:
+            await self._store.drop_request(user_id, claimed.record)
+        except StorageUnavailable as err:
+            # It expires with its TTL; until then only its own payment's replay would run it.
+            logger.error("Could not drop user %s's answered kept request: %s", user_id, err)

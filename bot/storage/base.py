@@ -306,8 +306,16 @@ class StateStore(Protocol):
         """Keep one request of a user's for `ttl` seconds (one per user: the newest wins)."""
         ...
 
-    async def take_request(self, user_id: int) -> str | None:
-        """The user's kept request, removed in the same step (so only one caller gets it)."""
+    async def claim_request(self, user_id: int, runner: str) -> str | None:
+        """The user's kept request, for `runner` to run; None if none, or another runs it.
+
+        It stays kept (a crash mid-run leaves it for the same runner's replay) until
+        `drop_request`; a newer `keep_request` replaces it and is free to claim again.
+        """
+        ...
+
+    async def drop_request(self, user_id: int, record: str) -> bool:
+        """Remove the user's kept request if it is still `record` (a newer one stays)."""
         ...
 
     async def put_wait(self, key: str, record: str, until: float) -> None:

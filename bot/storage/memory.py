@@ -31,7 +31,8 @@ class MemoryStore(MemoryLedger, ProcessClaims):
         self._max_cached = max_cached
         self._inbox: dict[int, PendingUpdate | None] = {}
         self._seen_expiry: dict[int, float] = {}
-        self._kept: dict[int, tuple[float, str]] = {}
+        # user -> (expires, record, who runs it now)
+        self._kept: dict[int, tuple[float, str, str | None]] = {}
         self._waits: dict[str, tuple[float, str]] = {}
 
     async def get_cutout(self, key: str) -> StoredCutout | None:
@@ -160,14 +161,23 @@ class MemoryStore(MemoryLedger, ProcessClaims):
         now = time.monotonic()
         if len(self._kept) > 10_000:
             self._kept = {k: v for k, v in self._kept.items() if v[0] > now}
-        self._kept[user_id] = (now + ttl, record)
+        self._kept[user_id] = (now + ttl, record, None)
 
-    async def take_request(self, user_id: int) -> str | None:
-        """The user's kept request, removed in the same step (so only one caller gets it)."""
-        entry = self._kept.pop(user_id, None)
-        if entry is None or entry[0] <= time.monotonic():
+    async def claim_request(self, user_id: int, runner: str) -> str | None:
+        """The user's kept request, for `runner` to run; None if none, or another runs it."""
+        entry = self._kept.get(user_id)
+        if entry is None or entry[0] <= time.monotonic() or entry[2] not in (None, runner):
             return None
+        self._kept[user_id] = (entry[0], entry[1], runner)
         return entry[1]
+
+    async def drop_request(self, user_id: int, record: str) -> bool:
+        """Remove the user's kept request if it is still `record` (a newer one stays)."""
+        entry = self._kept.get(user_id)
+        if entry is None or entry[1] != record:
+            return False
+        del self._kept[user_id]
+        return entry[0] > time.monotonic()
 
     async def put_wait(self, key: str, record: str, until: float) -> None:
         """Wait for a user's next message until `until` (epoch seconds); replaces any earlier."""

@@ -18,6 +18,7 @@ from bot.storage.base import (
     studio_owner,
 )
 from bot.storage.redis_base import as_text as _text
+from bot.storage.redis_kept import RedisKept
 from bot.storage.redis_ledger import RedisLedger
 from bot.storage.redis_waits import RedisWaits
 
@@ -67,7 +68,7 @@ def _accept_args(update_id: int, payload: str, ttl: float) -> list[str | int]:
     return [int(ttl * 1000), update_id, record]
 
 
-class RedisStore(RedisLedger, RedisWaits):
+class RedisStore(RedisLedger, RedisWaits, RedisKept):
     """State in Redis under one key prefix, every key with a TTL."""
 
     def __init__(self, url: str, *, prefix: str = "nobg:", timeout: float = 2.0) -> None:
@@ -187,18 +188,6 @@ class RedisStore(RedisLedger, RedisWaits):
         value = await self._call("get", lambda: self._redis.get(self._key("studio", token)))
         return str(value) if value else None
 
-    async def keep_request(self, user_id: int, record: str, ttl: float) -> None:
-        """Keep one request of a user's for `ttl` seconds (one per user: the newest wins)."""
-        await self._call(
-            "set",
-            lambda: self._redis.set(self._key("kept", user_id), record, px=int(ttl * 1000)),
-        )
-
-    async def take_request(self, user_id: int) -> str | None:
-        """The user's kept request, removed in the same step (so only one caller gets it)."""
-        value = await self._call("getdel", lambda: self._redis.getdel(self._key("kept", user_id)))
-        return str(value) if value else None
-
     async def accept_update(self, update_id: int, payload: str, ttl: float) -> bool:
         """Record an update before any work on it; False if it was seen before (redelivery)."""
         keys = [self._key("seen", update_id), self._key("inbox")]
@@ -286,6 +275,7 @@ class RedisStore(RedisLedger, RedisWaits):
                 self._key("lang", user_id),
                 self._key("recent", user_id),
                 self._key("kept", user_id),
+                self._key("kept-run", user_id),
             ),
         )
         pattern = self._key("studio", "*")

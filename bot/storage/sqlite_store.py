@@ -30,6 +30,7 @@ from bot.storage.base import (
     StorageUnavailable,
     StoredCutout,
 )
+from bot.storage.sqlite_kept import SqliteKept
 from bot.storage.sqlite_ledger import SqliteLedger
 from bot.storage.sqlite_waits import SqliteWaits
 
@@ -235,7 +236,7 @@ class SqliteDatabase:
             self._conn.close()
 
 
-class SqliteStore(SqliteLedger, SqliteWaits, ProcessClaims):
+class SqliteStore(SqliteLedger, SqliteWaits, SqliteKept, ProcessClaims):
     """`StateStore` in one SQLite file: survives restarts of its single bot process."""
 
     # Claims stay in memory: they coordinate the jobs of one process (the database belongs to
@@ -357,22 +358,6 @@ class SqliteStore(SqliteLedger, SqliteWaits, ProcessClaims):
         """The record behind a studio keyboard's token, if it has not expired."""
         return await self._get("studio", token)
 
-    async def keep_request(self, user_id: int, record: str, ttl: float) -> None:
-        """Keep one request of a user's for `ttl` seconds (one per user: the newest wins)."""
-        await self._put("kept", str(user_id), record, ttl)
-
-    async def take_request(self, user_id: int) -> str | None:
-        """The user's kept request, removed in the same step (so only one caller gets it)."""
-
-        def op(conn: sqlite3.Connection) -> str | None:
-            row = conn.execute(
-                "DELETE FROM kv WHERE ns = 'kept' AND key = ? RETURNING value, expires",
-                (str(user_id),),
-            ).fetchone()
-            return None if row is None or float(row[1]) <= time.time() else str(row[0])
-
-        return await self._run(op)
-
     async def accept_update(self, update_id: int, payload: str, ttl: float) -> bool:
         """Record an update before any work on it; False if it was seen before (redelivery)."""
         (accepted,) = await self.accept_updates([(update_id, payload)], ttl)
@@ -448,7 +433,8 @@ class SqliteStore(SqliteLedger, SqliteWaits, ProcessClaims):
 
         def op(conn: sqlite3.Connection) -> None:
             conn.execute(
-                "DELETE FROM kv WHERE ns IN ('lang', 'kept') AND key = ?", (str(user_id),)
+                "DELETE FROM kv WHERE ns IN ('lang', 'kept', 'kept_run') AND key = ?",
+                (str(user_id),),
             )
             conn.execute("DELETE FROM recent WHERE user_id = ?", (user_id,))
             conn.execute(

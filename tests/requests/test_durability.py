@@ -17,12 +17,15 @@ import pytest
 from telegram import Update
 
 from bot.i18n import messages
+from bot.storage.base import PURCHASE
 from bot.storage.sqlite_store import SqliteStore
 from tests.app.test_webhook import post_update
 from tests.conftest import StartBot, bot_env, scratch_data_dir
 from tests.fakes import FakeFreepik, FakeTelegram, make_image
 from tests.fakes.updates import inline_query, photo_message, private_user, text_message, update
 from tests.support import spawn_bot_process, visible_messages
+from tests.transport.test_kept_photo import offers, pay_from_offer
+from tests.transport.test_private_chat import USER, photo, send
 
 
 class BotProcess:
@@ -376,5 +379,41 @@ async def test_updates_still_waiting_for_a_handler_at_shutdown_stay_for_the_next
     store = SqliteStore(data / "nobg.sqlite3")
     try:
         assert len(await store.pending_updates()) == 12
+    finally:
+        await store.aclose()
+
+
+async def test_sigkill_while_the_kept_photo_runs_after_the_payment_delivers_it_after_restart(
+    telegram: FakeTelegram, freepik: FakeFreepik
+) -> None:
+    # The photo that ran out of credits is run by the payment's update; the process dies
+    # during its Freepik call. The replayed payment must still find the photo and make it.
+    data = scratch_data_dir()
+    paid = {"CREDIT_PACKS": "10:25", "FREE_REMOVALS": "1/day"}
+    first = await start(telegram, freepik, data, **paid)
+    send(telegram, photo(telegram))
+    await documents(telegram, USER, 1)  # the day's free removal
+    kept = send(telegram, photo(telegram))
+    [offer] = await offers(telegram, 1)
+    freepik.hang_next()
+    await pay_from_offer(telegram, offer)
+    await freepik.wait_for_calls(2, timeout=15)  # the kept photo's call, never answered
+    await first.stop(signal.SIGKILL)
+    assert len(telegram.sent_documents(USER)) == 1
+
+    second = await start(telegram, freepik, data, **paid)
+    await documents(telegram, USER, 2)
+    await asyncio.sleep(1.0)  # time for a duplicate to show up
+    made = telegram.sent_documents(USER)
+    assert len(made) == 2
+    assert made[-1].params["reply_parameters"]["message_id"] == kept
+    assert await second.stop() == 0
+    await assert_no_records(data)
+
+    store = SqliteStore(data / "nobg.sqlite3")
+    try:
+        ledger = await store.ledger(user_id=USER)
+        assert [e.reason for e in ledger].count(PURCHASE) == 1, ledger
+        assert await store.claim_request(USER, "another payment") is None  # no longer kept
     finally:
         await store.aclose()

@@ -83,24 +83,62 @@ async def test_studio_records_expire(store: StateStore) -> None:
     assert await store.get_studio("tok") is None
 
 
-async def test_a_kept_request_is_taken_once_newest_wins_and_expires(store: StateStore) -> None:
-    assert await store.take_request(7) is None
+async def test_a_kept_request_stays_until_dropped_newest_wins_and_expires(
+    store: StateStore,
+) -> None:
+    assert await store.claim_request(7, "pay-1") is None
     await store.keep_request(7, "first", ttl=60)
     await store.keep_request(7, "second", ttl=60)  # one per user: the newest wins
     await store.keep_request(8, "other", ttl=60)
-    assert await store.take_request(7) == "second"
-    assert await store.take_request(7) is None, "taken once"
-    assert await store.take_request(8) == "other"
+    assert await store.claim_request(7, "pay-1") == "second"
+    # Claimed, not removed: the same runner (a replay after a crash) claims it again.
+    assert await store.claim_request(7, "pay-1") == "second"
+    assert await store.drop_request(7, "second")
+    assert await store.claim_request(7, "pay-1") is None, "dropped once run"
+    assert not await store.drop_request(7, "second")
+    assert await store.claim_request(8, "pay-2") == "other"
     await store.keep_request(7, "short", ttl=0.2)
     await asyncio.sleep(0.3)
-    assert await store.take_request(7) is None
+    assert await store.claim_request(7, "pay-1") is None
 
 
-async def test_a_kept_request_goes_to_one_of_two_takers(store: StateStore) -> None:
+async def test_a_claimed_kept_request_is_not_run_by_another_runner(store: StateStore) -> None:
+    await store.keep_request(7, "photo", ttl=60)
+    assert await store.claim_request(7, "pay-1") == "photo"
+    assert await store.claim_request(7, "pay-2") is None, "a second payment does not run it"
+    assert await store.claim_request(7, "pay-1") == "photo"
+    assert await store.drop_request(7, "photo")
+    assert await store.claim_request(7, "pay-2") is None
+
+
+async def test_dropping_a_run_request_keeps_a_newer_one(store: StateStore) -> None:
+    await store.keep_request(7, "old", ttl=60)
+    assert await store.claim_request(7, "pay-1") == "old"
+    # Refused again while the old one runs: the newer request is kept, free to claim.
+    await store.keep_request(7, "new", ttl=60)
+    assert not await store.drop_request(7, "old"), "compare-and-delete: not the old value"
+    assert await store.claim_request(7, "pay-2") == "new"
+    assert await store.drop_request(7, "new")
+    assert await store.claim_request(7, "pay-2") is None
+
+
+async def test_a_kept_request_goes_to_one_of_two_runners(store: StateStore) -> None:
+    for n in range(5):
+        await store.keep_request(7, f"photo-{n}", ttl=60)
+        claimed = await asyncio.gather(
+            store.claim_request(7, f"a{n}"), store.claim_request(7, f"b{n}")
+        )
+        assert sorted(claimed, key=str) == [None, f"photo-{n}"]
+        assert await store.drop_request(7, f"photo-{n}")
+
+
+async def test_only_one_of_two_drops_removes_the_kept_request(store: StateStore) -> None:
     for _ in range(5):
         await store.keep_request(7, "photo", ttl=60)
-        taken = await asyncio.gather(store.take_request(7), store.take_request(7))
-        assert sorted(taken, key=str) == [None, "photo"]
+        dropped = await asyncio.gather(
+            store.drop_request(7, "photo"), store.drop_request(7, "photo")
+        )
+        assert sorted(dropped) == [False, True]
 
 
 async def test_a_wait_is_read_taken_once_and_found_when_its_time_runs_out(
@@ -282,6 +320,7 @@ async def test_redis_keys_carry_the_prefix_and_a_ttl(redis_url: str) -> None:
     await store.set_language(5, "es")
     await store.put_studio("tok", "{}", ttl=100)
     await store.keep_request(5, "{}", ttl=100)
+    await store.claim_request(5, "pay")
     await store.put_wait("-9:5", "{}", time.time() + 100)
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     try:
@@ -289,6 +328,7 @@ async def test_redis_keys_carry_the_prefix_and_a_ttl(redis_url: str) -> None:
         assert keys == [
             "pfx:claim:tg:abc",
             "pfx:cutout:tg:abc",
+            "pfx:kept-run:5",
             "pfx:kept:5",
             "pfx:lang:5",
             "pfx:recent:5",
@@ -549,8 +589,8 @@ async def test_forget_user_keeps_the_ledger(store: StateStore) -> None:
     assert await store.get_wait("7:7") is None
     assert await store.get_wait("-5:8") == "wait"
     assert await store.get_wait("-5:17") == "wait"
-    assert await store.take_request(7) is None
-    assert await store.take_request(8) == "photo"
+    assert await store.claim_request(7, "pay") is None
+    assert await store.claim_request(8, "pay") == "photo"
     assert await store.get_language(7) is None
     assert await store.recent(7) == []
     assert await store.get_studio("t7") is None

@@ -145,15 +145,17 @@ async def on_successful_payment(update: Update, context: ContextTypes.DEFAULT_TY
         bought = payment.credits if payment is not None else 0
     else:
         bought = entry.amount
-    # The image that ran out of credits, taken from storage before it runs: a redelivered
-    # payment finds nothing to run again.
+    # The image that ran out of credits, claimed by this update. It stays in storage until its
+    # run has ended in a reply: if the process dies first, this update's replay (the same id)
+    # claims and runs it again; any other update meanwhile (another payment, or this one
+    # delivered again) finds it claimed and does not run it twice.
     chat = get_services(context).chat
-    kept = await chat.take_kept(payer)
+    kept = await chat.take_kept(payer, f"update:{update.update_id}")
     text = messages.payment_received(bought, balance, kept=kept is not None)
     await reply(context, message, text)
     if kept is not None:
         logger.info("Running user %s's kept request after payment", payer)
-        await chat.process(kept)
+        await chat.run_kept(kept)
 
 
 async def on_refunded_payment(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

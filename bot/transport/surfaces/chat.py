@@ -19,7 +19,7 @@ from bot.removal.sources import ImageSource, SourceKind
 from bot.requests.admission import Refusal
 from bot.requests.credits import CREDITS_SCOPE
 from bot.requests.journal import note_status_message
-from bot.requests.kept import KeptRequest, KeptRequests
+from bot.requests.kept import Claimed, KeptRequest, KeptRequests
 from bot.requests.lifecycle import Lifecycle, Surface
 from bot.requests.outcomes import Outcome, log_level
 from bot.storage.base import StorageUnavailable, StoredCutout
@@ -104,16 +104,38 @@ class ChatRemoval:
         surface.kept = self._kept
         return await self._lifecycle.run(surface, request.source)
 
-    async def take_kept(self, user_id: int) -> ChatRequest | None:
-        """The user's request kept when it ran out of credits, removed from storage (once)."""
+    async def take_kept(self, user_id: int, runner: str) -> KeptRun | None:
+        """The user's request kept when it ran out of credits, claimed for `runner`.
+
+        `runner` is the payment update running it. It stays in storage until `run_kept` has
+        answered it: a crash before then leaves it for `runner`'s replay. None if there is
+        none, or another update runs it.
+        """
         if self._kept is None:
             return None
         try:
-            kept = await self._kept.take(user_id)
+            claimed = await self._kept.claim(user_id, runner)
         except StorageUnavailable as err:
             logger.error("Could not take user %s's kept request: %s", user_id, err)
             return None
-        return ChatRequest.from_kept(kept) if kept is not None else None
+        if claimed is None:
+            return None
+        return KeptRun(ChatRequest.from_kept(claimed.request), claimed)
+
+    async def run_kept(self, kept: KeptRun) -> Outcome:
+        """Run a claimed kept request; once it has had its reply, it is kept no more."""
+        outcome = await self.process(kept.request)
+        if self._kept is not None:
+            await self._kept.done(kept.claimed)
+        return outcome
+
+
+@dataclass(frozen=True, slots=True)
+class KeptRun:
+    """A kept chat request claimed by a payment, to give to `ChatRemoval.run_kept`."""
+
+    request: ChatRequest
+    claimed: Claimed
 
 
 class ChatSurface(ChatReplies, Surface):
