@@ -23,9 +23,8 @@ from tests.app.test_webhook import post_update
 from tests.conftest import StartBot, bot_env, scratch_data_dir
 from tests.fakes import FakeFreepik, FakeTelegram, make_image
 from tests.fakes.updates import inline_query, photo_message, private_user, text_message, update
-from tests.support import spawn_bot_process, visible_messages
+from tests.support import USER, photo, send, spawn_bot_process, visible_messages
 from tests.transport.test_kept_photo import offers, pay_from_offer
-from tests.transport.test_private_chat import USER, photo, send
 
 
 class BotProcess:
