@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 import pytest
+from PIL import Image, ImageDraw
 
 from tests.fakes import FakeTelegram, TgCall, make_image
 from tests.fakes.updates import photo_message, private_user, update
@@ -121,7 +124,6 @@ def only_reply(telegram: FakeTelegram, chat_id: int) -> Visible:
 
 # --- a private chat's photo and its cutout ---------------------------------------------------
 
-
 # The user, and private chat, that most end-to-end tests talk as and in.
 USER = 1001
 
@@ -152,7 +154,6 @@ async def wait_document(
 
 
 # --- albums ----------------------------------------------------------------------------------
-
 
 # How long the bot collects the photos of an album (its ALBUM_WAIT) in these tests.
 ALBUM_WAIT = 0.3
@@ -202,7 +203,7 @@ async def send_album(
 
 def ok_calls(telegram: FakeTelegram, method: str) -> list[TgCall]:
     """Successful calls of `method` to the user's chat."""
-    return [c for c in telegram.calls_of(method) if c.ok and c.chat_id == USER]
+    return ok(telegram, method, USER)
 
 
 def is_studio_buttons(call: TgCall) -> bool:
@@ -217,3 +218,153 @@ def texts(telegram: FakeTelegram) -> list[str]:
         for v in visible_messages(telegram, USER)
         if v.method == "sendMessage" and not is_studio_buttons(v.call)
     ]
+
+
+# --- the studio: Ann's photos, their cutouts and the buttons under them ----------------------
+
+# Ann in her private chat; Alice and Bob in a group.
+STUDIO_USER = 2001
+ANN = private_user(STUDIO_USER, "Ann")
+GROUP = -100777
+ALICE = private_user(7101, "Alice")
+BOB = private_user(7102, "Bob")
+
+
+def round_subject(
+    size: tuple[int, int] = (120, 90), color: tuple[int, int, int] = (20, 90, 200)
+) -> bytes:
+    """A PNG photo: a disc on a plain background, so the cutout has a round subject."""
+    image = Image.new("RGB", size, (250, 250, 250))
+    width, height = size
+    ImageDraw.Draw(image).ellipse(
+        (width // 4, height // 4, 3 * width // 4, 3 * height // 4), fill=color
+    )
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def send_photo(
+    telegram: FakeTelegram,
+    user: dict[str, Any] = ANN,
+    *,
+    data: bytes | None = None,
+    file: tuple[str, str] | None = None,
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """Push a photo message (a new image unless `file` repeats one); return it."""
+    file_id, unique_id = file or telegram.add_file(data or round_subject())
+    message = photo_message(user, file_id, unique_id, width=120, height=90, **kwargs)
+    telegram.push_update(update(message=message))
+    return message
+
+
+async def cutout_for(telegram: FakeTelegram, request: dict[str, Any]) -> dict[str, Any]:
+    """The bot's cutout message replying to `request` (as the fake holds it)."""
+    calls = await finished(
+        telegram,
+        "sendDocument",
+        where=lambda c: (
+            c.ok
+            and (c.params.get("reply_parameters") or {}).get("message_id") == request["message_id"]
+        ),
+        timeout=15,
+    )
+    return dict(calls[0].result)
+
+
+async def finished(
+    telegram: FakeTelegram,
+    method: str,
+    count: int = 1,
+    timeout: float = 15,
+    where: Callable[[TgCall], bool] | None = None,
+) -> list[TgCall]:
+    """The first `count` answered calls of `method` (matching `where`), once there are."""
+
+    def found(t: FakeTelegram) -> list[TgCall]:
+        return [
+            c for c in t.calls_of(method) if c.response is not None and (where is None or where(c))
+        ]
+
+    await telegram.wait_for(lambda t: len(found(t)) >= count, timeout=timeout)
+    return found(telegram)[:count]
+
+
+def buttons(message: dict[str, Any]) -> dict[str, str]:
+    """Label -> callback data of a message's inline keyboard, as the fake holds it now."""
+    markup = message.get("reply_markup") or {}
+    return {
+        b["text"]: b["callback_data"] for row in markup.get("inline_keyboard", []) for b in row
+    }
+
+
+def data_of(telegram: FakeTelegram, message: dict[str, Any], label: str) -> str:
+    """The callback data of the button whose label contains `label`."""
+    current = telegram.state.find_message(message["chat"]["id"], message["message_id"]) or message
+    found = [data for text, data in buttons(current).items() if label in text]
+    assert len(found) == 1, f"no single {label!r} button in {buttons(current)}"
+    return found[0]
+
+
+async def press(
+    telegram: FakeTelegram, user: dict[str, Any], message: dict[str, Any], label: str
+) -> str:
+    """Press a button and wait for the bot to answer the query; return the query id."""
+    query_id = telegram.press(user, message, data_of(telegram, message, label))
+    await answered(telegram, query_id)
+    return query_id
+
+
+async def answered(telegram: FakeTelegram, query_id: str) -> dict[str, Any]:
+    """The answerCallbackQuery of a query, once made."""
+    await telegram.wait_for(lambda t: t.callback_answer(query_id) is not None, timeout=15)
+    answer = telegram.callback_answer(query_id)
+    assert answer is not None
+    return answer
+
+
+def toast(telegram: FakeTelegram, query_id: str) -> str | None:
+    """The toast text the bot answered a press with."""
+    answer = telegram.callback_answer(query_id)
+    assert answer is not None
+    text = answer.get("text")
+    return str(text) if text is not None else None
+
+
+def ok(telegram: FakeTelegram, method: str, chat_id: int | None = None) -> list[TgCall]:
+    """Successful calls of `method` (to `chat_id`, if given)."""
+    return [
+        c
+        for c in telegram.calls_of(method)
+        if c.ok and (chat_id is None or str(c.chat_id) == str(chat_id))
+    ]
+
+
+async def settle() -> None:
+    """Give a wrongly extra reply the time to show up."""
+    await asyncio.sleep(0.3)
+
+
+# --- images in tests -------------------------------------------------------------------------
+
+
+def opened(data: bytes) -> Image.Image:
+    """The image in `data`, its pixels loaded."""
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return image
+
+
+def png(image: Image.Image, **options: object) -> bytes:
+    """`image` as PNG bytes (Pillow's save options, e.g. compress_level)."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", **options)
+    return buffer.getvalue()
+
+
+def px(image: Image.Image, xy: tuple[int, int]) -> tuple[int, ...]:
+    """The pixel at `xy`, as a tuple of its bands."""
+    value = image.getpixel(xy)
+    assert isinstance(value, tuple)
+    return value

@@ -11,35 +11,17 @@ import pytest
 from PIL import Image, ImageDraw
 
 from bot.imaging import edits as imaging
-from tests.support import ROOT
+from tests.support import ROOT, opened, png, px
 
 WHITE = (255, 255, 255)
 RED = (220, 20, 20)
 GREEN = (40, 160, 60)
 
 
-def png(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
 def jpeg(image: Image.Image, **options: object) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=95, **options)
     return buffer.getvalue()
-
-
-def opened(data: bytes) -> Image.Image:
-    image = Image.open(io.BytesIO(data))
-    image.load()
-    return image
-
-
-def px(image: Image.Image, xy: tuple[int, int]) -> tuple[int, ...]:
-    value = image.getpixel(xy)
-    assert isinstance(value, tuple)
-    return value
 
 
 def close(actual: tuple[int, ...], expected: tuple[int, ...], tolerance: int = 6) -> bool:

@@ -14,27 +14,9 @@ from PIL import Image, ImageDraw
 from bot.imaging import edits as imaging
 from tests.fakes import make_image
 from tests.fakes.images import png_16bit
-from tests.support import ROOT
+from tests.support import ROOT, opened, png, px
 
 WHITE = (255, 255, 255)
-
-
-def png(image: Image.Image, **options: object) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", **options)
-    return buffer.getvalue()
-
-
-def opened(data: bytes) -> Image.Image:
-    image = Image.open(io.BytesIO(data))
-    image.load()
-    return image
-
-
-def px(image: Image.Image, xy: tuple[int, int]) -> tuple[int, ...]:
-    value = image.getpixel(xy)
-    assert isinstance(value, tuple)
-    return value
 
 
 def vpx(image: object, xy: tuple[int, int]) -> tuple[int, ...]:

@@ -19,12 +19,12 @@ from tests.fakes.updates import (
     text_message,
     update,
 )
-from tests.transport.test_studio import (
+from tests.support import (
     ALICE,
     ANN,
     BOB,
     GROUP,
-    USER,
+    STUDIO_USER,
     answered,
     cutout_for,
     data_of,
@@ -93,7 +93,7 @@ async def test_the_next_photo_is_the_background_and_no_removal(
     my_background = data_of(telegram, cutout, "My background")
     query_id = await press(telegram, ANN, cutout, "My background")
     assert toast(telegram, query_id) is None
-    await telegram.wait_for(lambda t: messages.background_ask() in t.texts_to(USER))
+    await telegram.wait_for(lambda t: messages.background_ask() in t.texts_to(STUDIO_USER))
     [question] = [
         c for c in ok(telegram, "sendMessage") if c.params["text"] == messages.background_ask()
     ]
@@ -144,26 +144,26 @@ async def test_texts_other_files_a_second_press_and_cancel_are_explained(
     )
     later = data_of(telegram, second, "My background")  # see the first test
     await press(telegram, ANN, first, "My background")
-    await telegram.wait_for(lambda t: messages.background_ask() in t.texts_to(USER))
+    await telegram.wait_for(lambda t: messages.background_ask() in t.texts_to(STUDIO_USER))
 
     hello = text_message(ANN, "hello")
     telegram.push_update(update(message=hello))
-    await telegram.wait_for(lambda t: messages.background_waiting() in t.texts_to(USER))
+    await telegram.wait_for(lambda t: messages.background_waiting() in t.texts_to(STUDIO_USER))
     telegram.push_update(update(message=sticker_message(ANN)))
-    await telegram.wait_for(lambda t: messages.background_not_a_photo() in t.texts_to(USER))
+    await telegram.wait_for(lambda t: messages.background_not_a_photo() in t.texts_to(STUDIO_USER))
     pdf_id, pdf_unique = telegram.add_file(b"%PDF-1.4 not an image")
     pdf = document_message(
         ANN, pdf_id, pdf_unique, file_name="menu.pdf", mime_type="application/pdf"
     )
     telegram.push_update(update(message=pdf))
     await telegram.wait_for(
-        lambda t: t.texts_to(USER).count(messages.background_not_a_photo()) == 2
+        lambda t: t.texts_to(STUDIO_USER).count(messages.background_not_a_photo()) == 2
     )
     # An image file that cannot be read: explained, and the wait goes on.
     bad_id, bad_unique = telegram.add_file(b"\x89PNG\r\n\x1a\n broken")
     broken = document_message(ANN, bad_id, bad_unique, file_name="bg.png", mime_type="image/png")
     telegram.push_update(update(message=broken))
-    await telegram.wait_for(lambda t: messages.background_unusable() in t.texts_to(USER))
+    await telegram.wait_for(lambda t: messages.background_unusable() in t.texts_to(STUDIO_USER))
     # One over the pixel limit, named an image but with no MIME type: refused from its header.
     huge = io.BytesIO()
     Image.new("L", (5001, 5000)).save(huge, format="PNG", compress_level=9)
@@ -173,17 +173,19 @@ async def test_texts_other_files_a_second_press_and_cancel_are_explained(
             message=document_message(ANN, huge_id, huge_unique, file_name="bg.PNG", mime_type="")
         )
     )
-    await telegram.wait_for(lambda t: t.texts_to(USER).count(messages.background_unusable()) == 2)
+    await telegram.wait_for(
+        lambda t: t.texts_to(STUDIO_USER).count(messages.background_unusable()) == 2
+    )
 
     # A second press: the next photo goes behind the newer cutout.
     await answered(telegram, telegram.press(ANN, second, later))
     expected = f"{messages.background_ask_again()}\n{messages.background_ask()}"
-    await telegram.wait_for(lambda t: expected in t.texts_to(USER))
+    await telegram.wait_for(lambda t: expected in t.texts_to(STUDIO_USER))
 
     telegram.push_update(update(message=text_message(ANN, "/cancel")))
-    await telegram.wait_for(lambda t: messages.background_cancelled() in t.texts_to(USER))
+    await telegram.wait_for(lambda t: messages.background_cancelled() in t.texts_to(STUDIO_USER))
     telegram.push_update(update(message=text_message(ANN, "/cancel")))
-    await telegram.wait_for(lambda t: messages.nothing_to_cancel() in t.texts_to(USER))
+    await telegram.wait_for(lambda t: messages.nothing_to_cancel() in t.texts_to(STUDIO_USER))
     await settle()
     assert len(freepik.calls) == 2
     assert not [
@@ -204,13 +206,13 @@ async def test_the_wait_ends_by_itself_with_one_line(
     bot = await start_bot(options=ServiceOptions(background_wait=0.5, wait_sweep=0.1))
     cutout = await cutout_for(telegram, send_photo(telegram))
     await press(telegram, ANN, cutout, "My background")
-    await telegram.wait_for(lambda t: messages.background_timeout() in t.texts_to(USER), 10)
+    await telegram.wait_for(lambda t: messages.background_timeout() in t.texts_to(STUDIO_USER), 10)
     [line] = [
         c for c in ok(telegram, "sendMessage") if c.params["text"] == messages.background_timeout()
     ]
     assert line.params["reply_parameters"]["message_id"] == cutout["message_id"]
     await settle()
-    assert telegram.texts_to(USER).count(messages.background_timeout()) == 1
+    assert telegram.texts_to(STUDIO_USER).count(messages.background_timeout()) == 1
     counted = 'nobg_studio_presses_total{action="my_background",outcome="timeout"} 1.0'
     assert counted in bot.services.metrics.render().decode()
     send_background(telegram)
@@ -262,7 +264,7 @@ async def test_the_wait_survives_a_restart_and_covers_an_album(
         telegram, "sendMessage", where=lambda c: "reply_markup" in c.params
     )
     await press(telegram, ANN, dict(follow_up.result), "My background")
-    await telegram.wait_for(lambda t: messages.background_ask() in t.texts_to(USER))
+    await telegram.wait_for(lambda t: messages.background_ask() in t.texts_to(STUDIO_USER))
     await bot.shutdown()
     # Another process (a replica, or this one restarted) finds the wait in Redis.
     await start_bot(album_wait=0.3, storage_url=redis_url)

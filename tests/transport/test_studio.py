@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 import logging
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from bot.i18n import messages
 from bot.imaging import edits as imaging
@@ -19,7 +18,6 @@ from bot.transport.keyboards import main_keyboard
 from tests.conftest import RunningBot, StartBot
 from tests.fakes import FakeFreepik, FakeTelegram
 from tests.fakes.tg_methods import BotApi
-from tests.fakes.tg_state import TgCall
 from tests.fakes.updates import (
     group_chat,
     inline_query,
@@ -28,91 +26,31 @@ from tests.fakes.updates import (
     text_message,
     update,
 )
-from tests.support import visible_messages
+from tests.support import (
+    ALICE,
+    ANN,
+    BOB,
+    GROUP,
+    STUDIO_USER,
+    answered,
+    buttons,
+    cutout_for,
+    data_of,
+    finished,
+    ok,
+    opened,
+    press,
+    round_subject,
+    send_photo,
+    settle,
+    toast,
+    visible_messages,
+)
 
-USER = 2001
-ANN = private_user(USER, "Ann")
-GROUP = -100777
-ALICE = private_user(7101, "Alice")
-BOB = private_user(7102, "Bob")
 BOT = "nobg_test_bot"
 # The buttons under a cutout: Sticker, Add to my pack, Background, My background, Shop photo,
 # Crop, More.
 MAIN_BUTTONS = 7
-
-
-def round_subject(
-    size: tuple[int, int] = (120, 90), color: tuple[int, int, int] = (20, 90, 200)
-) -> bytes:
-    """A PNG photo: a disc on a plain background, so the cutout has a round subject."""
-    image = Image.new("RGB", size, (250, 250, 250))
-    width, height = size
-    ImageDraw.Draw(image).ellipse(
-        (width // 4, height // 4, 3 * width // 4, 3 * height // 4), fill=color
-    )
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def opened(data: bytes) -> Image.Image:
-    image = Image.open(io.BytesIO(data))
-    image.load()
-    return image
-
-
-def send_photo(
-    telegram: FakeTelegram,
-    user: dict[str, Any] = ANN,
-    *,
-    data: bytes | None = None,
-    file: tuple[str, str] | None = None,
-    **kwargs: Any,
-) -> dict[str, Any]:
-    """Push a photo message (a new image unless `file` repeats one); return it."""
-    file_id, unique_id = file or telegram.add_file(data or round_subject())
-    message = photo_message(user, file_id, unique_id, width=120, height=90, **kwargs)
-    telegram.push_update(update(message=message))
-    return message
-
-
-async def cutout_for(telegram: FakeTelegram, request: dict[str, Any]) -> dict[str, Any]:
-    """The bot's cutout message replying to `request` (as the fake holds it)."""
-    calls = await finished(
-        telegram,
-        "sendDocument",
-        where=lambda c: (
-            c.ok
-            and (c.params.get("reply_parameters") or {}).get("message_id") == request["message_id"]
-        ),
-        timeout=15,
-    )
-    return dict(calls[0].result)
-
-
-def buttons(message: dict[str, Any]) -> dict[str, str]:
-    """Label -> callback data of a message's inline keyboard, as the fake holds it now."""
-    markup = message.get("reply_markup") or {}
-    return {
-        b["text"]: b["callback_data"] for row in markup.get("inline_keyboard", []) for b in row
-    }
-
-
-def data_of(telegram: FakeTelegram, message: dict[str, Any], label: str) -> str:
-    """The callback data of the button whose label contains `label`."""
-    current = telegram.state.find_message(message["chat"]["id"], message["message_id"]) or message
-    found = [data for text, data in buttons(current).items() if label in text]
-    assert len(found) == 1, f"no single {label!r} button in {buttons(current)}"
-    return found[0]
-
-
-async def press(
-    telegram: FakeTelegram, user: dict[str, Any], message: dict[str, Any], label: str
-) -> str:
-    """Press a button and wait for the bot to answer the query; return the query id."""
-    query_id = telegram.press(user, message, data_of(telegram, message, label))
-    await answered(telegram, query_id)
-    return query_id
 
 
 async def switch(
@@ -128,53 +66,11 @@ async def switch(
     await telegram.wait_for(shown, timeout=15)
 
 
-async def answered(telegram: FakeTelegram, query_id: str) -> dict[str, Any]:
-    """The answerCallbackQuery of a query, once made."""
-    await telegram.wait_for(lambda t: t.callback_answer(query_id) is not None, timeout=15)
-    answer = telegram.callback_answer(query_id)
-    assert answer is not None
-    return answer
-
-
-async def finished(
-    telegram: FakeTelegram,
-    method: str,
-    count: int = 1,
-    timeout: float = 15,
-    where: Callable[[TgCall], bool] | None = None,
-) -> list[TgCall]:
-    """The first `count` answered calls of `method` (matching `where`), once there are."""
-
-    def found(t: FakeTelegram) -> list[TgCall]:
-        return [
-            c for c in t.calls_of(method) if c.response is not None and (where is None or where(c))
-        ]
-
-    await telegram.wait_for(lambda t: len(found(t)) >= count, timeout=timeout)
-    return found(telegram)[:count]
-
-
-def toast(telegram: FakeTelegram, query_id: str) -> str | None:
-    """The toast text the bot answered a press with."""
-    answer = telegram.callback_answer(query_id)
-    assert answer is not None
-    text = answer.get("text")
-    return str(text) if text is not None else None
-
-
 def stickers_in(telegram: FakeTelegram, name: str) -> int:
     """How many stickers a pack holds."""
     found = telegram.sticker_set(name)
     assert found is not None
     return len(found["stickers"])
-
-
-def ok(telegram: FakeTelegram, method: str, chat_id: int | None = None) -> list[TgCall]:
-    return [
-        c
-        for c in telegram.calls_of(method)
-        if c.ok and (chat_id is None or str(c.chat_id) == str(chat_id))
-    ]
 
 
 def assert_sticker_bytes(data: bytes) -> None:
@@ -187,11 +83,6 @@ def assert_sticker_bytes(data: bytes) -> None:
     assert sticker.mode == "RGBA"
     low, _high = sticker.getchannel("A").getextrema()
     assert low == 0
-
-
-async def settle() -> None:
-    """Give a wrongly extra reply the time to show up."""
-    await asyncio.sleep(0.3)
 
 
 # --- the keyboard -----------------------------------------------------------------------------
@@ -219,7 +110,7 @@ async def test_every_cutout_carries_the_studio_keyboard(
     assert len(edit.result["reply_markup"]["inline_keyboard"]) <= 4
     await press(telegram, ANN, cutout, "Back")
     await finished(telegram, "editMessageReplyMarkup", count=2)
-    current = telegram.state.find_message(USER, cutout["message_id"])
+    current = telegram.state.find_message(STUDIO_USER, cutout["message_id"])
     assert current is not None
     assert buttons(current) == labels
 
@@ -356,7 +247,7 @@ async def test_more_gives_a_shadow_png_and_an_outlined_sticker(
         for y in range(0, rgba.height, 2)
     )
     # The More keyboard stays up for the next press; a double tap on More is no reply.
-    current = telegram.state.find_message(USER, cutout["message_id"])
+    current = telegram.state.find_message(STUDIO_USER, cutout["message_id"])
     assert current is not None
     assert any("Shadow" in label for label in buttons(current))
     await press(telegram, ANN, cutout, "Back")
@@ -381,8 +272,8 @@ async def test_the_outlined_sticker_goes_into_the_same_pack(
     start_bot: StartBot, telegram: FakeTelegram
 ) -> None:
     await start_bot()
-    telegram.start_user(USER)
-    name = pack_name(USER, BOT)
+    telegram.start_user(STUDIO_USER)
+    name = pack_name(STUDIO_USER, BOT)
     link = f"https://t.me/addstickers/{name}"
     cutout = await cutout_for(telegram, send_photo(telegram))
     await switch(telegram, ANN, cutout, "More", "Shadow")
@@ -392,16 +283,18 @@ async def test_the_outlined_sticker_goes_into_the_same_pack(
     [created] = await finished(telegram, "createNewStickerSet")
     assert created.ok
     assert not created.files, "the outlined sticker went in by file_id"
-    await telegram.wait_for(lambda t: messages.pack_created(link) in t.texts_to(USER))
+    await telegram.wait_for(lambda t: messages.pack_created(link) in t.texts_to(STUDIO_USER))
     # The plain sticker is another sticker of the same pack.
     await switch(telegram, ANN, cutout, "Back", "Crop")
     await press(telegram, ANN, cutout, "Add to my pack")
-    await telegram.wait_for(lambda t: messages.pack_added(link) in t.texts_to(USER))
+    await telegram.wait_for(lambda t: messages.pack_added(link) in t.texts_to(STUDIO_USER))
     assert stickers_in(telegram, name) == 2
     # Each is in once: the outline again only links the pack.
     await switch(telegram, ANN, cutout, "More", "Shadow")
     await press(telegram, ANN, cutout, "Outline to my pack")
-    await telegram.wait_for(lambda t: t.texts_to(USER).count(messages.pack_added(link)) == 2)
+    await telegram.wait_for(
+        lambda t: t.texts_to(STUDIO_USER).count(messages.pack_added(link)) == 2
+    )
     assert stickers_in(telegram, name) == 2
     assert len(telegram.calls_of("createNewStickerSet")) == 1
     assert outline.ok
@@ -435,7 +328,7 @@ async def test_background_palette_colour_and_back(
     # The colour is chosen: the cutout shows its main buttons again, not the palette.
     [_, back_to_main] = await finished(telegram, "editMessageReplyMarkup", count=2, timeout=15)
     assert back_to_main.ok
-    current = telegram.state.find_message(USER, cutout["message_id"])
+    current = telegram.state.find_message(STUDIO_USER, cutout["message_id"])
     assert current is not None
     assert buttons(current) == buttons(cutout)
 
@@ -443,7 +336,7 @@ async def test_background_palette_colour_and_back(
     await finished(telegram, "editMessageReplyMarkup", count=3, timeout=15)
     await press(telegram, ANN, cutout, "Back")
     await finished(telegram, "editMessageReplyMarkup", count=4, timeout=15)
-    current = telegram.state.find_message(USER, cutout["message_id"])
+    current = telegram.state.find_message(STUDIO_USER, cutout["message_id"])
     assert current is not None
     assert buttons(current) == buttons(cutout)
     # A double tap on Back: "message is not modified" is no crash and no reply.
@@ -462,14 +355,14 @@ async def test_pack_created_then_added_then_already_there(
     start_bot: StartBot, telegram: FakeTelegram, freepik: FakeFreepik
 ) -> None:
     await start_bot()
-    name = pack_name(USER, BOT)
+    name = pack_name(STUDIO_USER, BOT)
     link = f"https://t.me/addstickers/{name}"
     first = await cutout_for(telegram, send_photo(telegram))
     await press(telegram, ANN, first, "Add to my pack")
     [created] = await finished(telegram, "createNewStickerSet", timeout=15)
     assert created.ok
-    await telegram.wait_for(lambda t: any(link in x for x in t.texts_to(USER)), timeout=15)
-    assert messages.pack_created(link) in telegram.texts_to(USER)
+    await telegram.wait_for(lambda t: any(link in x for x in t.texts_to(STUDIO_USER)), timeout=15)
+    assert messages.pack_created(link) in telegram.texts_to(STUDIO_USER)
     sticker_set = telegram.sticker_set(name)
     assert sticker_set is not None
     assert len(sticker_set["stickers"]) == 1
@@ -480,14 +373,16 @@ async def test_pack_created_then_added_then_already_there(
         telegram, send_photo(telegram, data=round_subject(color=(200, 0, 0)))
     )
     await press(telegram, ANN, second, "Add to my pack")
-    await telegram.wait_for(lambda t: messages.pack_added(link) in t.texts_to(USER), timeout=15)
+    await telegram.wait_for(
+        lambda t: messages.pack_added(link) in t.texts_to(STUDIO_USER), timeout=15
+    )
     assert len(telegram.sticker_set(name)["stickers"]) == 2  # type: ignore[index]
     assert len(telegram.calls_of("createNewStickerSet")) == 1
 
     getfiles = len(telegram.calls_of("getFile"))
     await press(telegram, ANN, first, "Add to my pack")
     await telegram.wait_for(
-        lambda t: t.texts_to(USER).count(messages.pack_added(link)) == 2, timeout=15
+        lambda t: t.texts_to(STUDIO_USER).count(messages.pack_added(link)) == 2, timeout=15
     )
     assert len(telegram.sticker_set(name)["stickers"]) == 2  # type: ignore[index]
     assert len(telegram.calls_of("getFile")) == getfiles
@@ -528,7 +423,7 @@ async def test_add_to_my_pack_after_sticker_reuses_the_sticker_made(
     assert not created.files
     [pack_sticker] = created.params["stickers"]
     assert pack_sticker["sticker"] == sticker.result["sticker"]["file_id"]
-    assert stickers_in(telegram, pack_name(USER, BOT)) == 1
+    assert stickers_in(telegram, pack_name(STUDIO_USER, BOT)) == 1
 
 
 async def test_add_to_my_pack_pressed_while_the_sticker_is_made_waits_for_it(
@@ -558,11 +453,11 @@ async def test_a_full_pack_gets_a_plain_explanation(
     start_bot: StartBot, telegram: FakeTelegram
 ) -> None:
     await start_bot()
-    name = pack_name(USER, BOT)
-    telegram.make_sticker_set(USER, name, 120)
+    name = pack_name(STUDIO_USER, BOT)
+    telegram.make_sticker_set(STUDIO_USER, name, 120)
     cutout = await cutout_for(telegram, send_photo(telegram))
     await press(telegram, ANN, cutout, "Add to my pack")
-    await telegram.wait_for(lambda t: messages.pack_full() in t.texts_to(USER), timeout=15)
+    await telegram.wait_for(lambda t: messages.pack_full() in t.texts_to(STUDIO_USER), timeout=15)
     [refused] = telegram.calls_of("addStickerToSet")
     assert "STICKERS_TOO_MUCH" in str(refused.response)
     assert len(telegram.sticker_set(name)["stickers"]) == 120  # type: ignore[index]
@@ -577,7 +472,9 @@ async def test_a_cutout_over_20_mb_is_explained(
     assert cutout["document"]["file_size"] > 20 * 1024 * 1024
     downloads = len(telegram.file_downloads)
     await press(telegram, ANN, cutout, "Sticker")
-    await telegram.wait_for(lambda t: messages.studio_too_large() in t.texts_to(USER), timeout=15)
+    await telegram.wait_for(
+        lambda t: messages.studio_too_large() in t.texts_to(STUDIO_USER), timeout=15
+    )
     assert not telegram.calls_of("sendSticker")
     assert len(telegram.file_downloads) == downloads
 
@@ -608,7 +505,7 @@ async def test_forged_callback_data_gets_a_toast(
     counted = 'nobg_studio_presses_total{action="-",outcome="invalid"} 1.0'
     await telegram.wait_for(lambda _: counted in bot.services.metrics.render().decode())
     await settle()
-    assert len(visible_messages(telegram, USER)) == 1
+    assert len(visible_messages(telegram, STUDIO_USER)) == 1
     assert not telegram.calls_of("getFile")[1:]
 
 
@@ -703,7 +600,7 @@ async def test_album_follow_up_acts_on_every_cutout(
     start_bot: StartBot, telegram: FakeTelegram, freepik: FakeFreepik, redis_url: str
 ) -> None:
     bot = await start_bot(album_wait=0.3, storage_url=redis_url)
-    telegram.start_user(USER)
+    telegram.start_user(STUDIO_USER)
     colours = [(200, 0, 0), (0, 150, 0), (0, 0, 200)]
     album = [
         send_photo(telegram, data=round_subject(color=c), media_group_id="g-studio")
@@ -742,9 +639,11 @@ async def test_album_follow_up_acts_on_every_cutout(
     await press(telegram, ANN, message, "Back")
     await finished(telegram, "editMessageReplyMarkup", count=2)
     await press(telegram, ANN, message, "Add to my pack")
-    link = f"https://t.me/addstickers/{pack_name(USER, BOT)}"
-    await telegram.wait_for(lambda t: messages.pack_created(link, 3) in t.texts_to(USER), 15)
-    sticker_set = telegram.sticker_set(pack_name(USER, BOT))
+    link = f"https://t.me/addstickers/{pack_name(STUDIO_USER, BOT)}"
+    await telegram.wait_for(
+        lambda t: messages.pack_created(link, 3) in t.texts_to(STUDIO_USER), 15
+    )
+    sticker_set = telegram.sticker_set(pack_name(STUDIO_USER, BOT))
     assert sticker_set is not None
     assert len(sticker_set["stickers"]) == 3
     # The stickers made for the first press went into the pack by file_id: no new download.
@@ -789,7 +688,7 @@ async def test_cache_hit_and_joined_job_cutouts_carry_working_buttons(
     await start_bot()
     file = telegram.add_file(round_subject())
     leader = send_photo(telegram, file=file)
-    other = private_user(USER + 1, "Ben")
+    other = private_user(STUDIO_USER + 1, "Ben")
     joined = send_photo(telegram, other, file=file)
     first = await cutout_for(telegram, leader)
     second = await cutout_for(telegram, joined)
@@ -802,7 +701,7 @@ async def test_cache_hit_and_joined_job_cutouts_carry_working_buttons(
     crops = await finished(
         telegram, "sendDocument", count=2, where=lambda c: "caption" not in c.params, timeout=15
     )
-    assert {c.chat_id for c in crops} == {USER, USER + 1}
+    assert {c.chat_id for c in crops} == {STUDIO_USER, STUDIO_USER + 1}
     # The same crop of the same cutout: made once, re-sent by file_id the second time.
     assert sum(bool(c.files) for c in crops) == 1
 
@@ -814,7 +713,7 @@ async def test_inline_answer_offers_the_sticker_beside_the_document(
     start_bot: StartBot, telegram: FakeTelegram, image_host: Any
 ) -> None:
     await start_bot()
-    telegram.start_user(USER)
+    telegram.start_user(STUDIO_USER)
     url = image_host.add("disc.png", round_subject())
     telegram.push_update(inline_query(ANN, url))
     [answer] = await finished(telegram, "answerInlineQuery", timeout=15)
@@ -866,7 +765,7 @@ async def test_a_cutout_over_25_megapixels_is_refused_with_a_reply(
     huge = plant_cutout(telegram, png_bytes(Image.new("LA", (5001, 5000))))
     await press(telegram, ANN, huge, "Crop")
     await telegram.wait_for(
-        lambda t: messages.studio_too_many_pixels() in t.texts_to(USER), timeout=20
+        lambda t: messages.studio_too_many_pixels() in t.texts_to(STUDIO_USER), timeout=20
     )
     await settle()
     assert len(ok(telegram, "sendDocument")) == 0
@@ -879,7 +778,9 @@ async def test_a_fully_transparent_cutout_has_nothing_to_trim(
     await start_bot()
     empty = plant_cutout(telegram, png_bytes(Image.new("RGBA", (200, 100), (0, 0, 0, 0))))
     await press(telegram, ANN, empty, "Sticker")
-    await telegram.wait_for(lambda t: messages.studio_no_subject() in t.texts_to(USER), timeout=20)
+    await telegram.wait_for(
+        lambda t: messages.studio_no_subject() in t.texts_to(STUDIO_USER), timeout=20
+    )
     assert not telegram.calls_of("sendSticker")
     # A background still works: the colour alone, at the same size.
     await press(telegram, ANN, empty, "Background")
@@ -897,7 +798,9 @@ async def test_busy_image_workers_get_a_plain_reply(
     first, second = plant_cutout(telegram, big), plant_cutout(telegram, big)
     for message in (first, second):
         telegram.press(ANN, message, data_of(telegram, message, "Crop"))
-    await telegram.wait_for(lambda t: messages.studio_busy() in t.texts_to(USER), timeout=30)
+    await telegram.wait_for(
+        lambda t: messages.studio_busy() in t.texts_to(STUDIO_USER), timeout=30
+    )
     [crop] = await finished(telegram, "sendDocument", timeout=30)
     assert crop.ok
     await settle()
@@ -924,11 +827,13 @@ async def test_one_users_presses_take_only_their_share_of_the_image_workers(
     bob_query = await press(telegram, BOB, bobs, "Crop")
     assert toast(telegram, bob_query) == messages.studio_working()
     await telegram.wait_for(lambda t: bool(ok(t, "sendDocument", BOB["id"])), timeout=30)
-    await telegram.wait_for(lambda t: len(ok(t, "sendDocument", USER)) == 2, timeout=60)
+    await telegram.wait_for(lambda t: len(ok(t, "sendDocument", STUDIO_USER)) == 2, timeout=60)
     await settle()
     # Nobody was told the bot is busy, the 3 presses over Ann's share were one toast each
     # and converted nothing, and nothing but the crops was sent.
-    assert messages.studio_busy() not in telegram.texts_to(BOB["id"]) + telegram.texts_to(USER)
+    assert messages.studio_busy() not in telegram.texts_to(BOB["id"]) + telegram.texts_to(
+        STUDIO_USER
+    )
     assert conversions == ["crop"] * 3
     assert not ok(telegram, "sendMessage")
     counted = 'nobg_studio_presses_total{action="crop",outcome="user_busy"} 3.0'
@@ -998,7 +903,9 @@ async def test_getfile_refusing_a_big_cutout_is_explained(
     del message["document"]["file_size"]
     telegram.state.remember_message(message)
     await press(telegram, ANN, message, "Crop")
-    await telegram.wait_for(lambda t: messages.studio_too_large() in t.texts_to(USER), timeout=20)
+    await telegram.wait_for(
+        lambda t: messages.studio_too_large() in t.texts_to(STUDIO_USER), timeout=20
+    )
     [refused] = telegram.calls_of("getFile")
     assert "too big" in str(refused.response)
     assert not telegram.file_downloads
