@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
+import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+import httpx
 import pytest
 from PIL import Image, ImageDraw
 
-from tests.fakes import FakeTelegram, TgCall, make_image
+from tests.conftest import WEBHOOK_PATH, WEBHOOK_SECRET, bot_env
+from tests.fakes import FakeFreepik, FakeTelegram, TgCall, make_image
 from tests.fakes.updates import photo_message, private_user, update
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -368,3 +372,157 @@ def px(image: Image.Image, xy: tuple[int, int]) -> tuple[int, ...]:
     value = image.getpixel(xy)
     assert isinstance(value, tuple)
     return value
+
+
+# --- raw HTTP servers on 127.0.0.1 ---------------------------------------------------------------
+
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@contextlib.asynccontextmanager
+async def serving(handler: Handler) -> AsyncIterator[str]:
+    """A TCP server on 127.0.0.1 running `handler` per connection; its base URL."""
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def run(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        tasks.add(task)
+        try:
+            await handler(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+            tasks.discard(task)
+
+    server = await asyncio.start_server(run, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.close()
+        for task in list(tasks):
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await server.wait_closed()
+
+
+async def read_request(reader: asyncio.StreamReader) -> tuple[bytes, dict[str, str], bytes]:
+    """One request: its request line, headers (lower-case) and body (by Content-Length)."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for item in lines:
+        if item:
+            name, _, value = item.partition(":")
+            headers[name.strip().lower()] = value.strip()
+    if headers.get("transfer-encoding") == "chunked":
+        body = b""
+        while size := int((await reader.readuntil(b"\r\n")).strip(), 16):
+            body += await reader.readexactly(size)
+            await reader.readexactly(2)
+        await reader.readexactly(2)
+    else:
+        body = await reader.readexactly(int(headers.get("content-length", "0")))
+    return line.encode(), headers, body
+
+
+def answer(body: bytes, status: str = "200 OK", extra: str = "") -> bytes:
+    """An HTTP/1.1 response with a Content-Length."""
+    head = f"HTTP/1.1 {status}\r\nContent-Length: {len(body)}\r\n{extra}\r\n"
+    return head.encode() + body
+
+
+# --- webhook mode ----------------------------------------------------------------------------
+
+
+async def post_update(
+    url: str, body: bytes | dict[str, Any], secret: str | None = WEBHOOK_SECRET
+) -> httpx.Response:
+    """POST an update to the bot's webhook as Telegram would (with the secret, unless None)."""
+    headers = {"content-type": "application/json"}
+    if secret is not None:
+        headers["X-Telegram-Bot-Api-Secret-Token"] = secret
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    async with httpx.AsyncClient() as client:
+        return await client.post(url + WEBHOOK_PATH, content=content, headers=headers)
+
+
+# --- replicas: `python -m bot` processes in webhook mode -------------------------------------
+
+
+@dataclass
+class Replica:
+    """One `python -m bot` process in webhook mode."""
+
+    process: asyncio.subprocess.Process
+    url: str
+
+    async def post(self, body: dict[str, Any]) -> None:
+        """Deliver an update as Telegram would."""
+        response = await post_update(self.url, body)
+        assert response.status_code == 200, response.text
+
+
+async def start_replica(
+    telegram: FakeTelegram,
+    freepik: FakeFreepik,
+    redis_url: str,
+    port: int,
+    base_url: str,
+    tmp_path: Path,
+    **env: str,
+) -> Replica:
+    """A replica on `port` sharing `redis_url`, once it is ready (relay links at `base_url`)."""
+    settings = {
+        "MODE": "webhook",
+        "WEBHOOK_URL": "https://bot.example.test" + WEBHOOK_PATH,
+        "WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "LISTEN_HOST": "127.0.0.1",
+        "LISTEN_PORT": str(port),
+        "STORAGE_URL": redis_url,
+        "PHOTO_URL_MODE": "relay",
+        "PUBLIC_BASE_URL": base_url,
+        "SHUTDOWN_GRACE": "10",
+    }
+    process = await spawn_bot_process(
+        env=bot_env(telegram, freepik, **(settings | env)),
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    replica = Replica(process, f"http://127.0.0.1:{port}")
+    async with httpx.AsyncClient() as client:
+        for _ in range(300):
+            try:
+                if (await client.get(replica.url + "/readyz")).status_code == 200:
+                    return replica
+            except httpx.TransportError:
+                pass
+            if process.returncode is not None:
+                break
+            await asyncio.sleep(0.05)
+    process.kill()
+    _, stderr = await process.communicate()
+    raise AssertionError(f"replica did not become ready:\n{stderr.decode()[-2000:]}")
+
+
+# --- operator commands -----------------------------------------------------------------------
+
+
+async def run_cli(
+    args: list[str], telegram: FakeTelegram, freepik: FakeFreepik, tmp_path: Path, **env: str
+) -> tuple[int, str]:
+    """Run `python -m bot ARGS` against the fakes; its exit code and output."""
+    process = await spawn_bot_process(
+        *args,
+        env=bot_env(telegram, freepik, **env),
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode is not None
+    return process.returncode, output.decode()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -16,63 +16,7 @@ import pytest
 from bot.app.aiohttp_transport import AiohttpTransport
 from bot.removal.freepik import FreepikClient, PostCount, RetryPolicy, ServiceUnavailable
 from tests.redis_server import free_port
-
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
-
-
-@contextlib.asynccontextmanager
-async def serving(handler: Handler) -> AsyncIterator[str]:
-    """A TCP server on 127.0.0.1 running `handler` per connection; its base URL."""
-    tasks: set[asyncio.Task[None]] = set()
-
-    async def run(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        tasks.add(task)
-        try:
-            await handler(reader, writer)
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            writer.close()
-            tasks.discard(task)
-
-    server = await asyncio.start_server(run, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.close()
-        for task in list(tasks):
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await server.wait_closed()
-
-
-async def read_request(reader: asyncio.StreamReader) -> tuple[bytes, dict[str, str], bytes]:
-    """One request: its request line, headers (lower-case) and body (by Content-Length)."""
-    head = await reader.readuntil(b"\r\n\r\n")
-    line, *lines = head.decode("latin-1").split("\r\n")
-    headers = {}
-    for item in lines:
-        if item:
-            name, _, value = item.partition(":")
-            headers[name.strip().lower()] = value.strip()
-    if headers.get("transfer-encoding") == "chunked":
-        body = b""
-        while size := int((await reader.readuntil(b"\r\n")).strip(), 16):
-            body += await reader.readexactly(size)
-            await reader.readexactly(2)
-        await reader.readexactly(2)
-    else:
-        body = await reader.readexactly(int(headers.get("content-length", "0")))
-    return line.encode(), headers, body
-
-
-def answer(body: bytes, status: str = "200 OK", extra: str = "") -> bytes:
-    """An HTTP/1.1 response with a Content-Length."""
-    head = f"HTTP/1.1 {status}\r\nContent-Length: {len(body)}\r\n{extra}\r\n"
-    return head.encode() + body
+from tests.support import answer, read_request, serving
 
 
 def client(**timeouts: float) -> httpx.AsyncClient:

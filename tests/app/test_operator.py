@@ -12,22 +12,7 @@ from tests.conftest import BOT_TOKEN, FREEPIK_KEY, WEBHOOK_SECRET, StartBot, bot
 from tests.fakes import FakeFreepik, FakeTelegram, make_image
 from tests.fakes.updates import photo_message, private_user, update
 from tests.redis_server import free_port
-from tests.support import spawn_bot_process
-
-
-async def run_cli(
-    args: list[str], telegram: FakeTelegram, freepik: FakeFreepik, tmp_path: Path, **env: str
-) -> tuple[int, str]:
-    process = await spawn_bot_process(
-        *args,
-        env=bot_env(telegram, freepik, **env),
-        cwd=tmp_path,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    output, _ = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode is not None
-    return process.returncode, output.decode()
+from tests.support import run_cli, spawn_bot_process
 
 
 async def test_doctor_passes_and_masks_secrets(

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +13,7 @@ import pytest
 from telegram import Update
 
 from bot.i18n import messages
-from tests.conftest import WEBHOOK_PATH, WEBHOOK_SECRET, ImageHost, StartBot, bot_env
+from tests.conftest import ImageHost, StartBot
 from tests.fakes import FakeFreepik, FakeTelegram, make_image
 from tests.fakes.updates import (
     inline_query,
@@ -26,70 +24,7 @@ from tests.fakes.updates import (
     update,
 )
 from tests.redis_server import RedisServer, free_port
-from tests.support import spawn_bot_process, visible_messages
-
-
-@dataclass
-class Replica:
-    """One `python -m bot` process in webhook mode."""
-
-    process: asyncio.subprocess.Process
-    url: str
-
-    async def post(self, body: dict[str, Any]) -> None:
-        """Deliver an update as Telegram would."""
-        async with httpx.AsyncClient() as client:
-            response = await client.post(
-                self.url + WEBHOOK_PATH,
-                content=json.dumps(body),
-                headers={
-                    "X-Telegram-Bot-Api-Secret-Token": WEBHOOK_SECRET,
-                    "content-type": "application/json",
-                },
-            )
-        assert response.status_code == 200, response.text
-
-
-async def _start_replica(
-    telegram: FakeTelegram,
-    freepik: FakeFreepik,
-    redis_url: str,
-    port: int,
-    base_url: str,
-    tmp_path: Path,
-    **env: str,
-) -> Replica:
-    settings = {
-        "MODE": "webhook",
-        "WEBHOOK_URL": "https://bot.example.test" + WEBHOOK_PATH,
-        "WEBHOOK_SECRET": WEBHOOK_SECRET,
-        "LISTEN_HOST": "127.0.0.1",
-        "LISTEN_PORT": str(port),
-        "STORAGE_URL": redis_url,
-        "PHOTO_URL_MODE": "relay",
-        "PUBLIC_BASE_URL": base_url,
-        "SHUTDOWN_GRACE": "10",
-    }
-    process = await spawn_bot_process(
-        env=bot_env(telegram, freepik, **(settings | env)),
-        cwd=tmp_path,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    replica = Replica(process, f"http://127.0.0.1:{port}")
-    async with httpx.AsyncClient() as client:
-        for _ in range(300):
-            try:
-                if (await client.get(replica.url + "/readyz")).status_code == 200:
-                    return replica
-            except httpx.TransportError:
-                pass
-            if process.returncode is not None:
-                break
-            await asyncio.sleep(0.05)
-    process.kill()
-    _, stderr = await process.communicate()
-    raise AssertionError(f"replica did not become ready:\n{stderr.decode()[-2000:]}")
+from tests.support import Replica, start_replica, visible_messages
 
 
 @pytest.fixture
@@ -100,7 +35,7 @@ async def replicas(
     ports = [free_port(), free_port()]
     base_url = f"http://127.0.0.1:{ports[1]}"
     started = [
-        await _start_replica(
+        await start_replica(
             telegram, freepik, redis_url, port, base_url, tmp_path, RATE_LIMIT="2/minute"
         )
         for port in ports

@@ -16,9 +16,9 @@ from telegram.request._requestparameter import RequestParameter
 from bot.app.telegram_request import AiohttpRequest, _multipart
 from bot.removal.pipeline import Cutout
 from bot.transport.uploads import PiecesReader, upload_file
-from tests.app.test_aiohttp_transport import answer, read_request, serving
 from tests.fakes.forms import parse_multipart, parse_urlencoded
 from tests.redis_server import free_port
+from tests.support import answer, read_request, serving
 
 
 def request_data(**values: object) -> RequestData:

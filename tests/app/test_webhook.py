@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 import httpx
 import pytest
 
 from bot.settings import ConfigError, load_settings
-from tests.conftest import BOT_TOKEN, FREEPIK_KEY, WEBHOOK_PATH, WEBHOOK_SECRET, StartBot
+from tests.conftest import BOT_TOKEN, FREEPIK_KEY, WEBHOOK_SECRET, StartBot
 from tests.fakes import FakeFreepik, FakeTelegram, make_image
 from tests.fakes.updates import photo_message, private_user, update
+from tests.support import post_update
 
 USER = private_user(9100)
 
@@ -20,17 +20,6 @@ USER = private_user(9100)
 def photo_update(telegram: FakeTelegram, update_id: int = 1) -> dict[str, Any]:
     file_id, unique_id = telegram.add_file(make_image("JPEG"))
     return update(message=photo_message(USER, file_id, unique_id), update_id=update_id)
-
-
-async def post_update(
-    url: str, body: bytes | dict[str, Any], secret: str | None = WEBHOOK_SECRET
-) -> httpx.Response:
-    headers = {"content-type": "application/json"}
-    if secret is not None:
-        headers["X-Telegram-Bot-Api-Secret-Token"] = secret
-    content = body if isinstance(body, bytes) else json.dumps(body).encode()
-    async with httpx.AsyncClient() as client:
-        return await client.post(url + WEBHOOK_PATH, content=content, headers=headers)
 
 
 async def test_set_webhook_with_url_secret_and_update_types(

@@ -19,11 +19,10 @@ from telegram import Update
 from bot.i18n import messages
 from bot.storage.base import PURCHASE
 from bot.storage.sqlite_store import SqliteStore
-from tests.app.test_webhook import post_update
 from tests.conftest import StartBot, bot_env, scratch_data_dir
 from tests.fakes import FakeFreepik, FakeTelegram, make_image
 from tests.fakes.updates import inline_query, photo_message, private_user, text_message, update
-from tests.support import USER, photo, send, spawn_bot_process, visible_messages
+from tests.support import USER, photo, post_update, send, spawn_bot_process, visible_messages
 from tests.transport.test_kept_photo import offers, pay_from_offer
 
 

@@ -15,13 +15,11 @@ from telegram import Update
 from bot.i18n import messages
 from bot.requests.admission import async_storage
 from bot.requests.spending import DailyBudget, RateCap, rate_item
-from tests.app.test_operator import run_cli
-from tests.app.test_replicas import Replica, _start_replica
 from tests.conftest import BOT_TOKEN, ImageHost, StartBot
 from tests.fakes import FakeFreepik, FakeTelegram, make_image
 from tests.fakes.updates import inline_query, photo_message, private_user, sent_again, update
 from tests.redis_server import free_port
-from tests.support import visible_messages
+from tests.support import Replica, run_cli, start_replica, visible_messages
 
 ADMIN = 4500
 USER = 4501
@@ -80,7 +78,7 @@ async def test_rate_cap_is_shared_by_two_processes_on_redis(
     try:
         for port in ports:
             replicas.append(
-                await _start_replica(
+                await start_replica(
                     telegram, freepik, redis_url, port, base_url, tmp_path, FREEPIK_MAX_RATE="2"
                 )
             )

@@ -16,12 +16,11 @@ import httpx
 import pytest
 import redis.asyncio as redis
 
-from tests.app.test_replicas import Replica, _start_replica
 from tests.conftest import WEBHOOK_PATH, WEBHOOK_SECRET, StartBot
 from tests.fakes import FakeFreepik, FakeTelegram, make_image
 from tests.fakes.updates import photo_message, private_user, update
 from tests.redis_server import RedisServer, free_port
-from tests.support import visible_messages
+from tests.support import Replica, start_replica, visible_messages
 
 LEASE = 2.0
 
@@ -55,7 +54,7 @@ async def replicas(
     ports = [free_port(), free_port()]
     base_url = f"http://127.0.0.1:{ports[1]}"
     started = [
-        await _start_replica(
+        await start_replica(
             telegram,
             freepik,
             redis_url,

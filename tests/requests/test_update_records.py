@@ -19,7 +19,6 @@ from telegram import Bot, Update
 from bot.requests.journal import SEEN_TTL, ArrivedUpdates, RequestJournal, update_json
 from bot.storage.base import PendingUpdate
 from bot.storage.factory import create_store
-from tests.app.test_webhook import post_update
 from tests.conftest import RunningBot, StartBot
 from tests.fakes import FakeFreepik, FakeTelegram, make_image
 from tests.fakes.updates import (
@@ -31,7 +30,7 @@ from tests.fakes.updates import (
     private_user,
     update,
 )
-from tests.support import visible_messages
+from tests.support import post_update, visible_messages
 
 USER = private_user(9300)
 CHAT = private_chat(USER)
