@@ -10,9 +10,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
-import math
 import secrets
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -35,32 +33,6 @@ JsonDict = dict[str, Any]
 
 # When the removal being handled arrived (set per request task by BenchFreepik._remove).
 _ARRIVED: ContextVar[float] = ContextVar("bench_freepik_arrived")
-
-
-class NoDelayServer(ThreadedServer):
-    """ThreadedServer whose connections send small writes at once (TCP_NODELAY).
-
-    asyncio turns Nagle's algorithm off only for sockets whose `proto` is IPPROTO_TCP, and
-    ThreadedServer's listening socket has proto 0, so its connections keep Nagle on: uvicorn
-    writes the response head and body separately, the second write waits for the client's
-    delayed ACK, and every answer of the plain fakes takes ~40 ms longer. The benchmark must not
-    charge that to the bot.
-    """
-
-    def cpu_seconds(self) -> float:
-        """CPU time the server's thread has used so far (NaN when it is not running)."""
-        thread = self._thread
-        if thread is None or thread.ident is None or not thread.is_alive():
-            return math.nan
-        return time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
-
-    def _run(self) -> None:
-        listening = self._sock
-        if listening is not None:
-            self._sock = socket.socket(
-                listening.family, listening.type, socket.IPPROTO_TCP, fileno=listening.detach()
-            )
-        super()._run()
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,7 +255,7 @@ class BenchTelegram(FakeTelegram):
 
     def __init__(self, recordings: Recordings, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._recorded = NoDelayServer(
+        self._recorded = ThreadedServer(
             TelegramRecorder(
                 self.server.app,
                 recordings.add_updates,
@@ -351,7 +323,7 @@ class BenchFreepik(FakeFreepik):
         super().__init__(**kwargs)
         self._session: aiohttp.ClientSession | None = None
         self._made: dict[tuple[bytes, int, frozenset[str]], Cutout] = {}
-        self._recorded = NoDelayServer(
+        self._recorded = ThreadedServer(
             FreepikRecorder(self.server.app, recordings.add_removal, recordings.add_download)
         )
         self.server = self._recorded

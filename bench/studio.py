@@ -28,7 +28,6 @@ from typing import Any
 from PIL import Image, ImageDraw
 
 from bench.botproc import BOT_TOKEN, BotProcess, bot_env, cpu_seconds
-from bench.fakes import NoDelayServer
 from bench.stats import ms, percentile
 from bot.imaging import edits as imaging
 from bot.imaging.pool import CpuPool
@@ -98,9 +97,6 @@ class StudioBench:
 
     def __init__(self, workdir: Path, freepik_url: str) -> None:
         self.telegram = FakeTelegram(token=BOT_TOKEN)
-        # As the other phases' fakes: without it each answer of the fake waits ~40 ms for the
-        # bot's delayed ACK (see NoDelayServer), which is the fake's doing, not the bot's.
-        self.telegram.server = NoDelayServer(self.telegram.server.app)
         self.workdir = workdir
         self.freepik_url = freepik_url
         self.user = private_user(USER)

@@ -29,6 +29,7 @@ from bot.settings import Settings, load_settings
 from bot.transport.services import Services, services_of
 from tests.fakes import FakeFreepik, FakeTelegram, ThreadedServer
 from tests.fakes.images import sniff_mime
+from tests.fakes.server import listening_socket
 from tests.redis_server import RedisServer
 
 BOT_TOKEN = "123456:TEST-token_abcdefghijklmnopqrstuvwx"
@@ -190,9 +191,7 @@ async def start_bot(telegram: FakeTelegram, freepik: FakeFreepik) -> AsyncIterat
         http_url: str | None = None
         if values.get("mode") == "webhook" or values.get("photo_url_mode") == "relay":
             # Bind the bot's HTTP port up front, so the URLs are known before it starts.
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind(("127.0.0.1", 0))
+            sock = listening_socket()
             sockets = [sock]
             http_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
             values.setdefault("public_base_url", http_url)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import socket
 import threading
 import time
 import warnings
@@ -122,6 +123,25 @@ def test_threaded_server_serves_and_stops_quickly() -> None:
         started = time.monotonic()
     assert time.monotonic() - started < 1.0
     assert not server.running
+
+
+def test_threaded_server_connections_have_nodelay() -> None:
+    # uvicorn writes a response's head and body separately; with Nagle on, the body waits for
+    # the client's delayed ACK (~40 ms per answer), which every test and the bench would pay.
+    nodelay: list[int] = []
+
+    async def probe(request: Request) -> Response:
+        state = server._server.server_state if server._server is not None else None
+        assert state is not None
+        for connection in state.connections:
+            sock = connection.transport.get_extra_info("socket")
+            nodelay.append(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+        return Response(b"ok")
+
+    server = ThreadedServer(Starlette(routes=[Route("/", probe)]))
+    with server, client() as c:
+        assert c.get(server.url).text == "ok"
+    assert nodelay == [1]
 
 
 # Freepik: spec enforcement

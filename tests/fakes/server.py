@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import socket
 import threading
 import time
@@ -16,6 +17,17 @@ from starlette.types import ASGIApp
 START_TIMEOUT = 5.0
 GRACEFUL_JOIN = 0.5
 FORCED_JOIN = 5.0
+
+
+def listening_socket(host: str = "127.0.0.1") -> socket.socket:
+    """A TCP socket bound to a free port on `host`, for uvicorn's ``serve(sockets=...)``."""
+    # proto must say TCP: asyncio sets TCP_NODELAY only on accepted sockets whose proto is
+    # IPPROTO_TCP, and accepted sockets inherit the listener's. With proto 0 uvicorn's separate
+    # head and body writes leave the body waiting ~40 ms for the client's delayed ACK.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, 0))
+    return sock
 
 
 class _Server(uvicorn.Server):
@@ -79,13 +91,18 @@ class ThreadedServer:
         """Whether the server thread is alive."""
         return self._thread is not None and self._thread.is_alive()
 
+    def cpu_seconds(self) -> float:
+        """CPU time the server thread has used so far (NaN when it is not running)."""
+        thread = self._thread
+        if thread is None or thread.ident is None or not thread.is_alive():
+            return math.nan
+        return time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
+
     def start(self) -> None:
         """Start serving; block until the server accepts connections."""
         if self._thread is not None:
             raise RuntimeError("server already started")
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, 0))
+        sock = listening_socket(self.host)
         self._sock = sock
         self._port = sock.getsockname()[1]
         config = uvicorn.Config(
