@@ -22,8 +22,16 @@ from bot.storage.sqlite_store import SqliteStore
 from tests.conftest import StartBot, bot_env, scratch_data_dir
 from tests.fakes import FakeFreepik, FakeTelegram, make_image
 from tests.fakes.updates import inline_query, photo_message, private_user, text_message, update
-from tests.support import USER, photo, post_update, send, spawn_bot_process, visible_messages
-from tests.transport.test_kept_photo import offers, pay_from_offer
+from tests.support import (
+    USER,
+    offers,
+    pay_from_offer,
+    photo,
+    post_update,
+    send,
+    spawn_bot_process,
+    visible_messages,
+)
 
 
 class BotProcess:

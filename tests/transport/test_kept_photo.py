@@ -3,45 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from bot.i18n import messages
 from bot.storage.base import SPEND
 from tests.conftest import ImageHost, RunningBot, StartBot
 from tests.fakes import FakeFreepik, FakeTelegram, make_image
 from tests.fakes.updates import private_user, text_message, update
-from tests.support import USER, Visible, photo, send, visible_messages, wait_document
+from tests.support import (
+    USER,
+    offers,
+    pay_from_offer,
+    photo,
+    send,
+    visible_messages,
+    wait_document,
+)
 
 PAID = {"credit_packs": "10:25", "free_removals": "1/day"}
-_MARK = "\x00"
-
-
-def is_offer(text: str | None, *, kept: bool = True) -> bool:
-    """Whether `text` is the out-of-removals reply (whatever the wait)."""
-    before, after = messages.out_of_removals(_MARK, kept=kept).split(_MARK)
-    return text is not None and text.startswith(before) and text.endswith(after)
-
-
-async def offers(telegram: FakeTelegram, count: int) -> list[Visible]:
-    """Wait for `count` out-of-removals replies; they, in order."""
-    await telegram.wait_for(
-        lambda t: len([v for v in visible_messages(t, USER) if is_offer(v.text)]) >= count,
-        timeout=15,
-    )
-    return [v for v in visible_messages(telegram, USER) if is_offer(v.text)]
-
-
-async def pay_from_offer(telegram: FakeTelegram, offer: Visible) -> dict[str, Any]:
-    """Press the offer's pack button and pay the invoice; the payment message."""
-    markup = offer.call.params["reply_markup"]
-    button = markup["inline_keyboard"][0][0]["callback_data"]
-    telegram.press(private_user(USER), offer.call.result, button)
-    await telegram.wait_for(lambda t: len(t.invoices_to(USER)) >= 1)
-    invoice = telegram.invoices_to(USER)[-1][1]
-    query_id = telegram.checkout_invoice(private_user(USER), invoice)
-    await telegram.wait_for(lambda t: t.pre_checkout_answer(query_id) is not None)
-    _, message = telegram.complete_payment(query_id)
-    return message
 
 
 async def balance_becomes(bot: RunningBot, value: int) -> None:
