@@ -49,6 +49,8 @@ class Spend:
     user_id: int
     kind: SpendKind
     note: str = ""
+    # What the credit was taken for (see `StateStore.debit`), None if unnamed.
+    key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,11 +136,13 @@ class Credits:
 
     # --- the lifecycle's side ----------------------------------------------------------------
 
-    async def spend(self, user_id: int, note: str = "") -> Spend | None:
+    async def spend(self, user_id: int, note: str = "", key: str | None = None) -> Spend | None:
         """Pay for one Freepik call: a free removal first, else one credit; None if neither.
 
         Call it only when a Freepik call will be made for this user (not for cache hits, joins
-        of another job or studio buttons). Raises `StorageUnavailable`.
+        of another job or studio buttons). `key` names the request's job: a credit taken under
+        it before (the request resumed after a crash) is not taken again. Raises
+        `StorageUnavailable`.
         """
         if not self.enabled:
             return Spend(user_id, "off", note)
@@ -147,18 +151,20 @@ class Credits:
         # FREE_REMOVALS empty: every removal is free (credits are never needed).
         if not self._free.enabled or await self._free.acquire(user_id) is None:
             return Spend(user_id, "free", note)
-        entry = await self._store.debit(user_id, SPEND, note=note)
+        entry = await self._store.debit(user_id, SPEND, note=note, key=key)
         if entry is None:
             return None
-        if self._metrics is not None:
+        if entry.amount == 0:
+            logger.info("User %s's credit for %s was taken before the restart", user_id, key)
+        elif self._metrics is not None:
             self._metrics.credits_changed("spent", 1)
-        return Spend(user_id, "credit", note)
+        return Spend(user_id, "credit", note, key)
 
     async def give_back(self, spend: Spend) -> LedgerEntry | None:
         """The job `spend` paid for failed: its credit comes back (free removals do not)."""
         if spend.kind != "credit":
             return None
-        entry = await self._store.give_back(spend.user_id, note=spend.note)
+        entry = await self._store.give_back(spend.user_id, note=spend.note, key=spend.key)
         if self._metrics is not None:
             self._metrics.credits_changed("returned", 1)
         return entry

@@ -383,6 +383,12 @@ class RequestJournal:
         return len(leftovers)
 
 
+def current_update_id() -> int | None:
+    """The update the running handler works for, if it is on record (resumed after a crash)."""
+    current = _current.get()
+    return None if current is None else current[1]
+
+
 async def note_status_message(message: Message) -> None:
     """Remember a status message of the request being processed, for a resumed run to delete.
 

@@ -26,6 +26,7 @@ from bot.removal.pipeline import Cutout, JobAborted, JobTimings
 from bot.removal.sources import ImageSource
 from bot.requests.admission import Admission, HintGate, RateLimited, Refusal
 from bot.requests.credits import Credits, Spend
+from bot.requests.journal import current_update_id
 from bot.requests.outcomes import CACHE_RESULT, Outcome, classify, log_failure
 from bot.requests.rejected import drop_rejected, is_rejected_file_id
 from bot.storage.base import StateStore, StorageUnavailable, StoredCutout
@@ -101,6 +102,9 @@ class Till:
     ) -> tuple[Callable[[], Awaitable[RateLimited | None]], list[Spend]]:
         """The admission of one new job (asked only before a Freepik call) and what it paid."""
         paid: list[Spend] = []
+        # A request on record pays for its image once, even when it is resumed after a crash.
+        update_id = current_update_id()
+        key = None if update_id is None else f"{update_id}:{source.key}"
 
         async def admit() -> RateLimited | None:
             credits = self.credits
@@ -110,7 +114,7 @@ class Till:
             refused = await self.admission.admit(user_id, group_chat_id)
             if refused is not None or credits is None:
                 return refused
-            spend = await credits.spend(user_id, note=source.kind)
+            spend = await credits.spend(user_id, note=source.kind, key=key)
             if spend is None:  # spent elsewhere meanwhile (another replica)
                 return RateLimited(await credits.refusal(user_id))
             paid.append(spend)

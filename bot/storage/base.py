@@ -12,6 +12,9 @@ RECENT_LIMIT = 20
 # A wait for a user's next message (`put_wait`) outlives its deadline by this long, so the one
 # line saying it ran out can still be sent by a bot that was down when it did.
 WAIT_LINGER = 3600.0
+# How long a keyed spend (`debit(key=...)`) is remembered: longer than a request can wait to be
+# resumed after a crash (Telegram keeps unconfirmed updates for 24 hours).
+SPEND_KEY_TTL = 2 * 24 * 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,15 +271,32 @@ class StateStore(Protocol):
         ...
 
     async def debit(
-        self, user_id: int, reason: str = SPEND, *, amount: int = 1, note: str = ""
+        self,
+        user_id: int,
+        reason: str = SPEND,
+        *,
+        amount: int = 1,
+        note: str = "",
+        key: str | None = None,
     ) -> LedgerEntry | None:
-        """Take `amount` credits if the balance has them (atomically); None if it has not."""
+        """Take `amount` credits if the balance has them (atomically); None if it has not.
+
+        `key` names what is paid for (a request's job): taken under that key before (a
+        request resumed after a crash) and not given back, nothing is taken again and the
+        entry returned has amount 0. The key is remembered for `SPEND_KEY_TTL`.
+        """
         ...
 
     async def give_back(
-        self, user_id: int, reason: str = GIVE_BACK, *, amount: int = 1, note: str = ""
+        self,
+        user_id: int,
+        reason: str = GIVE_BACK,
+        *,
+        amount: int = 1,
+        note: str = "",
+        key: str | None = None,
     ) -> LedgerEntry:
-        """Return credits taken for a job that failed."""
+        """Return credits taken for a job that failed (and forget the `key` they were under)."""
         ...
 
     async def refund(

@@ -10,6 +10,7 @@ from bot.storage.base import (
     PURCHASE,
     REFUND,
     SPEND,
+    SPEND_KEY_TTL,
     LedgerEntry,
     Payment,
     RefundOutcome,
@@ -24,6 +25,8 @@ class MemoryLedger:
         self._balances: dict[int, int] = {}
         self._payments: dict[str, Payment] = {}
         self._ledger: list[LedgerEntry] = []
+        # Keyed spends (`debit(key=...)`) -> when they are forgotten.
+        self._spent: dict[str, float] = {}
 
     # Credits: no await between reading and writing a balance, so each call is atomic.
 
@@ -58,17 +61,39 @@ class MemoryLedger:
         return entry
 
     async def debit(
-        self, user_id: int, reason: str = SPEND, *, amount: int = 1, note: str = ""
+        self,
+        user_id: int,
+        reason: str = SPEND,
+        *,
+        amount: int = 1,
+        note: str = "",
+        key: str | None = None,
     ) -> LedgerEntry | None:
         """Take `amount` credits if the balance has them (atomically); None if it has not."""
+        now = time.time()
+        if key is not None and self._spent.get(key, 0.0) > now:
+            balance = self._balances.get(user_id, 0)
+            return LedgerEntry(user_id, reason, 0, balance, balance, now, note=note)
         if self._balances.get(user_id, 0) < amount:
             return None
+        if key is not None:
+            if len(self._spent) > 10_000:
+                self._spent = {k: t for k, t in self._spent.items() if t > now}
+            self._spent[key] = now + SPEND_KEY_TTL
         return self._change(user_id, reason, -amount, note=note)
 
     async def give_back(
-        self, user_id: int, reason: str = GIVE_BACK, *, amount: int = 1, note: str = ""
+        self,
+        user_id: int,
+        reason: str = GIVE_BACK,
+        *,
+        amount: int = 1,
+        note: str = "",
+        key: str | None = None,
     ) -> LedgerEntry:
-        """Return credits taken for a job that failed."""
+        """Return credits taken for a job that failed (and forget the `key` they were under)."""
+        if key is not None:
+            self._spent.pop(key, None)
         return self._change(user_id, reason, amount, note=note)
 
     async def refund(

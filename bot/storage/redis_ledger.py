@@ -12,6 +12,7 @@ from bot.storage.base import (
     PURCHASE,
     REFUND,
     SPEND,
+    SPEND_KEY_TTL,
     LedgerEntry,
     Payment,
     RefundOutcome,
@@ -40,7 +41,9 @@ entry(ARGV[1], 'purchase', ARGV[2], tostring(after - tonumber(ARGV[2])), tostrin
 return after
 """
 )
-# ARGV: user, reason, amount (positive), now, note, taking ('1': never below zero)
+# ARGV: user, reason, amount (positive), now, note, taking ('1': never below zero), key TTL
+# in ms. A keyed change has KEYS[4], the key's marker: a taking under a live marker takes
+# nothing and answers {balance}; a giving back removes it.
 _CHANGE = (
     _LEDGER_FIELDS
     + """
@@ -48,8 +51,12 @@ local before = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
 local amount = tonumber(ARGV[3])
 local delta = amount
 if ARGV[6] == '1' then
+  if #KEYS == 4 and redis.call('EXISTS', KEYS[4]) == 1 then return {tostring(before)} end
   if before < amount then return false end
   delta = -amount
+  if #KEYS == 4 then redis.call('SET', KEYS[4], ARGV[1], 'PX', ARGV[7]) end
+elseif #KEYS == 4 then
+  redis.call('DEL', KEYS[4])
 end
 local after = redis.call('HINCRBY', KEYS[1], ARGV[1], delta)
 entry(ARGV[1], ARGV[2], tostring(delta), tostring(before), tostring(after), ARGV[4], '', '0',
@@ -134,7 +141,7 @@ class RedisLedger(RedisBase):
         )
 
     async def _apply(
-        self, user_id: int, reason: str, amount: int, note: str, *, taking: bool
+        self, user_id: int, reason: str, amount: int, note: str, key: str | None, *, taking: bool
     ) -> LedgerEntry | None:
         now = time.time()
         args: list[str | int | float] = [
@@ -144,27 +151,44 @@ class RedisLedger(RedisBase):
             repr(now),
             note,
             "1" if taking else "0",
+            int(SPEND_KEY_TTL * 1000),
         ]
-        after = await self._call(
-            "credit change", lambda: self._change(keys=self._credit_keys, args=args)
-        )
+        keys = self._credit_keys
+        if key is not None:
+            keys = [*keys, self._key("spent", key)]
+        after = await self._call("credit change", lambda: self._change(keys=keys, args=args))
         if after is None:
             return None
+        if isinstance(after, list):  # spent under this key before: nothing taken
+            balance = int(_text(after[0]))
+            return LedgerEntry(user_id, reason, 0, balance, balance, now, note=note)
         delta = -amount if taking else amount
         after = int(after)
         return LedgerEntry(user_id, reason, delta, after - delta, after, now, note=note)
 
     async def debit(
-        self, user_id: int, reason: str = SPEND, *, amount: int = 1, note: str = ""
+        self,
+        user_id: int,
+        reason: str = SPEND,
+        *,
+        amount: int = 1,
+        note: str = "",
+        key: str | None = None,
     ) -> LedgerEntry | None:
         """Take `amount` credits if the balance has them (atomically); None if it has not."""
-        return await self._apply(user_id, reason, amount, note, taking=True)
+        return await self._apply(user_id, reason, amount, note, key, taking=True)
 
     async def give_back(
-        self, user_id: int, reason: str = GIVE_BACK, *, amount: int = 1, note: str = ""
+        self,
+        user_id: int,
+        reason: str = GIVE_BACK,
+        *,
+        amount: int = 1,
+        note: str = "",
+        key: str | None = None,
     ) -> LedgerEntry:
-        """Return credits taken for a job that failed."""
-        entry = await self._apply(user_id, reason, amount, note, taking=False)
+        """Return credits taken for a job that failed (and forget the `key` they were under)."""
+        entry = await self._apply(user_id, reason, amount, note, key, taking=False)
         assert entry is not None  # adding always succeeds
         return entry
 

@@ -12,6 +12,7 @@ from bot.storage.base import (
     PURCHASE,
     REFUND,
     SPEND,
+    SPEND_KEY_TTL,
     LedgerEntry,
     Payment,
     RefundOutcome,
@@ -58,11 +59,26 @@ class SqliteLedger:
         return await self._run(op)
 
     async def debit(
-        self, user_id: int, reason: str = SPEND, *, amount: int = 1, note: str = ""
+        self,
+        user_id: int,
+        reason: str = SPEND,
+        *,
+        amount: int = 1,
+        note: str = "",
+        key: str | None = None,
     ) -> LedgerEntry | None:
         """Take `amount` credits if the balance has them (atomically); None if it has not."""
 
         def op(conn: sqlite3.Connection) -> LedgerEntry | None:
+            now = time.time()
+            if (
+                key is not None
+                and conn.execute(
+                    "SELECT 1 FROM kv WHERE ns = 'spent' AND key = ? AND expires > ?", (key, now)
+                ).fetchone()
+            ):
+                balance = _balance(conn, user_id)
+                return LedgerEntry(user_id, reason, 0, balance, balance, now, note=note)
             row = conn.execute(
                 "UPDATE credit_balances SET balance = balance - ? "
                 "WHERE user_id = ? AND balance >= ? RETURNING balance",
@@ -71,21 +87,35 @@ class SqliteLedger:
             if row is None:
                 return None
             after = int(row[0])
-            entry = LedgerEntry(
-                user_id, reason, -amount, after + amount, after, time.time(), note=note
-            )
+            entry = LedgerEntry(user_id, reason, -amount, after + amount, after, now, note=note)
             _insert_entry(conn, entry)
+            if key is not None:
+                # The marker that a replay of the same request finds (see `StateStore.debit`).
+                marker = (
+                    "INSERT OR REPLACE INTO kv (ns, key, value, expires) VALUES ('spent', ?, ?, ?)"
+                )
+                conn.execute(marker, (key, str(user_id), now + SPEND_KEY_TTL))
             return entry
 
         return await self._run(op)
 
     async def give_back(
-        self, user_id: int, reason: str = GIVE_BACK, *, amount: int = 1, note: str = ""
+        self,
+        user_id: int,
+        reason: str = GIVE_BACK,
+        *,
+        amount: int = 1,
+        note: str = "",
+        key: str | None = None,
     ) -> LedgerEntry:
-        """Return credits taken for a job that failed."""
-        return await self._run(
-            lambda c: _change(c, user_id, reason, amount, time.time(), None, 0, note)
-        )
+        """Return credits taken for a job that failed (and forget the `key` they were under)."""
+
+        def op(conn: sqlite3.Connection) -> LedgerEntry:
+            if key is not None:
+                conn.execute("DELETE FROM kv WHERE ns = 'spent' AND key = ?", (key,))
+            return _change(conn, user_id, reason, amount, time.time(), None, 0, note)
+
+        return await self._run(op)
 
     async def refund(
         self, charge_id: str, reason: str = REFUND, *, partial: bool = False

@@ -17,7 +17,7 @@ import pytest
 from telegram import Update
 
 from bot.i18n import messages
-from bot.storage.base import PURCHASE
+from bot.storage.base import GIVE_BACK, PURCHASE, SPEND
 from bot.storage.sqlite_store import SqliteStore
 from tests.conftest import StartBot, bot_env, scratch_data_dir
 from tests.fakes import FakeFreepik, FakeTelegram, make_image
@@ -420,6 +420,11 @@ async def test_sigkill_while_the_kept_photo_runs_after_the_payment_delivers_it_a
     try:
         ledger = await store.ledger(user_id=USER)
         assert [e.reason for e in ledger].count(PURCHASE) == 1, ledger
+        # The dead run took a credit for the photo; the resumed one does not take another.
+        spent = sum(-e.amount for e in ledger if e.reason == SPEND)
+        returned = sum(e.amount for e in ledger if e.reason == GIVE_BACK)
+        assert spent - returned == 1, ledger
+        assert await store.balance(USER) == 9
         assert await store.claim_request(USER, "another payment") is None  # no longer kept
     finally:
         await store.aclose()

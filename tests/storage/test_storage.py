@@ -570,6 +570,47 @@ async def test_ledger_ranges_and_totals(store: StateStore) -> None:
     assert totals.spenders == {1}
 
 
+async def test_a_keyed_debit_takes_once_until_given_back(store: StateStore) -> None:
+    await store.credit(7, 3, "c1", stars=5)
+    first = await store.debit(7, key="41:tg:a")
+    assert first is not None
+    assert first.amount == -1
+    assert first.after == 2
+    # The same request resumed after a crash: nothing taken again, the balance as it is.
+    again = await store.debit(7, key="41:tg:a")
+    assert again is not None
+    assert (again.amount, again.before, again.after) == (0, 2, 2)
+    other = await store.debit(7, key="41:tg:b")  # another image of the same update
+    assert other is not None
+    assert other.after == 1
+    assert await store.balance(7) == 1
+    # Its job failed: the credit comes back once, and a rerun pays again.
+    await store.give_back(7, key="41:tg:a")
+    assert await store.balance(7) == 2
+    rerun = await store.debit(7, key="41:tg:a")
+    assert rerun is not None
+    assert rerun.amount == -1
+    assert await store.balance(7) == 1
+    spends = [e for e in await store.ledger(user_id=7) if e.reason == SPEND]
+    assert len(spends) == 3, "the repeat is no ledger entry"
+
+
+async def test_a_keyed_debit_without_credits_leaves_no_mark(store: StateStore) -> None:
+    assert await store.debit(7, key="42:tg:a") is None
+    await store.credit(7, 1, "c1", stars=5)
+    taken = await store.debit(7, key="42:tg:a")
+    assert taken is not None
+    assert taken.amount == -1
+    assert await store.balance(7) == 0
+
+
+async def test_one_of_two_concurrent_keyed_debits_takes_the_credit(store: StateStore) -> None:
+    await store.credit(7, 5, "c1", stars=5)
+    taken = await asyncio.gather(*(store.debit(7, key="43:tg:a") for _ in range(4)))
+    assert sorted(e.amount for e in taken if e is not None) == [-1, 0, 0, 0]
+    assert await store.balance(7) == 4
+
+
 async def test_forget_user_keeps_the_ledger(store: StateStore) -> None:
     await store.set_language(7, "de")
     await store.set_language(8, "fr")
