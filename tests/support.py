@@ -305,9 +305,14 @@ def buttons(message: dict[str, Any]) -> dict[str, str]:
 
 
 def data_of(telegram: FakeTelegram, message: dict[str, Any], label: str) -> str:
-    """The callback data of the button whose label contains `label`."""
+    """The callback data of the button labelled `label` (beside its emoji, if any)."""
     current = telegram.state.find_message(message["chat"]["id"], message["message_id"]) or message
-    found = [data for text, data in buttons(current).items() if label in text]
+    # The whole label: "Back" must not find "🎨 Background" once the palette has closed.
+    found = [
+        data
+        for text, data in buttons(current).items()
+        if label in (text, *text.split(" ", 1)[1:], *text.rsplit(" ", 1)[:1])
+    ]
     assert len(found) == 1, f"no single {label!r} button in {buttons(current)}"
     return found[0]
 

@@ -636,7 +636,7 @@ async def test_album_follow_up_acts_on_every_cutout(
         assert flat.size == (120, 90)
         assert max(flat.getpixel((1, 1))) <= 8  # type: ignore[arg-type]
 
-    await press(telegram, ANN, message, "Back")
+    # A chosen colour closes the palette: the main keyboard is back without a "Back" press.
     await finished(telegram, "editMessageReplyMarkup", count=2)
     await press(telegram, ANN, message, "Add to my pack")
     link = f"https://t.me/addstickers/{pack_name(STUDIO_USER, BOT)}"
