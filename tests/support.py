@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import io
 import json
+import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -21,6 +22,7 @@ from bot.i18n import messages
 from tests.conftest import WEBHOOK_PATH, WEBHOOK_SECRET, bot_env
 from tests.fakes import FakeFreepik, FakeTelegram, TgCall, make_image
 from tests.fakes.updates import photo_message, private_user, update
+from tests.redis_server import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -516,6 +518,29 @@ async def start_replica(
 
 
 # --- operator commands -----------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def replica_pair(
+    telegram: FakeTelegram, freepik: FakeFreepik, redis_url: str, tmp_path: Path, **env: str
+) -> AsyncIterator[list[Replica]]:
+    """Two replicas on one Redis; relay links use the second one's address, as behind one name."""
+    ports = [free_port(), free_port()]
+    base_url = f"http://127.0.0.1:{ports[1]}"
+    started: list[Replica] = []
+    try:
+        for port in ports:
+            started.append(
+                await start_replica(telegram, freepik, redis_url, port, base_url, tmp_path, **env)
+            )
+        yield started
+    finally:
+        # Also when the second one failed to start: no process outlives the test.
+        for replica in started:
+            if replica.process.returncode is None:
+                replica.process.send_signal(signal.SIGTERM)
+        for replica in started:
+            await asyncio.wait_for(replica.process.communicate(), 30)
 
 
 async def run_cli(

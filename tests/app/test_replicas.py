@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -23,29 +22,19 @@ from tests.fakes.updates import (
     text_message,
     update,
 )
-from tests.redis_server import RedisServer, free_port
-from tests.support import Replica, start_replica, visible_messages
+from tests.redis_server import RedisServer
+from tests.support import Replica, replica_pair, visible_messages
 
 
 @pytest.fixture
 async def replicas(
     telegram: FakeTelegram, freepik: FakeFreepik, redis_url: str, tmp_path: Path
 ) -> AsyncIterator[list[Replica]]:
-    """Two replicas; relay links use the second one's address, as if behind one hostname."""
-    ports = [free_port(), free_port()]
-    base_url = f"http://127.0.0.1:{ports[1]}"
-    started = [
-        await start_replica(
-            telegram, freepik, redis_url, port, base_url, tmp_path, RATE_LIMIT="2/minute"
-        )
-        for port in ports
-    ]
-    yield started
-    for replica in started:
-        if replica.process.returncode is None:
-            replica.process.send_signal(signal.SIGTERM)
-    for replica in started:
-        await asyncio.wait_for(replica.process.communicate(), 30)
+    """Two replicas with a limit of two photos a minute per user."""
+    async with replica_pair(
+        telegram, freepik, redis_url, tmp_path, RATE_LIMIT="2/minute"
+    ) as started:
+        yield started
 
 
 def photo(telegram: FakeTelegram, user_id: int, image: bytes | None = None) -> dict[str, Any]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -18,8 +17,7 @@ from bot.requests.spending import DailyBudget, RateCap, rate_item
 from tests.conftest import BOT_TOKEN, ImageHost, StartBot
 from tests.fakes import FakeFreepik, FakeTelegram, make_image
 from tests.fakes.updates import inline_query, photo_message, private_user, sent_again, update
-from tests.redis_server import free_port
-from tests.support import Replica, run_cli, start_replica, visible_messages
+from tests.support import replica_pair, run_cli, visible_messages
 
 ADMIN = 4500
 USER = 4501
@@ -72,16 +70,9 @@ async def test_rate_cap_is_shared_by_two_processes_on_redis(
     redis_url: str,
     tmp_path: Path,
 ) -> None:
-    ports = [free_port(), free_port()]
-    base_url = f"http://127.0.0.1:{ports[1]}"
-    replicas: list[Replica] = []
-    try:
-        for port in ports:
-            replicas.append(
-                await start_replica(
-                    telegram, freepik, redis_url, port, base_url, tmp_path, FREEPIK_MAX_RATE="2"
-                )
-            )
+    async with replica_pair(
+        telegram, freepik, redis_url, tmp_path, FREEPIK_MAX_RATE="2"
+    ) as replicas:
         users = list(range(4600, 4608))
         await asyncio.gather(
             *(
@@ -92,11 +83,6 @@ async def test_rate_cap_is_shared_by_two_processes_on_redis(
         await telegram.wait_for(
             lambda t: all(len(t.sent_documents(user)) == 1 for user in users), timeout=30
         )
-    finally:
-        for replica in replicas:
-            replica.process.send_signal(signal.SIGTERM)
-        for replica in replicas:
-            await asyncio.wait_for(replica.process.communicate(), 30)
     times = [call.received for call in freepik.calls]
     assert len(times) == 8
     # Slack for the way from the limiter to the fake on a loaded machine; without the shared

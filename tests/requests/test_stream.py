@@ -19,8 +19,8 @@ import redis.asyncio as redis
 from tests.conftest import WEBHOOK_PATH, WEBHOOK_SECRET, StartBot
 from tests.fakes import FakeFreepik, FakeTelegram, make_image
 from tests.fakes.updates import photo_message, private_user, update
-from tests.redis_server import RedisServer, free_port
-from tests.support import Replica, start_replica, visible_messages
+from tests.redis_server import RedisServer
+from tests.support import Replica, replica_pair, visible_messages
 
 LEASE = 2.0
 
@@ -51,28 +51,16 @@ async def replicas(
     telegram: FakeTelegram, freepik: FakeFreepik, redis_url: str, tmp_path: Path
 ) -> AsyncIterator[list[Replica]]:
     """Two webhook replicas on one Redis, with a short lease."""
-    ports = [free_port(), free_port()]
-    base_url = f"http://127.0.0.1:{ports[1]}"
-    started = [
-        await start_replica(
-            telegram,
-            freepik,
-            redis_url,
-            port,
-            base_url,
-            tmp_path,
-            STREAM_LEASE=str(LEASE),
-            # Freepik fetches Telegram's link: no relay link served by the replica killed.
-            PHOTO_URL_MODE="telegram",
-        )
-        for port in ports
-    ]
-    yield started
-    for replica in started:
-        if replica.process.returncode is None:
-            replica.process.send_signal(signal.SIGTERM)
-    for replica in started:
-        await asyncio.wait_for(replica.process.communicate(), 30)
+    async with replica_pair(
+        telegram,
+        freepik,
+        redis_url,
+        tmp_path,
+        STREAM_LEASE=str(LEASE),
+        # Freepik fetches Telegram's link: no relay link served by the replica killed.
+        PHOTO_URL_MODE="telegram",
+    ) as started:
+        yield started
 
 
 async def holder(redis_url: str, replicas: list[Replica]) -> Replica:
