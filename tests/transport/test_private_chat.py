@@ -338,18 +338,17 @@ async def test_a_rejected_image_is_logged_as_routine(
     start_bot: StartBot,
     telegram: FakeTelegram,
     freepik: FakeFreepik,
-    caplog: pytest.LogCaptureFixture,
+    info_logs: pytest.LogCaptureFixture,
 ) -> None:
     # A user's unreadable image is nobody's fault on our side: no warning for the operator.
-    caplog.set_level(logging.INFO)
     freepik.fail_next(400, times=9)
     await start_bot()
     send(telegram, photo(telegram))
     await wait_reply_text(telegram, USER, messages.image_rejected())
     await asyncio.sleep(0.2)
-    [line] = [r for r in caplog.records if "outcome=rejected" in r.getMessage()]
+    [line] = [r for r in info_logs.records if "outcome=rejected" in r.getMessage()]
     assert line.levelno == logging.INFO
-    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert not [r for r in info_logs.records if r.levelno >= logging.WARNING]
 
 
 async def test_hanging_freepik_times_out_into_unavailable(
@@ -366,13 +365,12 @@ async def test_bad_key_is_logged_for_the_operator(
     start_bot: StartBot,
     telegram: FakeTelegram,
     freepik: FakeFreepik,
-    caplog: pytest.LogCaptureFixture,
+    info_logs: pytest.LogCaptureFixture,
 ) -> None:
     await start_bot(freepik_api_key="wrong-key")
-    with caplog.at_level(logging.INFO):
-        send(telegram, photo(telegram))
-        await wait_reply_text(telegram, USER, messages.misconfigured())
-    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    send(telegram, photo(telegram))
+    await wait_reply_text(telegram, USER, messages.misconfigured())
+    errors = [r for r in info_logs.records if r.levelno >= logging.ERROR]
     assert any("FREEPIK_API_KEY" in r.getMessage() for r in errors)
 
 
@@ -425,16 +423,15 @@ async def test_user_who_blocked_the_bot_is_skipped(
     start_bot: StartBot,
     telegram: FakeTelegram,
     freepik: FakeFreepik,
-    caplog: pytest.LogCaptureFixture,
+    info_logs: pytest.LogCaptureFixture,
 ) -> None:
     bot = await start_bot()
     telegram.block_chat(USER)
-    with caplog.at_level(logging.INFO):
-        send(telegram, photo(telegram))
-        await telegram.wait_for(lambda t: bool(t.calls_of("sendMessage")))
-        await asyncio.sleep(0.3)
+    send(telegram, photo(telegram))
+    await telegram.wait_for(lambda t: bool(t.calls_of("sendMessage")))
+    await asyncio.sleep(0.3)
     assert not telegram.calls_of("sendDocument")
-    assert any("outcome=undeliverable" in r.getMessage() for r in caplog.records)
+    assert any("outcome=undeliverable" in r.getMessage() for r in info_logs.records)
     # The bot still serves others.
     send(telegram, photo(telegram, user_id=2002))
     await wait_document(telegram, 2002)
@@ -445,21 +442,18 @@ async def test_user_blocking_mid_job_is_logged_and_dropped(
     start_bot: StartBot,
     telegram: FakeTelegram,
     freepik: FakeFreepik,
-    caplog: pytest.LogCaptureFixture,
+    info_logs: pytest.LogCaptureFixture,
 ) -> None:
     freepik.latency = 0.5
     await start_bot()
-    with caplog.at_level(logging.INFO):
-        send(telegram, photo(telegram))
-        # The status is out and the file link made: the job is at Freepik for 0.5 s. (The fake
-        # records a Freepik call when it answers: waiting for that raced the upload.)
-        await telegram.wait_for(
-            lambda t: bool(t.calls_of("getFile") and t.calls_of("sendMessage"))
-        )
-        telegram.block_chat(USER)
-        await telegram.wait_for(lambda t: bool(t.calls_of("sendDocument")))
-        await asyncio.sleep(0.3)
-    assert any("outcome=undeliverable" in r.getMessage() for r in caplog.records)
+    send(telegram, photo(telegram))
+    # The status is out and the file link made: the job is at Freepik for 0.5 s. (The fake
+    # records a Freepik call when it answers: waiting for that raced the upload.)
+    await telegram.wait_for(lambda t: bool(t.calls_of("getFile") and t.calls_of("sendMessage")))
+    telegram.block_chat(USER)
+    await telegram.wait_for(lambda t: bool(t.calls_of("sendDocument")))
+    await asyncio.sleep(0.3)
+    assert any("outcome=undeliverable" in r.getMessage() for r in info_logs.records)
 
 
 # --- limits and concurrency -----------------------------------------------------------------

@@ -533,9 +533,8 @@ async def test_group_only_the_asker_may_press_and_replies_go_to_the_group(
     start_bot: StartBot,
     telegram: FakeTelegram,
     freepik: FakeFreepik,
-    caplog: pytest.LogCaptureFixture,
+    info_logs: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO)
     await start_bot()
     file_id, unique_id = telegram.add_file(round_subject())
     photo = photo_message(ALICE, file_id, unique_id, chat=group_chat(GROUP))
@@ -554,7 +553,7 @@ async def test_group_only_the_asker_may_press_and_replies_go_to_the_group(
     assert len(ok(telegram, "sendDocument")) == 1
     assert not telegram.calls_of("editMessageReplyMarkup")
     # Someone else's press is routine: logged for the record, no warning for the operator.
-    lines = [r for r in caplog.records if "outcome=not_owner" in r.getMessage()]
+    lines = [r for r in info_logs.records if "outcome=not_owner" in r.getMessage()]
     assert len(lines) == 3
     assert {line.levelno for line in lines} == {logging.INFO}
 
