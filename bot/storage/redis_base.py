@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -12,10 +13,31 @@ from bot.storage.base import StorageUnavailable
 
 T = TypeVar("T")
 
+# A Lua function for scripts that write a user's record: list its key (`member`, relative to
+# the prefix) in the user's index (`owned:<user>`, a sorted set by expiry in epoch ms), so
+# /forget finds the user's records without a SCAN. Members that expired are dropped as it
+# goes, and the index lives as long as its longest-lived record. Numbers come as strings from
+# Python: Lua would print large ones in exponent form.
+OWN_LUA = """
+local function own(index, member, ttl_ms, expires_ms, now_ms)
+  redis.call('ZREMRANGEBYSCORE', index, '-inf', now_ms)
+  redis.call('ZADD', index, expires_ms, member)
+  if redis.call('PTTL', index) < tonumber(ttl_ms) then
+    redis.call('PEXPIRE', index, ttl_ms)
+  end
+end
+"""
+
 
 def as_text(value: Any) -> str:
     """A Redis reply as text (bytes are decoded)."""
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def own_args(member: str, ttl_ms: int) -> list[str]:
+    """The arguments of `OWN_LUA`'s `own` after the index: member, ttl, expiry, now (ms)."""
+    now_ms = int(time.time() * 1000)
+    return [member, str(ttl_ms), str(now_ms + ttl_ms), str(now_ms)]
 
 
 class RedisBase:
@@ -33,6 +55,10 @@ class RedisBase:
 
     def _key(self, *parts: str | int) -> str:
         return self._prefix + ":".join(str(p) for p in parts)
+
+    def _owned(self, user_id: int) -> str:
+        # The index of the keys of a user's records (see `OWN_LUA`).
+        return self._key("owned", user_id)
 
     async def _call(self, what: str, op: Callable[[], Awaitable[T]]) -> T:
         # One place where redis-py errors become the storage error the handlers know.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import time
@@ -15,12 +14,10 @@ from bot.storage.base import (
     RECENT_LIMIT,
     PendingUpdate,
     StoredCutout,
-    studio_owner,
 )
-from bot.storage.redis_base import as_text as _text
 from bot.storage.redis_kept import RedisKept
 from bot.storage.redis_ledger import RedisLedger
-from bot.storage.redis_waits import RedisWaits
+from bot.storage.redis_owned import RedisOwned
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +65,7 @@ def _accept_args(update_id: int, payload: str, ttl: float) -> list[str | int]:
     return [int(ttl * 1000), update_id, record]
 
 
-class RedisStore(RedisLedger, RedisWaits, RedisKept):
+class RedisStore(RedisLedger, RedisOwned, RedisKept):
     """State in Redis under one key prefix, every key with a TTL."""
 
     def __init__(self, url: str, *, prefix: str = "nobg:", timeout: float = 2.0) -> None:
@@ -176,18 +173,6 @@ class RedisStore(RedisLedger, RedisWaits, RedisKept):
             lambda: self._redis.set(self._key("lang", user_id), locale, ex=LANGUAGE_TTL),
         )
 
-    async def put_studio(self, token: str, record: str, ttl: float) -> None:
-        """Keep a studio keyboard's record (who may press, which cutouts) for `ttl` seconds."""
-        await self._call(
-            "set",
-            lambda: self._redis.set(self._key("studio", token), record, px=int(ttl * 1000)),
-        )
-
-    async def get_studio(self, token: str) -> str | None:
-        """The record behind a studio keyboard's token, if it has not expired."""
-        value = await self._call("get", lambda: self._redis.get(self._key("studio", token)))
-        return str(value) if value else None
-
     async def accept_update(self, update_id: int, payload: str, ttl: float) -> bool:
         """Record an update before any work on it; False if it was seen before (redelivery)."""
         keys = [self._key("seen", update_id), self._key("inbox")]
@@ -265,28 +250,6 @@ class RedisStore(RedisLedger, RedisWaits, RedisKept):
             "count_attempt", lambda: self._count_attempt(keys=keys, args=[str(update_id)])
         )
         return int(count)
-
-    async def forget_user(self, user_id: int) -> None:
-        """Delete what is kept about a user (language, recents, studio, kept request, waits)."""
-        await self._forget_waits(user_id)
-        await self._call(
-            "del",
-            lambda: self._redis.delete(
-                self._key("lang", user_id),
-                self._key("recent", user_id),
-                self._key("kept", user_id),
-                self._key("kept-run", user_id),
-            ),
-        )
-        pattern = self._key("studio", "*")
-
-        async def studio_keys() -> list[str]:
-            return [_text(k) async for k in self._redis.scan_iter(match=pattern, count=1000)]
-
-        for key in await self._call("scan", studio_keys):
-            record = await self._call("get", functools.partial(self._redis.get, key))
-            if record and studio_owner(_text(record)) == user_id:
-                await self._call("del", functools.partial(self._redis.delete, key))
 
     @property
     def durable(self) -> bool:

@@ -318,7 +318,7 @@ async def test_redis_keys_carry_the_prefix_and_a_ttl(redis_url: str) -> None:
     await store.claim("tg:abc", ttl=100)
     await store.put_relay("tok", "f", ttl=100)
     await store.set_language(5, "es")
-    await store.put_studio("tok", "{}", ttl=100)
+    await store.put_studio("tok", '{"owner": 5}', ttl=100)
     await store.keep_request(5, "{}", ttl=100)
     await store.claim_request(5, "pay")
     await store.put_wait("-9:5", "{}", time.time() + 100)
@@ -331,6 +331,7 @@ async def test_redis_keys_carry_the_prefix_and_a_ttl(redis_url: str) -> None:
             "pfx:kept-run:5",
             "pfx:kept:5",
             "pfx:lang:5",
+            "pfx:owned:5",
             "pfx:recent:5",
             "pfx:relay:tok",
             "pfx:studio:tok",
