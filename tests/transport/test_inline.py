@@ -16,6 +16,7 @@ from tests.conftest import BOT_TOKEN, ImageHost, StartBot
 from tests.fakes import FakeFreepik, FakeTelegram, TgCall, make_image
 from tests.fakes.images import is_transparent_png
 from tests.fakes.updates import inline_query, photo_message, private_user, update
+from tests.support import settle
 
 ANN = private_user(9001, "Ann")
 BEN = private_user(9002, "Ben")
@@ -82,9 +83,9 @@ async def one_cutout_then_another(
     return first, await answer_to(telegram, query_id)
 
 
-async def settle(telegram: FakeTelegram, query_id: str) -> None:
+async def assert_answered_once(telegram: FakeTelegram, query_id: str) -> None:
     """Give a wrongly repeated answer time to show up, then check there was exactly one."""
-    await asyncio.sleep(0.2)
+    await settle()
     assert len(answers_to(telegram, query_id)) == 1
 
 
@@ -117,7 +118,7 @@ async def test_link_is_answered_with_the_uploaded_cutout(
     assert result["title"]
     assert call.params["cache_time"] > 0
     assert [c.image_url for c in freepik.calls] == [link]
-    await settle(telegram, query_id)
+    await assert_answered_once(telegram, query_id)
     assert inline_lines(info_logs) == [
         line for line in inline_lines(info_logs) if "outcome=ok via=leader answer=document" in line
     ]
@@ -184,7 +185,7 @@ async def slow_job_then_cached_answer(
     again = await answer_to(telegram, again_id)
     assert again.at - again_pushed < 1.0
     assert only_result(again)["document_file_id"] == file_id
-    await settle(telegram, query_id)
+    await assert_answered_once(telegram, query_id)
     assert len(freepik.calls) == 1
 
 
@@ -236,7 +237,7 @@ async def test_second_query_joins_the_job_in_flight(
     assert ann["document_file_id"] == ben["document_file_id"]
     assert len(freepik.calls) == 1
     assert len(telegram.sent_documents()) == 1
-    await settle(telegram, ben_query)
+    await assert_answered_once(telegram, ben_query)
     lines = inline_lines(info_logs)
     assert any("user=9001 outcome=ok via=leader" in line for line in lines), lines
     assert any("user=9002 outcome=ok via=follower" in line for line in lines), lines
@@ -305,7 +306,7 @@ async def test_empty_query_without_cutouts_offers_the_bot(
     assert call.params["button"]["start_parameter"] == messages.INLINE_START_PARAMETER
     assert call.params["button"]["text"] == messages.inline_no_recent_button()
     assert call.params["cache_time"] == 0
-    await settle(telegram, query_id)
+    await assert_answered_once(telegram, query_id)
     assert not freepik.calls
     assert not telegram.calls_of("sendChatAction")
 
@@ -340,7 +341,7 @@ async def test_not_a_link_gets_one_article(
     assert article["title"] == title
     assert article["input_message_content"]["message_text"] == explanation
     assert call.params["cache_time"] == 0
-    await settle(telegram, query_id)
+    await assert_answered_once(telegram, query_id)
     assert not freepik.calls
     assert not telegram.calls_of("sendChatAction")
 
@@ -358,7 +359,7 @@ async def test_user_who_never_started_the_bot_gets_a_button(
         "text": messages.inline_start_button(),
         "start_parameter": messages.INLINE_START_PARAMETER,
     }
-    await settle(telegram, query_id)
+    await assert_answered_once(telegram, query_id)
     assert not freepik.calls
     assert not telegram.sent_documents()
 
@@ -420,7 +421,7 @@ async def test_failed_answer_is_logged_not_raised(
         for r in info_logs.records
     )
     assert not [r for r in info_logs.records if r.levelno >= logging.ERROR]
-    await settle(telegram, query_id)
+    await assert_answered_once(telegram, query_id)
 
     # The bot carries on.
     link = image_host.add("next.jpg", make_image("JPEG"))

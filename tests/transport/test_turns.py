@@ -29,7 +29,8 @@ PRESS = {
 }
 
 
-async def settle() -> None:
+async def let_tasks_run() -> None:
+    """Let the ready tasks run to their next wait (a few loop turns, no wall-clock time)."""
     for _ in range(5):
         await asyncio.sleep(0)
 
@@ -47,16 +48,16 @@ async def test_a_free_slot_goes_to_the_next_key_not_to_the_longest_queue() -> No
         slots.release(key)
 
     tasks = [asyncio.create_task(job("flood", f"f{n}")) for n in range(6)]
-    await settle()
+    await let_tasks_run()
     tasks.append(asyncio.create_task(job("other", "o1")))
-    await settle()
+    await let_tasks_run()
     assert started == ["f0", "f1"]
     assert slots.waiting == 5
     release["f0"].set()
-    await settle()
+    await let_tasks_run()
     assert started == ["f0", "f1", "o1"]  # not f2, although it queued first
     for name in ["f1", "o1", "f2", "f3", "f4", "f5"]:
-        await settle()
+        await let_tasks_run()
         release[name].set()
     await asyncio.gather(*tasks)
     assert started[3:] == ["f2", "f3", "f4", "f5"]  # one key's own order is kept
@@ -68,7 +69,7 @@ async def test_a_key_holds_at_most_its_share_and_uncapped_acquirers_pass() -> No
     await slots.acquire("a")
     await slots.acquire("a")
     third = asyncio.create_task(slots.acquire("a"))
-    await settle()
+    await let_tasks_run()
     assert not third.done()
     assert slots.busy == 2
     await slots.acquire("b")  # others are not held up by a's wait
@@ -76,7 +77,7 @@ async def test_a_key_holds_at_most_its_share_and_uncapped_acquirers_pass() -> No
     await asyncio.wait_for(slots.acquire("a", capped=False), 1)
     assert slots.held_by("a") == 3
     slots.release("a", capped=False)
-    await settle()
+    await let_tasks_run()
     assert not third.done()
     slots.release("a")
     await asyncio.wait_for(third, 1)
@@ -89,10 +90,10 @@ async def test_uncapped_acquirers_still_wait_for_a_free_slot_in_turn() -> None:
     await slots.acquire("a", capped=False)
     pressed = asyncio.create_task(slots.acquire("a", capped=False))
     other = asyncio.create_task(slots.acquire("b"))
-    await settle()
+    await let_tasks_run()
     assert not pressed.done()
     slots.release("a", capped=False)
-    await settle()
+    await let_tasks_run()
     assert other.done()  # b holds nothing, a still one: b goes first though it came later
     assert not pressed.done()
     slots.release("b")
@@ -103,9 +104,9 @@ async def test_a_cancelled_waiter_takes_no_slot() -> None:
     slots = FairSlots(1)
     await slots.acquire("a")
     waiter = asyncio.create_task(slots.acquire("b"))
-    await settle()
+    await let_tasks_run()
     waiter.cancel()
-    await settle()
+    await let_tasks_run()
     slots.release("a")
     assert slots.busy == 0
     assert slots.waiting == 0
@@ -116,7 +117,7 @@ async def test_a_waiter_cancelled_as_it_was_granted_gives_the_slot_back() -> Non
     slots = FairSlots(1)
     await slots.acquire("a")
     waiter = asyncio.create_task(slots.acquire("b"))
-    await settle()
+    await let_tasks_run()
     slots.release("a")  # granted: its future is done, the task not yet resumed
     waiter.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -158,11 +159,11 @@ async def test_the_processor_runs_updates_in_turns_and_closes_what_never_ran() -
         await gate.wait()
 
     first = asyncio.create_task(processor.process_update("x", handle("first")))
-    await settle()
+    await let_tasks_run()
     never = handle("never")
     assert inspect.iscoroutine(never)
     waiting = asyncio.create_task(processor.process_update("y", never))
-    await settle()
+    await let_tasks_run()
     waiting.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiting
