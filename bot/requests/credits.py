@@ -140,17 +140,28 @@ class Credits:
         """Pay for one Freepik call: a free removal first, else one credit; None if neither.
 
         Call it only when a Freepik call will be made for this user (not for cache hits, joins
-        of another job or studio buttons). `key` names the request's job: a credit taken under
-        it before (the request resumed after a crash) is not taken again. Raises
-        `StorageUnavailable`.
+        of another job or studio buttons). `key` names the request's job: a free removal or a
+        credit taken under it before (the request resumed after a crash) is not taken again.
+        Raises `StorageUnavailable`.
         """
         if not self.enabled:
             return Spend(user_id, "off", note)
         if user_id in self._admins:
             return Spend(user_id, "exempt", note)
         # FREE_REMOVALS empty: every removal is free (credits are never needed).
-        if not self._free.enabled or await self._free.acquire(user_id) is None:
+        if not self._free.enabled:
             return Spend(user_id, "free", note)
+        before = None if key is None else await self._store.spent_under(key)
+        if before == "free":
+            logger.info("User %s's free removal for %s was used before the restart", user_id, key)
+            return Spend(user_id, "free", note, key)
+        # A credit taken before: `debit` below finds its marker and takes nothing.
+        if before is None and await self._free.acquire(user_id) is None:
+            if key is not None:
+                # Counted in the limits storage, remembered in ours: a crash between the two
+                # costs the user a second free removal on the replay, as before keys existed.
+                await self._store.note_free_spend(user_id, key)
+            return Spend(user_id, "free", note, key)
         entry = await self._store.debit(user_id, SPEND, note=note, key=key)
         if entry is None:
             return None
@@ -168,6 +179,12 @@ class Credits:
         if self._metrics is not None:
             self._metrics.credits_changed("returned", 1)
         return entry
+
+    async def paid_before(self, key: str | None) -> bool:
+        """Whether the job named `key` was paid for by a run that died (see `spend`)."""
+        if key is None or not self.enabled or not self._free.enabled:
+            return False
+        return await self._store.spent_under(key) is not None
 
     async def refusal(self, user_id: int) -> Refusal:
         """Why a job is refused for want of free removals and credits (scope `credits`)."""

@@ -108,7 +108,11 @@ class Till:
 
         async def admit() -> RateLimited | None:
             credits = self.credits
-            if credits is not None and await credits.missing_for(user_id, 1):
+            if (
+                credits is not None
+                and await credits.missing_for(user_id, 1)
+                and not await credits.paid_before(key)  # it was paid before the crash
+            ):
                 # Refused before the limits or the budget count anything.
                 return RateLimited(await credits.refusal(user_id))
             refused = await self.admission.admit(user_id, group_chat_id)

@@ -15,6 +15,8 @@ WAIT_LINGER = 3600.0
 # How long a keyed spend (`debit(key=...)`) is remembered: longer than a request can wait to be
 # resumed after a crash (Telegram keeps unconfirmed updates for 24 hours).
 SPEND_KEY_TTL = 2 * 24 * 3600.0
+# What a keyed spend was paid with (see `StateStore.spent_under`).
+SpentWith = Literal["free", "credit"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,6 +299,17 @@ class StateStore(Protocol):
         key: str | None = None,
     ) -> LedgerEntry:
         """Return credits taken for a job that failed (and forget the `key` they were under)."""
+        ...
+
+    async def note_free_spend(self, user_id: int, key: str) -> None:
+        """Remember that `key`'s job used a free removal, beside `debit`'s keyed markers.
+
+        Free removals are never given back, so the marker stays for `SPEND_KEY_TTL`.
+        """
+        ...
+
+    async def spent_under(self, key: str) -> SpentWith | None:
+        """What the job named `key` was paid with (a free removal or a credit), if remembered."""
         ...
 
     async def refund(

@@ -14,6 +14,7 @@ from bot.storage.base import (
     LedgerEntry,
     Payment,
     RefundOutcome,
+    SpentWith,
 )
 
 
@@ -25,8 +26,9 @@ class MemoryLedger:
         self._balances: dict[int, int] = {}
         self._payments: dict[str, Payment] = {}
         self._ledger: list[LedgerEntry] = []
-        # Keyed spends (`debit(key=...)`) -> when they are forgotten.
-        self._spent: dict[str, float] = {}
+        # Keyed spends (`debit(key=...)`, `note_free_spend`) -> when they are forgotten, and
+        # what paid.
+        self._spent: dict[str, tuple[float, SpentWith]] = {}
 
     # Credits: no await between reading and writing a balance, so each call is atomic.
 
@@ -71,16 +73,28 @@ class MemoryLedger:
     ) -> LedgerEntry | None:
         """Take `amount` credits if the balance has them (atomically); None if it has not."""
         now = time.time()
-        if key is not None and self._spent.get(key, 0.0) > now:
+        if key is not None and self._spent.get(key, (0.0, "credit"))[0] > now:
             balance = self._balances.get(user_id, 0)
             return LedgerEntry(user_id, reason, 0, balance, balance, now, note=note)
         if self._balances.get(user_id, 0) < amount:
             return None
         if key is not None:
-            if len(self._spent) > 10_000:
-                self._spent = {k: t for k, t in self._spent.items() if t > now}
-            self._spent[key] = now + SPEND_KEY_TTL
+            self._remember(key, "credit", now)
         return self._change(user_id, reason, -amount, note=note)
+
+    def _remember(self, key: str, paid: SpentWith, now: float) -> None:
+        if len(self._spent) > 10_000:
+            self._spent = {k: v for k, v in self._spent.items() if v[0] > now}
+        self._spent[key] = (now + SPEND_KEY_TTL, paid)
+
+    async def note_free_spend(self, user_id: int, key: str) -> None:
+        """Remember that `key`'s job used a free removal, beside `debit`'s keyed markers."""
+        self._remember(key, "free", time.time())
+
+    async def spent_under(self, key: str) -> SpentWith | None:
+        """What the job named `key` was paid with (a free removal or a credit), if remembered."""
+        until, paid = self._spent.get(key, (0.0, "credit"))
+        return paid if until > time.time() else None
 
     async def give_back(
         self,

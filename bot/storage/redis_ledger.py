@@ -16,9 +16,13 @@ from bot.storage.base import (
     LedgerEntry,
     Payment,
     RefundOutcome,
+    SpentWith,
 )
 from bot.storage.redis_base import RedisBase
 from bot.storage.redis_base import as_text as _text
+
+# The value of a keyed spend's marker when a free removal paid (a credit's is the user id).
+_FREE = "free"
 
 # Credits: each change is one script, so replicas never interleave a read and a write of a
 # balance. KEYS: balances (hash user -> credits), payments (hash charge id -> JSON of strings),
@@ -191,6 +195,22 @@ class RedisLedger(RedisBase):
         entry = await self._apply(user_id, reason, amount, note, key, taking=False)
         assert entry is not None  # adding always succeeds
         return entry
+
+    async def note_free_spend(self, user_id: int, key: str) -> None:
+        """Remember that `key`'s job used a free removal, beside `debit`'s keyed markers."""
+        # The same marker key as a keyed debit's, whose value is the user id: 'free' tells
+        # them apart.
+        marker = self._key("spent", key)
+        ttl = int(SPEND_KEY_TTL * 1000)
+        await self._call("free spend", lambda: self._redis.set(marker, _FREE, px=ttl))
+
+    async def spent_under(self, key: str) -> SpentWith | None:
+        """What the job named `key` was paid with (a free removal or a credit), if remembered."""
+        marker = self._key("spent", key)
+        value = await self._call("spent", lambda: self._redis.get(marker))
+        if value is None:
+            return None
+        return "free" if _text(value) == _FREE else "credit"
 
     async def refund(
         self, charge_id: str, reason: str = REFUND, *, partial: bool = False

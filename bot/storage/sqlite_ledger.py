@@ -16,9 +16,13 @@ from bot.storage.base import (
     LedgerEntry,
     Payment,
     RefundOutcome,
+    SpentWith,
 )
 
 T = TypeVar("T")
+
+# The value of a keyed spend's marker when a free removal paid (a credit's is the user id).
+_FREE = "free"
 
 
 class Database(Protocol):
@@ -98,6 +102,26 @@ class SqliteLedger:
             return entry
 
         return await self._run(op)
+
+    async def note_free_spend(self, user_id: int, key: str) -> None:
+        """Remember that `key`'s job used a free removal, beside `debit`'s keyed markers."""
+        # The same marker row as a keyed debit's, whose value is the user id: 'free' tells
+        # them apart.
+        marker = "INSERT OR REPLACE INTO kv (ns, key, value, expires) VALUES ('spent', ?, ?, ?)"
+        await self._run(lambda c: c.execute(marker, (key, _FREE, time.time() + SPEND_KEY_TTL)))
+
+    async def spent_under(self, key: str) -> SpentWith | None:
+        """What the job named `key` was paid with (a free removal or a credit), if remembered."""
+        row = await self._run(
+            lambda c: c.execute(
+                "SELECT value FROM kv WHERE ns = 'spent' AND key = ? AND expires > ?",
+                (key, time.time()),
+            ).fetchone(),
+            write=False,
+        )
+        if row is None:
+            return None
+        return "free" if row[0] == _FREE else "credit"
 
     async def give_back(
         self,

@@ -99,6 +99,39 @@ async def test_give_back_returns_credits_only() -> None:
     assert counter(metrics, "nobg_credits", event="returned") == 1
 
 
+async def test_a_resumed_job_uses_its_free_removal_once() -> None:
+    credits, store, _ = make("2/day")
+    await store.credit(USER, 1, "charge", stars=3)
+    first = await credits.spend(USER, key="51:tg:a")
+    assert first is not None
+    assert first.kind == "free"
+    assert await credits.paid_before("51:tg:a")
+    assert not await credits.paid_before("51:tg:b")
+    # The same job resumed after a crash: free again, and no second free removal taken.
+    again = await credits.spend(USER, key="51:tg:a")
+    assert again is not None
+    assert again.kind == "free"
+    assert (await credits.allowance(USER)).free_left == 1
+    # It failed: a free removal is not given back, and its key stays paid.
+    assert await credits.give_back(again) is None
+    assert await credits.paid_before("51:tg:a")
+    kinds = [(await credits.spend(USER, key=f"52:tg:{n}")) for n in range(3)]
+    assert [None if k is None else k.kind for k in kinds] == ["free", "credit", None]
+
+
+async def test_a_resumed_job_a_credit_paid_for_takes_nothing_more() -> None:
+    credits, store, _ = make("1/day")
+    await store.credit(USER, 2, "charge", stars=3)
+    assert (await credits.spend(USER)) is not None  # the day's free removal
+    paid = await credits.spend(USER, key="53:tg:a")
+    assert paid is not None
+    assert paid.kind == "credit"
+    again = await credits.spend(USER, key="53:tg:a")
+    assert again is not None
+    assert again.kind == "credit"
+    assert await store.balance(USER) == 1
+
+
 async def test_missing_for_an_album() -> None:
     credits, store, _ = make("3/day")
     await credits.spend(USER)  # 2 free left

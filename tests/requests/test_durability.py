@@ -389,6 +389,37 @@ async def test_updates_still_waiting_for_a_handler_at_shutdown_stay_for_the_next
         await store.aclose()
 
 
+async def test_sigkill_during_a_free_removal_uses_one_free_removal(
+    telegram: FakeTelegram, freepik: FakeFreepik
+) -> None:
+    # Two free removals a day; the process dies during the first one's Freepik call. The
+    # replay must not use the second: the user still has it, and a third photo is an offer.
+    data = scratch_data_dir()
+    free = {"CREDIT_PACKS": "10:25", "FREE_REMOVALS": "2/day"}
+    first = await start(telegram, freepik, data, **free)
+    freepik.hang_next()
+    push_photo(telegram, USER, telegram.add_file(make_image("JPEG", color=(11, 12, 13))))
+    await freepik.wait_for_calls(1, timeout=15)
+    await first.stop(signal.SIGKILL)
+    assert not telegram.sent_documents(USER)
+
+    second = await start(telegram, freepik, data, **free)
+    await documents(telegram, USER, 1)
+    push_photo(telegram, USER, telegram.add_file(make_image("JPEG", color=(21, 22, 23))))
+    await documents(telegram, USER, 2)
+    push_photo(telegram, USER, telegram.add_file(make_image("JPEG", color=(31, 32, 33))))
+    await offers(telegram, 1)
+    assert len(freepik.calls) == 3  # the dead run's, its replay's and the second photo's
+    assert len(telegram.sent_documents(USER)) == 2
+    assert await second.stop() == 0
+    await assert_no_records(data)
+    store = SqliteStore(data / "nobg.sqlite3")
+    try:
+        assert await store.ledger(user_id=USER) == [], "no credit was needed"
+    finally:
+        await store.aclose()
+
+
 async def test_sigkill_while_the_kept_photo_runs_after_the_payment_delivers_it_after_restart(
     telegram: FakeTelegram, freepik: FakeFreepik
 ) -> None:

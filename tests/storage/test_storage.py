@@ -612,6 +612,28 @@ async def test_one_of_two_concurrent_keyed_debits_takes_the_credit(store: StateS
     assert await store.balance(7) == 4
 
 
+async def test_a_free_spend_is_remembered_beside_keyed_debits(store: StateStore) -> None:
+    assert await store.spent_under("44:tg:a") is None
+    await store.note_free_spend(7, "44:tg:a")
+    assert await store.spent_under("44:tg:a") == "free"
+    assert await store.spent_under("44:tg:b") is None  # another image of the same update
+    # A debit under a key a free removal paid takes nothing either.
+    await store.credit(7, 2, "c1", stars=5)
+    again = await store.debit(7, key="44:tg:a")
+    assert again is not None
+    assert again.amount == 0
+    assert await store.balance(7) == 2
+    taken = await store.debit(7, key="44:tg:b")
+    assert taken is not None
+    assert taken.amount == -1
+    assert await store.spent_under("44:tg:b") == "credit"
+    # The credit's job failed: it comes back and its key is forgotten; the free one stays.
+    await store.give_back(7, key="44:tg:b")
+    assert await store.spent_under("44:tg:b") is None
+    assert await store.spent_under("44:tg:a") == "free"
+    assert await store.balance(7) == 2
+
+
 async def test_forget_user_keeps_the_ledger(store: StateStore) -> None:
     await store.set_language(7, "de")
     await store.set_language(8, "fr")
