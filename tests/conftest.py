@@ -20,6 +20,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from telegram import Bot
 
 from bot.app.runner import run_bot
 from bot.app.services import ServiceOptions
@@ -83,6 +84,14 @@ def telegram() -> Iterator[FakeTelegram]:
     """A fake Telegram Bot API server on 127.0.0.1."""
     with FakeTelegram(token=BOT_TOKEN) as fake:
         yield fake
+
+
+@pytest.fixture
+async def bot(telegram: FakeTelegram) -> AsyncIterator[Bot]:
+    """python-telegram-bot's Bot on the fake Telegram, for tests of the fake itself."""
+    url = telegram.url
+    async with Bot(BOT_TOKEN, base_url=f"{url}/bot", base_file_url=f"{url}/file/bot") as made:
+        yield made
 
 
 _DATA_ROOT = Path(tempfile.mkdtemp(prefix="nobg-test-data-"))

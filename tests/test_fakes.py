@@ -8,7 +8,6 @@ import socket
 import threading
 import time
 import warnings
-from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
@@ -26,8 +25,9 @@ from telegram import (
 from telegram.error import BadRequest, Conflict, Forbidden, InvalidToken, RetryAfter
 from telegram.ext import ApplicationBuilder, ContextTypes, MessageHandler, filters
 
+from tests.conftest import BOT_TOKEN, FREEPIK_KEY, ImageHost
 from tests.fakes import FakeFreepik, FakeTelegram, ThreadedServer, make_image
-from tests.fakes.images import is_transparent_png, png_size, sniff_mime
+from tests.fakes.images import is_transparent_png, png_size
 from tests.fakes.updates import (
     detect_entities,
     document_message,
@@ -40,69 +40,20 @@ from tests.fakes.updates import (
     update,
 )
 
-KEY = "test-freepik-key"
-TOKEN = "123456:TEST-token_abcdefghijklmnopqrstuvwx"
 REMOVE = "/v1/ai/beta/remove-background"
 USER_ID = 4242
-
-
-# fixtures
-
-
-class ImageHost:
-    """A tiny server publishing image bytes at ``/img/<name>``."""
-
-    def __init__(self) -> None:
-        self.images: dict[str, bytes] = {}
-        self.server = ThreadedServer(Starlette(routes=[Route("/img/{name}", self._serve)]))
-
-    async def _serve(self, request: Request) -> Response:
-        data = self.images.get(request.path_params["name"])
-        if data is None:
-            return Response(b"missing", status_code=404)
-        return Response(data, media_type=sniff_mime(data))
-
-    def publish(self, name: str, data: bytes) -> str:
-        """Serve data and return its URL."""
-        self.images[name] = data
-        return f"{self.server.url}/img/{name}"
-
-
-@pytest.fixture
-def host() -> Iterator[ImageHost]:
-    image_host = ImageHost()
-    with image_host.server:
-        yield image_host
-
-
-@pytest.fixture
-def fp() -> Iterator[FakeFreepik]:
-    with FakeFreepik(api_key=KEY) as fake:
-        yield fake
-
-
-@pytest.fixture
-def tg() -> Iterator[FakeTelegram]:
-    with FakeTelegram(token=TOKEN) as fake:
-        yield fake
-
-
-@pytest.fixture
-async def bot(tg: FakeTelegram) -> AsyncIterator[Bot]:
-    async with Bot(TOKEN, base_url=f"{tg.url}/bot", base_file_url=f"{tg.url}/file/bot") as b:
-        yield b
 
 
 def client() -> httpx.Client:
     return httpx.Client(timeout=5.0, trust_env=False)
 
 
-def remove(fp: FakeFreepik, image_url: str, **kwargs: object) -> httpx.Response:
+def remove(freepik: FakeFreepik, image_url: str, **kwargs: object) -> httpx.Response:
     with client() as c:
         return c.post(
-            f"{fp.url}{REMOVE}",
+            f"{freepik.url}{REMOVE}",
             data={"image_url": image_url},
-            headers={"x-freepik-api-key": KEY},
+            headers={"x-freepik-api-key": FREEPIK_KEY},
             **kwargs,  # type: ignore[arg-type]
         )
 
@@ -147,28 +98,28 @@ def test_threaded_server_connections_have_nodelay() -> None:
 # Freepik: spec enforcement
 
 
-def test_freepik_requires_api_key(fp: FakeFreepik) -> None:
+def test_freepik_requires_api_key(freepik: FakeFreepik) -> None:
     with client() as c:
-        missing = c.post(f"{fp.url}{REMOVE}", data={"image_url": "http://x.example/a.jpg"})
+        missing = c.post(f"{freepik.url}{REMOVE}", data={"image_url": "http://x.example/a.jpg"})
         wrong = c.post(
-            f"{fp.url}{REMOVE}",
+            f"{freepik.url}{REMOVE}",
             data={"image_url": "http://x.example/a.jpg"},
             headers={"x-freepik-api-key": "nope"},
         )
     assert (missing.status_code, missing.json()) == (401, {"message": "Missing API key"})
     assert (wrong.status_code, wrong.json()) == (401, {"message": "Invalid API key"})
-    assert [(c.status, c.api_key) for c in fp.calls] == [(401, None), (401, "nope")]
-    assert fp.fetched == []
+    assert [(c.status, c.api_key) for c in freepik.calls] == [(401, None), (401, "nope")]
+    assert freepik.fetched == []
 
 
-def test_freepik_rejects_json_and_bad_image_url(fp: FakeFreepik) -> None:
-    headers = {"x-freepik-api-key": KEY}
+def test_freepik_rejects_json_and_bad_image_url(freepik: FakeFreepik) -> None:
+    headers = {"x-freepik-api-key": FREEPIK_KEY}
     with client() as c:
         as_json = c.post(
-            f"{fp.url}{REMOVE}", json={"image_url": "http://a.example/x.jpg"}, headers=headers
+            f"{freepik.url}{REMOVE}", json={"image_url": "http://a.example/x.jpg"}, headers=headers
         )
-        missing = c.post(f"{fp.url}{REMOVE}", data={"other": "1"}, headers=headers)
-        relative = c.post(f"{fp.url}{REMOVE}", data={"image_url": "/x.jpg"}, headers=headers)
+        missing = c.post(f"{freepik.url}{REMOVE}", data={"other": "1"}, headers=headers)
+        relative = c.post(f"{freepik.url}{REMOVE}", data={"image_url": "/x.jpg"}, headers=headers)
     assert as_json.status_code == 400
     assert "message" in as_json.json()
     for response in (missing, relative):
@@ -176,18 +127,20 @@ def test_freepik_rejects_json_and_bad_image_url(fp: FakeFreepik) -> None:
         body = response.json()
         assert body["message"]
         assert body["invalid_params"][0]["field"] == "image_url"
-    assert [c.status for c in fp.calls] == [400, 400, 400]
-    assert fp.calls[0].content_type.startswith("application/json")
+    assert [c.status for c in freepik.calls] == [400, 400, 400]
+    assert freepik.calls[0].content_type.startswith("application/json")
 
 
-def test_freepik_success_gives_transparent_png(fp: FakeFreepik, host: ImageHost) -> None:
+def test_freepik_success_gives_transparent_png(
+    freepik: FakeFreepik, image_host: ImageHost
+) -> None:
     source = make_image("JPEG", size=(64, 48))
-    image_url = host.publish("cat.jpg", source)
-    answer = remove(fp, image_url)
+    image_url = image_host.add("cat.jpg", source)
+    answer = remove(freepik, image_url)
     assert answer.status_code == 200
     body = answer.json()
     assert set(body) == {"original", "high_resolution", "preview", "url"}
-    assert all(value.startswith(f"{fp.url}/v1/ai/beta/images/") for value in body.values())
+    assert all(value.startswith(f"{freepik.url}/v1/ai/beta/images/") for value in body.values())
     assert body["url"] == body["high_resolution"]
     assert body["high_resolution"].endswith("/high.png")
     with client() as c:
@@ -203,16 +156,16 @@ def test_freepik_success_gives_transparent_png(fp: FakeFreepik, host: ImageHost)
     assert is_transparent_png(preview.content)
     assert png_size(preview.content) < (64, 48)
     assert original.content == source
-    assert fp.fetched == [image_url]
-    assert fp.download_key_headers == [False, False]
-    assert len(fp.downloads) == 2
-    assert fp.calls[-1].status == 200
-    assert fp.calls[-1].content_type.startswith("application/x-www-form-urlencoded")
+    assert freepik.fetched == [image_url]
+    assert freepik.download_key_headers == [False, False]
+    assert len(freepik.downloads) == 2
+    assert freepik.calls[-1].status == 200
+    assert freepik.calls[-1].content_type.startswith("application/x-www-form-urlencoded")
 
 
-def test_freepik_png_input_and_padding(fp: FakeFreepik, host: ImageHost) -> None:
-    fp.result_padding = 50_000
-    body = remove(fp, host.publish("a.png", make_image("PNG", size=(30, 20)))).json()
+def test_freepik_png_input_and_padding(freepik: FakeFreepik, image_host: ImageHost) -> None:
+    freepik.result_padding = 50_000
+    body = remove(freepik, image_host.add("a.png", make_image("PNG", size=(30, 20)))).json()
     with client() as c:
         high = c.get(body["url"]).content
     assert len(high) > 50_000
@@ -220,9 +173,9 @@ def test_freepik_png_input_and_padding(fp: FakeFreepik, host: ImageHost) -> None
     assert png_size(high) == (30, 20)
 
 
-def test_freepik_results_expire(host: ImageHost) -> None:
-    with FakeFreepik(api_key=KEY, result_ttl=0.3) as fp:
-        body = remove(fp, host.publish("a.jpg", make_image())).json()
+def test_freepik_results_expire(image_host: ImageHost) -> None:
+    with FakeFreepik(api_key=FREEPIK_KEY, result_ttl=0.3) as freepik:
+        body = remove(freepik, image_host.add("a.jpg", make_image())).json()
         with client() as c:
             assert c.get(body["url"]).status_code == 200
             time.sleep(0.35)
@@ -232,27 +185,27 @@ def test_freepik_results_expire(host: ImageHost) -> None:
 
 
 def test_freepik_rejects_unsupported_or_unreachable_images(
-    fp: FakeFreepik, host: ImageHost
+    freepik: FakeFreepik, image_host: ImageHost
 ) -> None:
-    webp = remove(fp, host.publish("a.webp", make_image("WEBP")))
-    garbage = remove(fp, host.publish("a.jpg", b"not an image"))
-    gone = remove(fp, f"{host.server.url}/img/missing.jpg")
+    webp = remove(freepik, image_host.add("a.webp", make_image("WEBP")))
+    garbage = remove(freepik, image_host.add("a.jpg", b"not an image"))
+    gone = remove(freepik, f"{image_host.server.url}/img/missing.jpg")
     assert (webp.status_code, webp.json()) == (400, {"message": "Unsupported image format"})
     assert garbage.status_code == 400
     assert gone.status_code == 400
     assert "message" in gone.json()
-    fp.accepted_formats = {"JPEG", "PNG", "WEBP"}
-    assert remove(fp, host.publish("b.webp", make_image("WEBP"))).status_code == 200
+    freepik.accepted_formats = {"JPEG", "PNG", "WEBP"}
+    assert remove(freepik, image_host.add("b.webp", make_image("WEBP"))).status_code == 200
 
 
 # Freepik: faults
 
 
 @pytest.mark.parametrize("status", [429, 500, 503])
-def test_freepik_fail_next(fp: FakeFreepik, host: ImageHost, status: int) -> None:
-    image_url = host.publish("a.jpg", make_image())
-    fp.fail_next(status, times=2, retry_after=2 if status == 429 else None)
-    first, second, third = (remove(fp, image_url) for _ in range(3))
+def test_freepik_fail_next(freepik: FakeFreepik, image_host: ImageHost, status: int) -> None:
+    image_url = image_host.add("a.jpg", make_image())
+    freepik.fail_next(status, times=2, retry_after=2 if status == 429 else None)
+    first, second, third = (remove(freepik, image_url) for _ in range(3))
     assert first.status_code == second.status_code == status
     assert first.json()["message"]
     if status == 429:
@@ -260,102 +213,106 @@ def test_freepik_fail_next(fp: FakeFreepik, host: ImageHost, status: int) -> Non
     else:
         assert "retry-after" not in first.headers
     assert third.status_code == 200
-    assert [c.status for c in fp.calls] == [status, status, 200]
-    assert fp.fetched == [image_url]
+    assert [c.status for c in freepik.calls] == [status, status, 200]
+    assert freepik.fetched == [image_url]
 
 
-def test_freepik_fail_next_custom_body(fp: FakeFreepik, host: ImageHost) -> None:
-    fp.fail_next(402, body={"message": "Not enough credits"})
-    answer = remove(fp, host.publish("a.jpg", make_image()))
+def test_freepik_fail_next_custom_body(freepik: FakeFreepik, image_host: ImageHost) -> None:
+    freepik.fail_next(402, body={"message": "Not enough credits"})
+    answer = remove(freepik, image_host.add("a.jpg", make_image()))
     assert (answer.status_code, answer.json()) == (402, {"message": "Not enough credits"})
 
 
-def test_freepik_malformed_and_wrong_shape(fp: FakeFreepik, host: ImageHost) -> None:
-    image_url = host.publish("a.jpg", make_image())
-    fp.malformed_next()
-    fp.wrong_shape_next()
-    malformed = remove(fp, image_url)
-    wrong = remove(fp, image_url)
+def test_freepik_malformed_and_wrong_shape(freepik: FakeFreepik, image_host: ImageHost) -> None:
+    image_url = image_host.add("a.jpg", make_image())
+    freepik.malformed_next()
+    freepik.wrong_shape_next()
+    malformed = remove(freepik, image_url)
+    wrong = remove(freepik, image_url)
     assert malformed.status_code == 200
     with pytest.raises(ValueError, match=r"(?i)expecting|delimiter|unterminated"):
         malformed.json()
     assert wrong.status_code == 200
     assert "high_resolution" not in wrong.json()
-    assert remove(fp, image_url).status_code == 200
+    assert remove(freepik, image_url).status_code == 200
 
 
-def test_freepik_hang_until_client_timeout(fp: FakeFreepik, host: ImageHost) -> None:
-    image_url = host.publish("a.jpg", make_image())
-    fp.hang_next()
+def test_freepik_hang_until_client_timeout(freepik: FakeFreepik, image_host: ImageHost) -> None:
+    image_url = image_host.add("a.jpg", make_image())
+    freepik.hang_next()
     with pytest.raises(httpx.ReadTimeout):
-        remove(fp, image_url, timeout=0.3)
-    assert remove(fp, image_url).status_code == 200
-    assert [c.status for c in fp.calls] == [0, 200]
+        remove(freepik, image_url, timeout=0.3)
+    assert remove(freepik, image_url).status_code == 200
+    assert [c.status for c in freepik.calls] == [0, 200]
     started = time.monotonic()
-    fp.stop()
+    freepik.stop()
     assert time.monotonic() - started < 3.0
 
 
-def test_freepik_expire_and_not_png(fp: FakeFreepik, host: ImageHost) -> None:
-    image_url = host.publish("a.jpg", make_image())
-    fp.expire_next()
-    fp.not_png_next()
-    expired = remove(fp, image_url).json()
-    not_png = remove(fp, image_url).json()
+def test_freepik_expire_and_not_png(freepik: FakeFreepik, image_host: ImageHost) -> None:
+    image_url = image_host.add("a.jpg", make_image())
+    freepik.expire_next()
+    freepik.not_png_next()
+    expired = remove(freepik, image_url).json()
+    not_png = remove(freepik, image_url).json()
     with client() as c:
         assert c.get(expired["url"]).status_code == 404
         fake_png = c.get(not_png["url"])
     assert fake_png.headers["content-type"] == "image/png"
     assert fake_png.content.startswith(b"\xff\xd8")
-    assert [c.status for c in fp.calls] == [200, 200]
+    assert [c.status for c in freepik.calls] == [200, 200]
 
 
-async def test_freepik_latency_and_wait_for_calls(fp: FakeFreepik, host: ImageHost) -> None:
-    fp.latency = 0.2
-    image_url = host.publish("a.jpg", make_image())
+async def test_freepik_latency_and_wait_for_calls(
+    freepik: FakeFreepik, image_host: ImageHost
+) -> None:
+    freepik.latency = 0.2
+    image_url = image_host.add("a.jpg", make_image())
     started = time.monotonic()
     async with httpx.AsyncClient(trust_env=False) as c:
         task = asyncio.create_task(
             c.post(
-                f"{fp.url}{REMOVE}",
+                f"{freepik.url}{REMOVE}",
                 data={"image_url": image_url},
-                headers={"x-freepik-api-key": KEY},
+                headers={"x-freepik-api-key": FREEPIK_KEY},
             )
         )
-        calls = await fp.wait_for_calls(1, timeout=3)
+        calls = await freepik.wait_for_calls(1, timeout=3)
         assert (await task).status_code == 200
     assert time.monotonic() - started >= 0.2
     assert calls[0].image_url == image_url
     with pytest.raises(AssertionError):
-        await fp.wait_for_calls(2, timeout=0.05)
-    fp.reset()
-    assert fp.calls == []
-    assert fp.fetched == []
-    assert fp.downloads == []
+        await freepik.wait_for_calls(2, timeout=0.05)
+    freepik.reset()
+    assert freepik.calls == []
+    assert freepik.fetched == []
+    assert freepik.downloads == []
 
 
 # Telegram: driven by the real python-telegram-bot
 
 
-async def test_tg_get_me_and_tokens(tg: FakeTelegram, bot: Bot) -> None:
+async def test_tg_get_me_and_tokens(telegram: FakeTelegram, bot: Bot) -> None:
     me = await bot.get_me()
     assert (me.id, me.username, me.is_bot) == (123456, "nobg_test_bot", True)
     assert me.supports_inline_queries
-    wrong = Bot("999:wrong", base_url=f"{tg.url}/bot", base_file_url=f"{tg.url}/file/bot")
+    wrong = Bot(
+        "999:wrong", base_url=f"{telegram.url}/bot", base_file_url=f"{telegram.url}/file/bot"
+    )
     with pytest.raises(InvalidToken):
         await wrong.initialize()
     await wrong.shutdown()
     with httpx.Client(trust_env=False) as c:
-        unknown = c.post(f"{tg.url}/bot{TOKEN}/fooBar")
+        unknown = c.post(f"{telegram.url}/bot{BOT_TOKEN}/fooBar")
     assert unknown.status_code == 404
     assert unknown.json()["description"] == "Not Found: method not found"
-    assert tg.calls_of("getMe")
+    assert telegram.calls_of("getMe")
 
 
-async def test_tg_send_message_with_reply(tg: FakeTelegram, bot: Bot) -> None:
+async def test_tg_send_message_with_reply(telegram: FakeTelegram, bot: Bot) -> None:
     user = private_user(USER_ID)
     incoming = text_message(user, "hello")
-    tg.push_message(incoming)
+    telegram.push_message(incoming)
     sent = await bot.send_message(
         USER_ID,
         "hi <b>there</b>",
@@ -365,14 +322,14 @@ async def test_tg_send_message_with_reply(tg: FakeTelegram, bot: Bot) -> None:
     assert sent.text == "hi there"
     assert sent.chat.type == "private"
     assert sent.from_user is not None
-    assert sent.from_user.id == tg.bot_id
+    assert sent.from_user.id == telegram.bot_id
     assert sent.reply_to_message is not None
     assert sent.reply_to_message.message_id == incoming["message_id"]
     assert sent.message_id == incoming["message_id"] + 1
-    (call,) = tg.calls_of("sendMessage")
+    (call,) = telegram.calls_of("sendMessage")
     assert call.params["chat_id"] == USER_ID
     assert call.params["reply_parameters"] == {"message_id": incoming["message_id"]}
-    assert tg.texts_to(USER_ID) == ["hi <b>there</b>"]
+    assert telegram.texts_to(USER_ID) == ["hi <b>there</b>"]
     edited = await bot.edit_message_text("bye", chat_id=USER_ID, message_id=sent.message_id)
     assert not isinstance(edited, bool)
     assert edited.text == "bye"
@@ -382,30 +339,30 @@ async def test_tg_send_message_with_reply(tg: FakeTelegram, bot: Bot) -> None:
         await bot.send_message(USER_ID, "a < b", parse_mode="HTML")
     with pytest.raises(BadRequest, match=r"(?i)reserved"):
         await bot.send_message(USER_ID, "v1.2", parse_mode="MarkdownV2")
-    assert tg.texts_to(USER_ID) == ["hi <b>there</b>", "bye"]
+    assert telegram.texts_to(USER_ID) == ["hi <b>there</b>", "bye"]
     group = await bot.send_message(-100123, "in group")
     assert group.chat.type == "supergroup"
     assert await bot.delete_message(USER_ID, sent.message_id)
     assert await bot.send_chat_action(USER_ID, "upload_document")
 
 
-async def test_tg_one_message_id_sequence_per_chat(tg: FakeTelegram, bot: Bot) -> None:
+async def test_tg_one_message_id_sequence_per_chat(telegram: FakeTelegram, bot: Bot) -> None:
     user = private_user(USER_ID)
     first = text_message(user, "one")
-    tg.push_message(first)
+    telegram.push_message(first)
     reply = await bot.send_message(USER_ID, "first answer")
     again = await bot.send_message(USER_ID, "second answer")
     # Telegram numbers users' and the bot's messages of a chat in one sequence.
     second = photo_message(user, "f", "u")
     third = text_message(user, "three")
-    tg.push_message(second)
-    tg.push_message(third)
+    telegram.push_message(second)
+    telegram.push_message(third)
     ids = [first["message_id"], reply.message_id, again.message_id]
     ids += [second["message_id"], third["message_id"]]
     assert len(set(ids)) == len(ids), ids
     assert ids[:3] == sorted(ids[:3])
     assert third["message_id"] > again.message_id
-    kept = tg.state.find_message(USER_ID, reply.message_id)
+    kept = telegram.state.find_message(USER_ID, reply.message_id)
     assert kept is not None
     assert kept.get("text") == "first answer"
     group = group_chat(-100777)
@@ -413,18 +370,18 @@ async def test_tg_one_message_id_sequence_per_chat(tg: FakeTelegram, bot: Bot) -
     answer = text_message(user, "reply", chat=group)
     assert answer["message_id"] > posted.message_id
     with pytest.raises(AssertionError, match="already"):
-        tg.push_message(text_message(user, "same id", message_id=reply.message_id))
-    tg.push_message(first)  # Telegram may deliver the same update again
+        telegram.push_message(text_message(user, "same id", message_id=reply.message_id))
+    telegram.push_message(first)  # Telegram may deliver the same update again
 
 
-async def test_tg_send_document_and_resend(tg: FakeTelegram, bot: Bot) -> None:
+async def test_tg_send_document_and_resend(telegram: FakeTelegram, bot: Bot) -> None:
     data = make_image("PNG")
     sent = await bot.send_document(USER_ID, document=data, filename="cutout.png", caption="ok")
     assert sent.document is not None
     assert sent.document.file_name == "cutout.png"
     assert sent.document.file_size == len(data)
     assert sent.caption == "ok"
-    (upload,) = tg.sent_documents(USER_ID)
+    (upload,) = telegram.sent_documents(USER_ID)
     part = upload.files["document"]
     assert (part.data, part.filename, part.content_type) == (data, "cutout.png", "image/png")
     assert "document" not in upload.params
@@ -432,48 +389,48 @@ async def test_tg_send_document_and_resend(tg: FakeTelegram, bot: Bot) -> None:
     again = await bot.send_document(USER_ID, document=sent.document.file_id)
     assert again.document is not None
     assert again.document.file_unique_id == sent.document.file_unique_id
-    resend = tg.sent_documents(USER_ID)[1]
+    resend = telegram.sent_documents(USER_ID)[1]
     assert resend.files == {}
     assert not resend.uploaded
     assert resend.params["document"] == sent.document.file_id
-    assert tg.file_bytes(sent.document.file_id) == data
+    assert telegram.file_bytes(sent.document.file_id) == data
     file = await bot.get_file(sent.document.file_id)
     assert bytes(await file.download_as_bytearray()) == data
     with pytest.raises(BadRequest, match=r"(?i)wrong file identifier"):
         await bot.send_document(USER_ID, document="no-such-file-id")
 
 
-async def test_tg_get_file_and_download(tg: FakeTelegram, bot: Bot) -> None:
+async def test_tg_get_file_and_download(telegram: FakeTelegram, bot: Bot) -> None:
     data = make_image("JPEG")
-    file_id, unique_id = tg.add_file(data)
+    file_id, unique_id = telegram.add_file(data)
     file = await bot.get_file(file_id)
     assert file.file_unique_id == unique_id
     assert file.file_size == len(data)
     assert file.file_path is not None
-    assert file.file_path.startswith(f"{tg.url}/file/bot{TOKEN}/photos/")
+    assert file.file_path.startswith(f"{telegram.url}/file/bot{BOT_TOKEN}/photos/")
     assert bytes(await file.download_as_bytearray()) == data
-    assert tg.file_downloads == [file.file_path.rsplit(f"bot{TOKEN}/", 1)[1]]
-    assert tg.calls_of("getFile")[0].params == {"file_id": file_id}
-    big_id, _ = tg.add_file(b"x", file_size=20 * 1024 * 1024 + 1)
+    assert telegram.file_downloads == [file.file_path.rsplit(f"bot{BOT_TOKEN}/", 1)[1]]
+    assert telegram.calls_of("getFile")[0].params == {"file_id": file_id}
+    big_id, _ = telegram.add_file(b"x", file_size=20 * 1024 * 1024 + 1)
     with pytest.raises(BadRequest, match=r"(?i)file is too big"):
         await bot.get_file(big_id)
     with pytest.raises(BadRequest, match=r"(?i)invalid file_id"):
         await bot.get_file("nope")
     with httpx.Client(trust_env=False) as c:
-        path = file.file_path.rsplit(f"bot{TOKEN}/", 1)[1]
-        assert c.get(f"{tg.url}/file/bot1:bad/{path}").status_code == 401
-        assert c.get(f"{tg.url}/file/bot{TOKEN}/photos/missing.jpg").status_code == 404
+        path = file.file_path.rsplit(f"bot{BOT_TOKEN}/", 1)[1]
+        assert c.get(f"{telegram.url}/file/bot1:bad/{path}").status_code == 401
+        assert c.get(f"{telegram.url}/file/bot{BOT_TOKEN}/photos/missing.jpg").status_code == 404
 
 
-async def test_tg_blocked_and_injected_errors(tg: FakeTelegram, bot: Bot) -> None:
-    tg.block_chat(USER_ID)
+async def test_tg_blocked_and_injected_errors(telegram: FakeTelegram, bot: Bot) -> None:
+    telegram.block_chat(USER_ID)
     with pytest.raises(Forbidden, match="blocked"):
         await bot.send_message(USER_ID, "hello?")
     with pytest.raises(Forbidden):
         await bot.send_document(USER_ID, document=b"abc", filename="a.png")
-    assert [c.ok for c in tg.calls_of("sendMessage")] == [False]
-    tg.unblock_chat(USER_ID)
-    tg.fail_next(
+    assert [c.ok for c in telegram.calls_of("sendMessage")] == [False]
+    telegram.unblock_chat(USER_ID)
+    telegram.fail_next(
         "sendMessage",
         error_code=429,
         description="Too Many Requests: retry after 1",
@@ -485,17 +442,17 @@ async def test_tg_blocked_and_injected_errors(tg: FakeTelegram, bot: Bot) -> Non
             await bot.send_message(USER_ID, "x")
         assert info.value.retry_after in (1, dt.timedelta(seconds=1))
     assert (await bot.send_message(USER_ID, "y")).text == "y"
-    tg.latency["sendMessage"] = 0.2
+    telegram.latency["sendMessage"] = 0.2
     started = time.monotonic()
     await bot.send_message(USER_ID, "slow")
     assert time.monotonic() - started >= 0.2
-    assert tg.texts_to(USER_ID) == ["y", "slow"]
+    assert telegram.texts_to(USER_ID) == ["y", "slow"]
 
 
-async def test_tg_long_poll(tg: FakeTelegram, bot: Bot) -> None:
+async def test_tg_long_poll(telegram: FakeTelegram, bot: Bot) -> None:
     user = private_user(USER_ID, username="ann")
     message = photo_message(user, "PHOTO-FILE-ID", "PHOTO-UQ", width=800, height=600)
-    timer = threading.Timer(0.3, tg.push_update, args=(update(message),))
+    timer = threading.Timer(0.3, telegram.push_update, args=(update(message),))
     started = time.monotonic()
     timer.start()
     try:
@@ -514,28 +471,30 @@ async def test_tg_long_poll(tg: FakeTelegram, bot: Bot) -> None:
     started = time.monotonic()
     assert await bot.get_updates(offset=got.update_id + 1, timeout=1) == ()
     assert 0.9 <= time.monotonic() - started < 2.0
-    assert tg.pending_updates == []
+    assert telegram.pending_updates == []
 
 
-async def test_tg_conflicts(tg: FakeTelegram, bot: Bot) -> None:
+async def test_tg_conflicts(telegram: FakeTelegram, bot: Bot) -> None:
     # PTB's getUpdates connection pool holds one connection: a second instance polls here.
-    other = Bot(TOKEN, base_url=f"{tg.url}/bot", base_file_url=f"{tg.url}/file/bot")
+    other = Bot(
+        BOT_TOKEN, base_url=f"{telegram.url}/bot", base_file_url=f"{telegram.url}/file/bot"
+    )
     async with other:
         older = asyncio.create_task(other.get_updates(timeout=3))
-        await tg.wait_for_call("getUpdates")
+        await telegram.wait_for_call("getUpdates")
         await asyncio.sleep(0.05)
         assert await bot.get_updates(timeout=0) == ()
         with pytest.raises(Conflict, match="other getUpdates"):
             await older
     assert await bot.set_webhook("https://example.com/hook", secret_token="s3cret")
-    assert tg.webhook["secret_token"] == "s3cret"
+    assert telegram.webhook["secret_token"] == "s3cret"
     assert (await bot.get_webhook_info()).url == "https://example.com/hook"
     with pytest.raises(Conflict, match="webhook is active"):
         await bot.get_updates()
     assert await bot.delete_webhook(drop_pending_updates=True)
 
 
-async def test_tg_send_media_group(tg: FakeTelegram, bot: Bot) -> None:
+async def test_tg_send_media_group(telegram: FakeTelegram, bot: Bot) -> None:
     blobs = [make_image("PNG", color=(i * 60, 10, 10)) for i in range(3)]
     media = [
         InputMediaDocument(blob, filename=f"c{i}.png", caption=f"#{i}")
@@ -549,7 +508,7 @@ async def test_tg_send_media_group(tg: FakeTelegram, bot: Bot) -> None:
         "c1.png",
         "c2.png",
     ]
-    (call,) = tg.calls_of("sendMediaGroup")
+    (call,) = telegram.calls_of("sendMediaGroup")
     attached = [item["media"] for item in call.params["media"]]
     assert all(name.startswith("attach://") for name in attached)
     assert [call.files[name.removeprefix("attach://")].data for name in attached] == blobs
@@ -557,51 +516,51 @@ async def test_tg_send_media_group(tg: FakeTelegram, bot: Bot) -> None:
         await bot.send_media_group(USER_ID, media[:1])
 
 
-async def test_tg_commands_and_inline(tg: FakeTelegram, bot: Bot) -> None:
+async def test_tg_commands_and_inline(telegram: FakeTelegram, bot: Bot) -> None:
     assert await bot.set_my_commands([("start", "Start"), ("help", "Help")])
     assert [c.command for c in await bot.get_my_commands()] == ["start", "help"]
-    assert tg.calls_of("setMyCommands")[0].params["commands"][0] == {
+    assert telegram.calls_of("setMyCommands")[0].params["commands"][0] == {
         "command": "start",
         "description": "Start",
     }
-    file_id, _ = tg.add_file(make_image("PNG"))
+    file_id, _ = telegram.add_file(make_image("PNG"))
     query = inline_query(private_user(USER_ID), "cat")
-    tg.push_update(query)
+    telegram.push_update(query)
     result = InlineQueryResultCachedDocument("1", "Cutout", file_id)
     assert await bot.answer_inline_query(query["inline_query"]["id"], [result], cache_time=0)
     with pytest.raises(BadRequest, match=r"(?i)query is too old"):
         await bot.answer_inline_query(query["inline_query"]["id"], [result])
-    (call,) = [c for c in tg.calls_of("answerInlineQuery") if c.ok]
+    (call,) = [c for c in telegram.calls_of("answerInlineQuery") if c.ok]
     assert call.params["results"][0]["document_file_id"] == file_id
     assert call.params["cache_time"] == 0
 
 
-async def test_tg_wait_for_helpers(tg: FakeTelegram, bot: Bot) -> None:
+async def test_tg_wait_for_helpers(telegram: FakeTelegram, bot: Bot) -> None:
     async def later() -> None:
         await asyncio.sleep(0.1)
         await bot.send_message(USER_ID, "done")
 
     task = asyncio.create_task(later())
-    calls = await tg.wait_for_call("sendMessage", where=lambda c: c.params["text"] == "done")
+    calls = await telegram.wait_for_call("sendMessage", where=lambda c: c.params["text"] == "done")
     await task
     assert calls[0].params["text"] == "done"
-    await tg.wait_for(lambda fake: fake.texts_to(USER_ID) == ["done"])
+    await telegram.wait_for(lambda fake: fake.texts_to(USER_ID) == ["done"])
     with pytest.raises(AssertionError, match="sendMessage"):
-        await tg.wait_for_call("sendDocument", timeout=0.05)
-    tg.reset_calls()
-    assert tg.calls == []
+        await telegram.wait_for_call("sendDocument", timeout=0.05)
+    telegram.reset_calls()
+    assert telegram.calls == []
 
 
-async def test_tg_drives_a_real_application(tg: FakeTelegram) -> None:
+async def test_tg_drives_a_real_application(telegram: FakeTelegram) -> None:
     async def echo(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         assert update.effective_message is not None
         await update.effective_message.reply_text(update.effective_message.text or "")
 
     app = (
         ApplicationBuilder()
-        .token(TOKEN)
-        .base_url(f"{tg.url}/bot")
-        .base_file_url(f"{tg.url}/file/bot")
+        .token(BOT_TOKEN)
+        .base_url(f"{telegram.url}/bot")
+        .base_file_url(f"{telegram.url}/file/bot")
         .build()
     )
     app.add_handler(MessageHandler(filters.TEXT, echo))
@@ -609,14 +568,14 @@ async def test_tg_drives_a_real_application(tg: FakeTelegram) -> None:
         await app.start()
         assert app.updater is not None
         await app.updater.start_polling(timeout=1)
-        await tg.wait_for_call("getUpdates")
-        tg.push_message(text_message(private_user(USER_ID), "ping"))
-        await tg.wait_for_call("sendMessage", where=lambda c: c.ok)
+        await telegram.wait_for_call("getUpdates")
+        telegram.push_message(text_message(private_user(USER_ID), "ping"))
+        await telegram.wait_for_call("sendMessage", where=lambda c: c.ok)
         await app.updater.stop()
         await app.stop()
-    assert tg.texts_to(USER_ID) == ["ping"]
-    assert [c.method for c in tg.calls[:3]] == ["getMe", "deleteWebhook", "getUpdates"]
-    assert tg.pending_updates == []  # the updater confirmed the update when it stopped
+    assert telegram.texts_to(USER_ID) == ["ping"]
+    assert [c.method for c in telegram.calls[:3]] == ["getMe", "deleteWebhook", "getUpdates"]
+    assert telegram.pending_updates == []  # the updater confirmed the update when it stopped
 
 
 # update factories

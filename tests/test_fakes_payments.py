@@ -2,30 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 from telegram import Bot, LabeledPrice
 from telegram.error import BadRequest
 
-from tests.conftest import BOT_TOKEN
 from tests.fakes import FakeTelegram
 from tests.fakes.updates import private_user
 
 USER = 4242
-
-
-@pytest.fixture
-def tg() -> Iterator[FakeTelegram]:
-    with FakeTelegram(token=BOT_TOKEN) as fake:
-        yield fake
-
-
-@pytest.fixture
-async def bot(tg: FakeTelegram) -> AsyncIterator[Bot]:
-    async with Bot(BOT_TOKEN, base_url=f"{tg.url}/bot") as made:
-        yield made
 
 
 def invoice(**changes: Any) -> dict[str, Any]:
@@ -42,7 +28,7 @@ def invoice(**changes: Any) -> dict[str, Any]:
     return values
 
 
-async def test_send_invoice_in_stars(tg: FakeTelegram, bot: Bot) -> None:
+async def test_send_invoice_in_stars(telegram: FakeTelegram, bot: Bot) -> None:
     sent = await bot.send_invoice(**invoice())
     assert sent.invoice is not None
     assert (sent.invoice.title, sent.invoice.currency, sent.invoice.total_amount) == (
@@ -50,7 +36,7 @@ async def test_send_invoice_in_stars(tg: FakeTelegram, bot: Bot) -> None:
         "XTR",
         25,
     )
-    [(message, kept)] = tg.invoices_to(USER)
+    [(message, kept)] = telegram.invoices_to(USER)
     assert message["message_id"] == sent.message_id
     assert kept["payload"] == "p:10:25:4242"
     assert "payload" not in message["invoice"], "Telegram's Invoice object has no payload"
@@ -103,18 +89,18 @@ async def test_limits_are_inclusive(bot: Bot) -> None:
     )
 
 
-async def test_checkout_answer_then_payment(tg: FakeTelegram, bot: Bot) -> None:
+async def test_checkout_answer_then_payment(telegram: FakeTelegram, bot: Bot) -> None:
     user = private_user(USER)
-    query_id = tg.checkout(user, payload="p:10:25:4242", total_amount=25)
+    query_id = telegram.checkout(user, payload="p:10:25:4242", total_amount=25)
     with pytest.raises(BadRequest, match='Parameter "error_message" is required'):
         await bot.answer_pre_checkout_query(query_id, ok=False)
     assert await bot.answer_pre_checkout_query(query_id, ok=True)
-    answer = tg.pre_checkout_answer(query_id)
+    answer = telegram.pre_checkout_answer(query_id)
     assert answer is not None
     assert answer["ok"] is True
     with pytest.raises(BadRequest, match=r"(?i)query is too old"):
         await bot.answer_pre_checkout_query(query_id, ok=True)  # answered once
-    charge_id, message = tg.complete_payment(query_id)
+    charge_id, message = telegram.complete_payment(query_id)
     paid = message["successful_payment"]
     assert paid["telegram_payment_charge_id"] == charge_id
     assert (paid["currency"], paid["total_amount"], paid["invoice_payload"]) == (
@@ -122,24 +108,24 @@ async def test_checkout_answer_then_payment(tg: FakeTelegram, bot: Bot) -> None:
         25,
         "p:10:25:4242",
     )
-    pushed = [u for u in tg.pending_updates if "message" in u]
+    pushed = [u for u in telegram.pending_updates if "message" in u]
     assert pushed[-1]["message"]["successful_payment"]["telegram_payment_charge_id"] == charge_id
 
 
-async def test_a_refused_checkout_cannot_be_paid(tg: FakeTelegram, bot: Bot) -> None:
-    query_id = tg.checkout(private_user(USER), payload="x", total_amount=25)
+async def test_a_refused_checkout_cannot_be_paid(telegram: FakeTelegram, bot: Bot) -> None:
+    query_id = telegram.checkout(private_user(USER), payload="x", total_amount=25)
     await bot.answer_pre_checkout_query(query_id, ok=False, error_message="No longer on sale")
-    answer = tg.pre_checkout_answer(query_id)
+    answer = telegram.pre_checkout_answer(query_id)
     assert answer is not None
     assert answer["error_message"] == "No longer on sale"
     with pytest.raises(AssertionError, match="not approved"):
-        tg.complete_payment(query_id)
+        telegram.complete_payment(query_id)
 
 
-async def test_checkout_expires_after_ten_seconds(tg: FakeTelegram, bot: Bot) -> None:
-    assert tg.pre_checkout_ttl == 10.0
-    tg.pre_checkout_ttl = 0.0
-    query_id = tg.checkout(private_user(USER), payload="x", total_amount=25)
+async def test_checkout_expires_after_ten_seconds(telegram: FakeTelegram, bot: Bot) -> None:
+    assert telegram.pre_checkout_ttl == 10.0
+    telegram.pre_checkout_ttl = 0.0
+    query_id = telegram.checkout(private_user(USER), payload="x", total_amount=25)
     with pytest.raises(BadRequest) as caught:
         await bot.answer_pre_checkout_query(query_id, ok=True)
     assert caught.value.message == (
@@ -149,11 +135,11 @@ async def test_checkout_expires_after_ten_seconds(tg: FakeTelegram, bot: Bot) ->
         await bot.answer_pre_checkout_query("never-pushed", ok=True)
 
 
-async def test_refund_star_payment(tg: FakeTelegram, bot: Bot) -> None:
-    tg.refund_messages = False
-    query_id = tg.checkout(private_user(USER), payload="x", total_amount=25)
+async def test_refund_star_payment(telegram: FakeTelegram, bot: Bot) -> None:
+    telegram.refund_messages = False
+    query_id = telegram.checkout(private_user(USER), payload="x", total_amount=25)
     await bot.answer_pre_checkout_query(query_id, ok=True)
-    charge_id, _ = tg.complete_payment(query_id)
+    charge_id, _ = telegram.complete_payment(query_id)
     with pytest.raises(BadRequest) as caught:
         await bot.refund_star_payment(USER + 1, charge_id)
     assert caught.value.message.upper() == "CHARGE_NOT_FOUND", "only the payer's charge"
@@ -164,36 +150,40 @@ async def test_refund_star_payment(tg: FakeTelegram, bot: Bot) -> None:
     with pytest.raises(BadRequest) as caught:
         await bot.refund_star_payment(USER, charge_id)
     assert caught.value.message.upper() == "CHARGE_ALREADY_REFUNDED"
-    payment = tg.star_payment(charge_id)
+    payment = telegram.star_payment(charge_id)
     assert payment is not None
     assert payment["refunded"] is True
 
 
-async def test_refunds_are_announced_with_refunded_payment(tg: FakeTelegram, bot: Bot) -> None:
+async def test_refunds_are_announced_with_refunded_payment(
+    telegram: FakeTelegram, bot: Bot
+) -> None:
     user = private_user(USER)
     charges = []
     for _ in range(2):
-        query_id = tg.checkout(user, payload="x", total_amount=25)
+        query_id = telegram.checkout(user, payload="x", total_amount=25)
         await bot.answer_pre_checkout_query(query_id, ok=True)
-        charges.append(tg.complete_payment(query_id)[0])
+        charges.append(telegram.complete_payment(query_id)[0])
     await bot.refund_star_payment(USER, charges[0])
-    tg.refund_elsewhere(charges[1])  # a dispute settled by Telegram
+    telegram.refund_elsewhere(charges[1])  # a dispute settled by Telegram
     refunded = [
         u["message"]["refunded_payment"]
-        for u in tg.pending_updates
+        for u in telegram.pending_updates
         if "refunded_payment" in u.get("message", {})
     ]
     assert [r["telegram_payment_charge_id"] for r in refunded] == charges
     assert all(r["total_amount"] == 25 and r["currency"] == "XTR" for r in refunded)
 
 
-async def test_star_transactions_newest_first_with_limits(tg: FakeTelegram, bot: Bot) -> None:
+async def test_star_transactions_newest_first_with_limits(
+    telegram: FakeTelegram, bot: Bot
+) -> None:
     user = private_user(USER)
     charges = []
     for amount in (10, 20, 30):
-        query_id = tg.checkout(user, payload=f"p{amount}", total_amount=amount)
+        query_id = telegram.checkout(user, payload=f"p{amount}", total_amount=amount)
         await bot.answer_pre_checkout_query(query_id, ok=True)
-        charges.append(tg.complete_payment(query_id)[0])
+        charges.append(telegram.complete_payment(query_id)[0])
     await bot.refund_star_payment(USER, charges[0])
     listed = await bot.get_star_transactions()
     assert [t.id for t in listed.transactions] == [charges[0], *reversed(charges)]

@@ -2,29 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-
 import pytest
 from telegram import Bot, BotCommand
 from telegram.error import BadRequest
 
-from tests.conftest import BOT_TOKEN
 from tests.fakes import FakeTelegram
 
 
-@pytest.fixture
-def tg() -> Iterator[FakeTelegram]:
-    with FakeTelegram(token=BOT_TOKEN) as fake:
-        yield fake
-
-
-@pytest.fixture
-async def bot(tg: FakeTelegram) -> AsyncIterator[Bot]:
-    async with Bot(BOT_TOKEN, base_url=f"{tg.url}/bot") as made:
-        yield made
-
-
-async def test_commands_per_language(tg: FakeTelegram, bot: Bot) -> None:
+async def test_commands_per_language(telegram: FakeTelegram, bot: Bot) -> None:
     await bot.set_my_commands([BotCommand("start", "Start")])
     await bot.set_my_commands([BotCommand("start", "Inicio")], language_code="es")
     assert [c.description for c in await bot.get_my_commands()] == ["Start"]

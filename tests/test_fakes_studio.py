@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from PIL import Image
@@ -21,21 +20,8 @@ from telegram.error import BadRequest, Forbidden
 from tests.fakes import FakeTelegram, make_image
 from tests.fakes.updates import group_chat, inline_query, private_user, text_message, update
 
-TOKEN = "123456:TEST-token_abcdefghijklmnopqrstuvwx"
 USER = 4242
 OTHER = 4343
-
-
-@pytest.fixture
-def tg() -> Iterator[FakeTelegram]:
-    with FakeTelegram(token=TOKEN) as fake:
-        yield fake
-
-
-@pytest.fixture
-async def bot(tg: FakeTelegram) -> AsyncIterator[Bot]:
-    async with Bot(TOKEN, base_url=f"{tg.url}/bot", base_file_url=f"{tg.url}/file/bot") as b:
-        yield b
 
 
 def webp(size: tuple[int, int], fmt: str = "WEBP") -> bytes:
@@ -57,17 +43,19 @@ def keyboard(*data: str) -> InlineKeyboardMarkup:
     return InlineKeyboardMarkup([[InlineKeyboardButton(d, callback_data=d) for d in data]])
 
 
-def started(tg: FakeTelegram, user_id: int = USER) -> None:
-    tg.push_update(update(text_message(private_user(user_id), "/start")))
+def started(telegram: FakeTelegram, user_id: int = USER) -> None:
+    telegram.push_update(update(text_message(private_user(user_id), "/start")))
 
 
 # --- callback queries -------------------------------------------------------------------------
 
 
-async def test_callback_query_is_answered_once_while_fresh(tg: FakeTelegram, bot: Bot) -> None:
+async def test_callback_query_is_answered_once_while_fresh(
+    telegram: FakeTelegram, bot: Bot
+) -> None:
     sent = await bot.send_message(USER, "pick", reply_markup=keyboard("a", "b"))
     message = sent.to_dict()
-    query_id = tg.press(private_user(USER), message, "a")
+    query_id = telegram.press(private_user(USER), message, "a")
     updates = await bot.get_updates()
     pressed = updates[-1].callback_query
     assert pressed is not None
@@ -75,30 +63,33 @@ async def test_callback_query_is_answered_once_while_fresh(tg: FakeTelegram, bot
     assert pressed.message is not None
     assert pressed.message.message_id == sent.message_id
     assert await bot.answer_callback_query(query_id, text="Working…")
-    assert tg.callback_answer(query_id) == {"callback_query_id": query_id, "text": "Working…"}
+    assert telegram.callback_answer(query_id) == {
+        "callback_query_id": query_id,
+        "text": "Working…",
+    }
     with pytest.raises(BadRequest, match=r"(?i)query is too old"):
         await bot.answer_callback_query(query_id)
     with pytest.raises(BadRequest, match=r"(?i)query is too old"):
         await bot.answer_callback_query("12345")
 
-    late = tg.press(private_user(USER), message, "b")
-    tg.callback_query_ttl = 0.0
+    late = telegram.press(private_user(USER), message, "b")
+    telegram.callback_query_ttl = 0.0
     with pytest.raises(BadRequest, match=r"(?i)query is too old"):
         await bot.answer_callback_query(late)
-    tg.callback_query_ttl = 15.0
-    longer = tg.press(private_user(USER), message, "b")
+    telegram.callback_query_ttl = 15.0
+    longer = telegram.press(private_user(USER), message, "b")
     with pytest.raises(BadRequest, match=r"(?i)MESSAGE_TOO_LONG"):
         await bot.answer_callback_query(longer, text="x" * 201)
     assert await bot.answer_callback_query(longer, text="x" * 200, show_alert=True)
 
 
-async def test_callback_data_is_limited_to_64_bytes(tg: FakeTelegram, bot: Bot) -> None:
+async def test_callback_data_is_limited_to_64_bytes(telegram: FakeTelegram, bot: Bot) -> None:
     await bot.send_message(USER, "ok", reply_markup=keyboard("é" * 32))
     with pytest.raises(BadRequest, match=r"(?i)BUTTON_DATA_INVALID"):
         await bot.send_message(USER, "too long", reply_markup=keyboard("é" * 33))
 
 
-async def test_edit_message_reply_markup(tg: FakeTelegram, bot: Bot) -> None:
+async def test_edit_message_reply_markup(telegram: FakeTelegram, bot: Bot) -> None:
     sent = await bot.send_document(
         USER, InputFile(make_image("PNG"), filename="c.png"), reply_markup=keyboard("a")
     )
@@ -109,7 +100,7 @@ async def test_edit_message_reply_markup(tg: FakeTelegram, bot: Bot) -> None:
     assert edited.reply_markup == keyboard("b", "c")
     assert edited.document is not None
     # The press carries the message as it is now.
-    tg.press(private_user(USER), sent.to_dict(), "b")
+    telegram.press(private_user(USER), sent.to_dict(), "b")
     pressed = (await bot.get_updates())[-1].callback_query
     assert pressed is not None
     assert isinstance(pressed.message, Message)
@@ -119,7 +110,7 @@ async def test_edit_message_reply_markup(tg: FakeTelegram, bot: Bot) -> None:
     with pytest.raises(BadRequest, match=r"(?i)message to edit not found"):
         await bot.edit_message_reply_markup(USER, 9999, reply_markup=keyboard("a"))
     users = text_message(private_user(USER), "hello")
-    tg.push_update(update(users))
+    telegram.push_update(update(users))
     with pytest.raises(BadRequest, match=r"(?i)message can't be edited"):
         await bot.edit_message_reply_markup(USER, users["message_id"], reply_markup=keyboard("a"))
 
@@ -127,7 +118,7 @@ async def test_edit_message_reply_markup(tg: FakeTelegram, bot: Bot) -> None:
 # --- sendSticker ------------------------------------------------------------------------------
 
 
-async def test_send_sticker_upload_and_resend(tg: FakeTelegram, bot: Bot) -> None:
+async def test_send_sticker_upload_and_resend(telegram: FakeTelegram, bot: Bot) -> None:
     sent = await bot.send_sticker(USER, InputFile(webp((512, 200)), filename="s.webp"))
     assert sent.sticker is not None
     assert (sent.sticker.width, sent.sticker.height) == (512, 200)
@@ -135,7 +126,7 @@ async def test_send_sticker_upload_and_resend(tg: FakeTelegram, bot: Bot) -> Non
     again = await bot.send_sticker(USER, sent.sticker.file_id)
     assert again.sticker is not None
     assert again.sticker.file_unique_id == sent.sticker.file_unique_id
-    assert len(tg.calls_of("sendSticker")[-1].files) == 0
+    assert len(telegram.calls_of("sendSticker")[-1].files) == 0
 
 
 @pytest.mark.parametrize(
@@ -148,13 +139,13 @@ async def test_send_sticker_upload_and_resend(tg: FakeTelegram, bot: Bot) -> Non
     ],
 )
 async def test_send_sticker_checks_the_bytes(
-    tg: FakeTelegram, bot: Bot, data: bytes, error: str
+    telegram: FakeTelegram, bot: Bot, data: bytes, error: str
 ) -> None:
     with pytest.raises(BadRequest, match=rf"(?i){error}"):
         await bot.send_sticker(USER, InputFile(data, filename="s.webp"))
 
 
-async def test_send_sticker_refuses_a_document_file_id(tg: FakeTelegram, bot: Bot) -> None:
+async def test_send_sticker_refuses_a_document_file_id(telegram: FakeTelegram, bot: Bot) -> None:
     document = await bot.send_document(USER, InputFile(make_image("PNG"), filename="c.png"))
     assert document.document is not None
     with pytest.raises(BadRequest, match=r"(?i)type of file mismatch"):
@@ -164,9 +155,9 @@ async def test_send_sticker_refuses_a_document_file_id(tg: FakeTelegram, bot: Bo
 # --- sticker sets -----------------------------------------------------------------------------
 
 
-async def test_create_add_and_get_a_sticker_set(tg: FakeTelegram, bot: Bot) -> None:
-    started(tg)
-    name = f"cutouts_{USER}_by_{tg.username}"
+async def test_create_add_and_get_a_sticker_set(telegram: FakeTelegram, bot: Bot) -> None:
+    started(telegram)
+    name = f"cutouts_{USER}_by_{telegram.username}"
     assert await bot.create_new_sticker_set(USER, name, "My cutouts", [sticker_upload()])
     assert await bot.add_sticker_to_set(USER, name, sticker_upload((300, 512)))
     found = await bot.get_sticker_set(name)
@@ -181,7 +172,7 @@ async def test_create_add_and_get_a_sticker_set(tg: FakeTelegram, bot: Bot) -> N
     with pytest.raises(BadRequest, match=r"(?i)sticker set name is already occupied"):
         await bot.create_new_sticker_set(USER, name, "Again", [sticker_upload()])
     with pytest.raises(BadRequest, match=r"(?i)STICKERSET_INVALID"):
-        await bot.get_sticker_set(f"nothing_by_{tg.username}")
+        await bot.get_sticker_set(f"nothing_by_{telegram.username}")
 
 
 @pytest.mark.parametrize(
@@ -195,30 +186,32 @@ async def test_create_add_and_get_a_sticker_set(tg: FakeTelegram, bot: Bot) -> N
         "c" * 60 + "_by_{bot}",
     ],
 )
-async def test_sticker_set_name_rules(tg: FakeTelegram, bot: Bot, name: str) -> None:
-    started(tg)
+async def test_sticker_set_name_rules(telegram: FakeTelegram, bot: Bot, name: str) -> None:
+    started(telegram)
     with pytest.raises(BadRequest, match=r"(?i)sticker set name invalid"):
         await bot.create_new_sticker_set(
-            USER, name.format(bot=tg.username), "T", [sticker_upload()]
+            USER, name.format(bot=telegram.username), "T", [sticker_upload()]
         )
 
 
-async def test_sticker_set_name_suffix_is_case_insensitive(tg: FakeTelegram, bot: Bot) -> None:
-    started(tg)
-    name = f"Cutouts_by_{tg.username.upper()}"
+async def test_sticker_set_name_suffix_is_case_insensitive(
+    telegram: FakeTelegram, bot: Bot
+) -> None:
+    started(telegram)
+    name = f"Cutouts_by_{telegram.username.upper()}"
     assert await bot.create_new_sticker_set(USER, name, "T", [sticker_upload()])
 
 
-async def test_sticker_set_rules_on_the_owner_and_title(tg: FakeTelegram, bot: Bot) -> None:
-    name = f"cutouts_{USER}_by_{tg.username}"
+async def test_sticker_set_rules_on_the_owner_and_title(telegram: FakeTelegram, bot: Bot) -> None:
+    name = f"cutouts_{USER}_by_{telegram.username}"
     with pytest.raises(BadRequest, match=r"(?i)PEER_ID_INVALID"):
         await bot.create_new_sticker_set(USER, name, "T", [sticker_upload()])
     # Writing in a group is not starting the bot.
     group_message = text_message(private_user(USER), "hi", chat=group_chat(-100))
-    tg.push_update(update(group_message))
+    telegram.push_update(update(group_message))
     with pytest.raises(BadRequest, match=r"(?i)PEER_ID_INVALID"):
         await bot.create_new_sticker_set(USER, name, "T", [sticker_upload()])
-    started(tg)
+    started(telegram)
     with pytest.raises(BadRequest, match=r"(?i)PACK_TITLE_INVALID"):
         await bot.create_new_sticker_set(USER, name, "T" * 65, [sticker_upload()])
     with pytest.raises(BadRequest, match=r"(?i)STICKER_PNG_DIMENSIONS"):
@@ -230,41 +223,41 @@ async def test_sticker_set_rules_on_the_owner_and_title(tg: FakeTelegram, bot: B
             "T",
             [InputSticker(webp((512, 512)), emoji_list=[], format="static")],
         )
-    assert tg.sticker_set(name) is None
+    assert telegram.sticker_set(name) is None
     assert await bot.create_new_sticker_set(USER, name, "T", [sticker_upload()])
     # Only the owner may add, and only to sets that exist.
-    started(tg, OTHER)
+    started(telegram, OTHER)
     with pytest.raises(BadRequest, match=r"(?i)STICKERSET_INVALID"):
         await bot.add_sticker_to_set(OTHER, name, sticker_upload())
     with pytest.raises(BadRequest, match=r"(?i)STICKERSET_INVALID"):
-        await bot.add_sticker_to_set(USER, f"missing_by_{tg.username}", sticker_upload())
-    tg.block_chat(USER)
+        await bot.add_sticker_to_set(USER, f"missing_by_{telegram.username}", sticker_upload())
+    telegram.block_chat(USER)
     with pytest.raises(Forbidden):
         await bot.add_sticker_to_set(USER, name, sticker_upload())
 
 
-async def test_a_static_set_holds_120_stickers(tg: FakeTelegram, bot: Bot) -> None:
-    started(tg)
-    name = f"full_by_{tg.username}"
-    tg.make_sticker_set(USER, name, 119)
+async def test_a_static_set_holds_120_stickers(telegram: FakeTelegram, bot: Bot) -> None:
+    started(telegram)
+    name = f"full_by_{telegram.username}"
+    telegram.make_sticker_set(USER, name, 119)
     assert await bot.add_sticker_to_set(USER, name, sticker_upload())
     with pytest.raises(BadRequest, match=r"(?i)STICKERS_TOO_MUCH"):
         await bot.add_sticker_to_set(USER, name, sticker_upload())
     assert len((await bot.get_sticker_set(name)).stickers) == 120
 
 
-async def test_inline_cached_sticker_must_be_a_sticker(tg: FakeTelegram, bot: Bot) -> None:
+async def test_inline_cached_sticker_must_be_a_sticker(telegram: FakeTelegram, bot: Bot) -> None:
     sent = await bot.send_sticker(USER, InputFile(webp((512, 512)), filename="s.webp"))
     document = await bot.send_document(USER, InputFile(make_image("PNG"), filename="c.png"))
     assert sent.sticker is not None
     assert document.document is not None
     user = private_user(USER)
     first = inline_query(user, "x")
-    tg.push_update(first)
+    telegram.push_update(first)
     result = InlineQueryResultCachedSticker("1", sent.sticker.file_id)
     assert await bot.answer_inline_query(first["inline_query"]["id"], [result])
     second = inline_query(user, "y")
-    tg.push_update(second)
+    telegram.push_update(second)
     wrong = InlineQueryResultCachedSticker("1", document.document.file_id)
     with pytest.raises(BadRequest, match=r"(?i)wrong file identifier"):
         await bot.answer_inline_query(second["inline_query"]["id"], [wrong])
