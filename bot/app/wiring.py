@@ -29,6 +29,7 @@ from bot.i18n import locales as i18n
 from bot.i18n import messages
 from bot.requests.journal import ArrivedUpdates, RecordingQueue
 from bot.settings import Settings
+from bot.storage.base import StateStore, StorageUnavailable
 from bot.transport import keyboards
 from bot.transport.arrivals import ArrivalQueue
 from bot.transport.handlers import errors, group, inline, language, payments, private, studio
@@ -43,6 +44,7 @@ AnyApplication = Application[Any, Any, Any, Any, Any, Any]
 JSONDict = dict[str, Any]
 
 _PROFILE_TASK = "nobg.register_profile"
+_UPGRADE_TASK = "nobg.upgrade_store"
 # Handlers running at once (python-telegram-bot's `concurrent_updates(True)`), and how many of
 # them one user's messages may hold: a flood of messages waits in its own line.
 HANDLER_SLOTS = 256
@@ -92,6 +94,13 @@ async def register_profile(
         )
 
 
+async def _upgrade(store: StateStore) -> None:
+    try:
+        await store.upgrade()
+    except StorageUnavailable as err:  # the next start tries again
+        logger.warning("Could not upgrade the stored records: %s", err)
+
+
 async def _best_effort(what: str, locale: str, call: Awaitable[object]) -> None:
     try:
         await call
@@ -124,6 +133,11 @@ def build_application(settings: Settings, options: ServiceOptions | None = None)
         services.studio.start()  # My background's waits that run out get their one line
         if isinstance(application.update_queue, RecordingQueue):
             application.update_queue.journal = services.journal
+        # In the background, like the profile: a one-time look at every record must not delay
+        # the first reply (see docs/behaviour.md on /forget).
+        application.bot_data[_UPGRADE_TASK] = asyncio.create_task(
+            _upgrade(services.store), name="upgrade_store"
+        )
         # In the background: 3 calls per language must not delay the first reply.
         application.bot_data[_PROFILE_TASK] = asyncio.create_task(
             register_profile(
@@ -135,11 +149,12 @@ def build_application(settings: Settings, options: ServiceOptions | None = None)
         )
 
     async def post_stop(application: AnyApplication) -> None:
-        profile = application.bot_data.pop(_PROFILE_TASK, None)
-        if isinstance(profile, asyncio.Task) and not profile.done():
-            profile.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await profile
+        for name in (_PROFILE_TASK, _UPGRADE_TASK):
+            task = application.bot_data.pop(name, None)
+            if isinstance(task, asyncio.Task) and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     async def post_shutdown(application: AnyApplication) -> None:
         if "nobg.services" in application.bot_data:

@@ -378,6 +378,10 @@ class StateStore(Protocol):
         """
         ...
 
+    async def upgrade(self) -> None:
+        """Bring records an older version of the bot wrote up to date (at start)."""
+        ...
+
     @property
     def durable(self) -> bool:
         """Whether records outlive this process (a restart resumes them)."""

@@ -217,6 +217,9 @@ class MemoryStore(MemoryLedger, ProcessClaims):
             if studio_owner(entry[1]) != user_id
         }
 
+    async def upgrade(self) -> None:
+        """Nothing to upgrade: records die with the process."""
+
     @property
     def durable(self) -> bool:
         """Records die with the process."""

@@ -95,6 +95,10 @@ class RedisOwned(RedisWaits):
 
         await self._call("del", delete)
 
+    async def upgrade(self) -> None:
+        """Bring records an older version of the bot wrote up to date (at start)."""
+        await self.index_owners()
+
     async def index_owners(self) -> int:
         """List records written before the index in their owners' indexes (once a day at most)."""
         done = self._key("owned", "indexed")

@@ -446,6 +446,9 @@ class SqliteStore(SqliteLedger, SqliteWaits, SqliteKept, ProcessClaims):
         await self._run(op)
         await self._forget_waits(user_id)
 
+    async def upgrade(self) -> None:
+        """Nothing to upgrade: the schema is brought up to date when the database opens."""
+
     async def ping(self) -> bool:
         """Whether the database answers."""
         try:

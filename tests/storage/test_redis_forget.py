@@ -12,6 +12,7 @@ import pytest
 import redis.asyncio as redis
 
 from bot.storage.redis_store import RedisStore
+from tests.conftest import BOT_TOKEN, StartBot
 
 
 def studio(owner: int, chat: int = 1) -> str:
@@ -115,3 +116,17 @@ async def test_records_written_before_the_index_are_found_after_the_start_indexe
     assert await store.due_waits(time.time() + 60) == []
     assert await store.get_studio("old-8") == studio(8)
     assert await store.get_studio("nobody") == "not json"
+
+
+async def test_the_bot_indexes_older_records_when_it_starts(
+    start_bot: StartBot, redis_url: str, raw: redis.Redis
+) -> None:
+    prefix = f"nobg:{BOT_TOKEN.split(':')[0]}:"  # the bot's default prefix
+    await raw.set(f"{prefix}studio:old", studio(7), px=60_000)
+    bot = await start_bot(storage_url=redis_url)
+    assert bot.settings.redis_prefix == prefix
+    deadline = time.monotonic() + 10
+    while not await raw.exists(f"{prefix}owned:7") and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert await raw.zrange(f"{prefix}owned:7", 0, -1) == ["studio:old"]
+    assert await raw.ttl(f"{prefix}owned:indexed") > 0
