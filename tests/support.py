@@ -16,6 +16,7 @@ from typing import IO, Any
 
 import httpx
 import pytest
+import redis.asyncio as redis
 from PIL import Image, ImageDraw
 
 from bot.i18n import messages
@@ -456,6 +457,18 @@ async def post_update(
     content = body if isinstance(body, bytes) else json.dumps(body).encode()
     async with httpx.AsyncClient() as client:
         return await client.post(url + WEBHOOK_PATH, content=content, headers=headers)
+
+
+async def redis_leftovers(client: redis.Redis, update_id: int) -> list[str]:
+    """Every Redis key holding something of `update_id`: in its name or as a hash field."""
+    found: list[str] = []
+    async for key in client.scan_iter("*"):
+        name = str(key)
+        if name.rsplit(":", 1)[-1] == str(update_id):
+            found.append(name)
+        elif await client.type(name) == "hash" and await client.hexists(name, str(update_id)):
+            found.append(f"{name}[{update_id}]")
+    return sorted(found)
 
 
 # --- replicas: `python -m bot` processes in webhook mode -------------------------------------

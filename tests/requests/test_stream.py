@@ -6,37 +6,26 @@ Real `python -m bot` replicas, a real redis-server, real SIGKILL.
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import redis.asyncio as redis
 
-from tests.conftest import WEBHOOK_PATH, WEBHOOK_SECRET, StartBot
+from tests.conftest import StartBot
 from tests.fakes import FakeFreepik, FakeTelegram, make_image
 from tests.fakes.updates import photo_message, private_user, update
 from tests.redis_server import RedisServer
-from tests.support import Replica, replica_pair, visible_messages
+from tests.support import Replica, post_update, replica_pair, visible_messages
 
 LEASE = 2.0
 
 
 async def post(url: str, body: dict[str, Any]) -> int:
     """POST an update as Telegram does; the status code."""
-    async with httpx.AsyncClient() as client:
-        response = await client.post(
-            url + WEBHOOK_PATH,
-            content=json.dumps(body),
-            headers={
-                "X-Telegram-Bot-Api-Secret-Token": WEBHOOK_SECRET,
-                "content-type": "application/json",
-            },
-        )
-    return response.status_code
+    return (await post_update(url, body)).status_code
 
 
 def photo_update(telegram: FakeTelegram, user_id: int, update_id: int) -> dict[str, Any]:

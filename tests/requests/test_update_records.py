@@ -30,7 +30,7 @@ from tests.fakes.updates import (
     private_user,
     update,
 )
-from tests.support import post_update, visible_messages
+from tests.support import post_update, redis_leftovers, visible_messages
 
 USER = private_user(9300)
 CHAT = private_chat(USER)
@@ -239,20 +239,13 @@ def test_arrived_updates_are_taken_once_and_bounded() -> None:
 # --- what a finished update leaves in Redis -------------------------------------------------
 
 
-async def redis_leftovers(url: str, update_id: int) -> list[str]:
-    """Every Redis key holding something of `update_id`: in its name or as a hash field."""
+async def leftovers_at(url: str, update_id: int) -> list[str]:
+    """`redis_leftovers` of `update_id` in the Redis at `url`."""
     client = redis.Redis.from_url(url, decode_responses=True)
-    found: list[str] = []
     try:
-        async for key in client.scan_iter("*"):
-            name = str(key)
-            if name.rsplit(":", 1)[-1] == str(update_id):
-                found.append(name)
-            elif await client.type(name) == "hash" and await client.hexists(name, str(update_id)):
-                found.append(f"{name}[{update_id}]")
+        return await redis_leftovers(client, update_id)
     finally:
         await client.aclose()
-    return sorted(found)
 
 
 async def test_a_finished_update_leaves_only_its_seen_marker_in_redis(
@@ -266,7 +259,7 @@ async def test_a_finished_update_leaves_only_its_seen_marker_in_redis(
     await asyncio.sleep(0.3)  # status notes are written in the background
     # Documented: update ids are remembered for 24 hours, so a redelivery is recognised.
     seen = f"{bot.settings.redis_prefix}seen:8801"
-    assert await redis_leftovers(redis_url, 8801) == [seen]
+    assert await leftovers_at(redis_url, 8801) == [seen]
     client = redis.Redis.from_url(redis_url)
     try:
         assert 0 < await client.ttl(seen) <= SEEN_TTL
@@ -298,6 +291,6 @@ async def test_a_record_finished_while_being_resumed_is_not_run_again(
 
         assert await journal.resume(enqueue) == 0
         assert enqueued == []
-        assert await redis_leftovers(redis_url, 8802) == ["t:seen:8802"]
+        assert await leftovers_at(redis_url, 8802) == ["t:seen:8802"]
     finally:
         await store.aclose()

@@ -30,6 +30,7 @@ from bot.storage.memory import MemoryStore
 from bot.storage.redis_store import RedisStore
 from bot.storage.sqlite_store import DataDirError, SqliteStore
 from tests.redis_server import RedisServer
+from tests.support import redis_leftovers
 
 
 def cutout(n: int) -> StoredCutout:
@@ -278,20 +279,7 @@ async def test_a_finished_update_takes_no_attempt_and_no_note(store: StateStore)
     assert [p.attempts for p in await store.pending_updates()] == [0]
     if isinstance(store, RedisStore):
         # Only the documented marker (update ids are remembered for 24 hours) stays.
-        assert await leftovers(store, 8) == ["test:seen:8"]
-
-
-async def leftovers(store: RedisStore, update_id: int) -> list[str]:
-    """Every Redis key holding something of `update_id` (its name, a hash field)."""
-    client = store._redis
-    found: list[str] = []
-    async for key in client.scan_iter("*"):
-        name = str(key)
-        if name.rsplit(":", 1)[-1] == str(update_id):
-            found.append(name)
-        elif await client.type(name) == "hash" and await client.hexists(name, str(update_id)):
-            found.append(f"{name}[{update_id}]")
-    return sorted(found)
+        assert await redis_leftovers(store._redis, 8) == ["test:seen:8"]
 
 
 async def test_request_ids_are_forgotten_after_their_ttl(store: StateStore) -> None:
