@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 
 import httpx
 import pytest
@@ -25,18 +26,31 @@ class Links:
         return source.url
 
 
-def service(handler: httpx.MockTransport) -> CutoutService:
+def service(
+    handler: httpx.MockTransport, store: MemoryStore | None = None, *, remote_poll: float = 0.2
+) -> CutoutService:
     client = FreepikClient("k", "https://fp.test", transport=handler, retry=RetryPolicy(1))
-    return CutoutService(RemovalPipeline(client, Links()), MemoryStore(), cache_ttl=60)
+    return CutoutService(
+        RemovalPipeline(client, Links()),
+        MemoryStore() if store is None else store,
+        cache_ttl=60,
+        remote_poll=remote_poll,
+    )
 
 
-def freepik(calls: list[str], *, status: int = 200, delay: float = 0.05) -> httpx.MockTransport:
+def freepik(
+    calls: list[int], *, statuses: Iterable[int] = (), status: int = 200, delay: float = 0.05
+) -> httpx.MockTransport:
+    """Freepik answering POSTs with `statuses` in turn, then `status`; `calls` records each."""
+    answers = iter(statuses)
+
     async def handler(request: httpx.Request) -> httpx.Response:
         if request.method == "POST":
-            calls.append("post")
+            answer = next(answers, status)
+            calls.append(answer)
             await asyncio.sleep(delay)
-            if status != 200:
-                return httpx.Response(status, json={"message": "nope"})
+            if answer != 200:
+                return httpx.Response(answer, json={"message": "nope"})
             url = "https://fp.test/high.png"
             return httpx.Response(
                 200, json={"original": url, "high_resolution": url, "preview": url, "url": url}
@@ -47,7 +61,7 @@ def freepik(calls: list[str], *, status: int = 200, delay: float = 0.05) -> http
 
 
 async def test_leader_then_cache_hit() -> None:
-    calls: list[str] = []
+    calls: list[int] = []
     cutouts = service(freepik(calls))
 
     async def deliver(cutout: Cutout) -> str:
@@ -62,11 +76,11 @@ async def test_leader_then_cache_hit() -> None:
     assert again.role is Role.CACHED
     assert again.stored is not None
     assert again.stored.file_id == "file-1"
-    assert calls == ["post"]
+    assert calls == [200]
 
 
 async def test_followers_join_and_admit_is_not_asked() -> None:
-    calls: list[str] = []
+    calls: list[int] = []
     cutouts = service(freepik(calls))
     asked: list[int] = []
 
@@ -84,12 +98,12 @@ async def test_followers_join_and_admit_is_not_asked() -> None:
     assert second.cutout is not None
     assert second.cutout.data == PNG
     assert second.file_id is None  # nothing uploaded: the follower uploads the bytes
-    assert calls == ["post"]
+    assert calls == [200]
     assert asked == [1]
 
 
 async def test_errors_reach_followers_and_are_not_cached() -> None:
-    calls: list[str] = []
+    calls: list[int] = []
     cutouts = service(freepik(calls, status=400))
 
     async def deliver(cutout: Cutout) -> str:
@@ -137,29 +151,11 @@ async def test_leader_delivery_failure_still_hands_bytes_to_followers() -> None:
 async def test_a_replica_takes_over_when_the_other_gives_up() -> None:
     """Two services sharing one store stand for two replicas sharing Redis."""
     store = MemoryStore()
-    answers = iter([400, 200])
     posts: list[int] = []
-
-    async def handler(request: httpx.Request) -> httpx.Response:
-        if request.method == "POST":
-            status = next(answers)
-            posts.append(status)
-            await asyncio.sleep(0.1)
-            if status != 200:
-                return httpx.Response(status, json={"message": "nope"})
-            url = "https://fp.test/high.png"
-            return httpx.Response(
-                200, json={"original": url, "high_resolution": url, "preview": url, "url": url}
-            )
-        return httpx.Response(200, content=PNG)
+    transport = freepik(posts, statuses=[400, 200], delay=0.1)
 
     def replica() -> CutoutService:
-        client = FreepikClient(
-            "k", "https://fp.test", transport=httpx.MockTransport(handler), retry=RetryPolicy(1)
-        )
-        return CutoutService(
-            RemovalPipeline(client, Links()), store, cache_ttl=60, remote_poll=0.02
-        )
+        return service(transport, store, remote_poll=0.02)
 
     first, second = replica(), replica()
 
@@ -204,12 +200,9 @@ class _OtherReplicaFinishesDuringOurRead(MemoryStore):
 async def test_a_cutout_cached_elsewhere_between_read_and_claim_is_not_made_again(
     held: bool,
 ) -> None:
-    calls: list[str] = []
-    client = FreepikClient("k", "https://fp.test", transport=freepik(calls), retry=RetryPolicy(1))
+    calls: list[int] = []
     store = _OtherReplicaFinishesDuringOurRead(held=held)
-    cutouts = CutoutService(
-        RemovalPipeline(client, Links()), store, cache_ttl=60, remote_poll=0.01
-    )
+    cutouts = service(freepik(calls), store, remote_poll=0.01)
 
     async def deliver(cutout: Cutout) -> str:
         return "our-file"
