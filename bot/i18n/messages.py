@@ -231,6 +231,15 @@ def format_wait(seconds: float) -> str:
     return ngettext("{count} hour", "{count} hours", hours).format(count=hours)
 
 
+def format_period(seconds: float) -> str:
+    """How long something is kept: whole days from a day up (`30 days`), else as `format_wait`."""
+    days = seconds / 86400
+    if days >= 2 or (days >= 1 and days.is_integer()):
+        whole = math.ceil(days)
+        return ngettext("{count} day", "{count} days", whole).format(count=whole)
+    return format_wait(seconds)
+
+
 def _per_period(amount: int, unit: str) -> str:
     if unit == "second":
         return ngettext("{count} image per second", "{count} images per second", amount)
@@ -995,18 +1004,19 @@ def paysupport_default() -> str:
     )
 
 
-def privacy_text(privacy_url: str) -> str:
-    """/privacy: what is kept, for how long, who gets the image (HTML)."""
+def privacy_text(privacy_url: str, studio_ttl: float) -> str:
+    """/privacy: what is kept, for how long, who gets the image (HTML; `studio_ttl` seconds)."""
     paragraphs = [
         _("<b>What I keep about you</b>"),
+        # TRANSLATORS: {period} is how long the button records are kept, e.g. "30 days".
         _(
             "• your Telegram user id and, if you picked one, your language (a year);\n"
             "• Telegram's ids of your recent cutouts, for inline mode (90 days);\n"
-            "• the records behind the buttons under your cutouts (a few days);\n"
+            "• the records behind the buttons under your cutouts ({period});\n"
             "• counters for the limits (they expire with their window);\n"
             "• a request until it is answered;\n"
             "• if you pay: a ledger of your payments and credits."
-        )
+        ).format(period=format_period(studio_ttl))
         + "\n"
         + _(
             "• the image you sent when your free removals ran out (Telegram's id of it and "

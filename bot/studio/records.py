@@ -20,6 +20,11 @@ logger = logging.getLogger(__name__)
 MIN_RECORD_TTL = 24 * 3600.0
 
 
+def record_ttl(cache_ttl: float) -> float:
+    """How long a keyboard's record is kept (what /privacy tells the user, too)."""
+    return max(cache_ttl, MIN_RECORD_TTL)
+
+
 class SentFile(Protocol):
     """What the studio needs of a file Telegram holds (a `telegram.Document` has it all)."""
 
@@ -99,7 +104,7 @@ class Records:
 
     def __init__(self, store: StateStore, *, cache_ttl: float) -> None:
         self._store = store
-        self._ttl = max(cache_ttl, MIN_RECORD_TTL)
+        self._ttl = record_ttl(cache_ttl)
 
     async def put(self, token: str, owner: int, chat_id: int, files: Sequence[SentFile]) -> None:
         """Store a keyboard's record (best effort: a single cutout's message can stand in)."""

@@ -65,3 +65,17 @@ def test_using_restores_the_previous_locale() -> None:
         with i18n.using("nonsense"):
             assert i18n.current_locale() == "en"
     assert i18n.current_locale() == "en"
+
+
+@pytest.mark.parametrize(
+    ("seconds", "expected"),
+    [
+        (30 * 24 * 3600, "30 days"),
+        (24 * 3600, "1 day"),
+        (2.5 * 24 * 3600, "3 days"),
+        (36 * 3600, "36 hours"),
+        (600, "10 minutes"),
+    ],
+)
+def test_a_kept_period_is_told_in_days_from_a_day_up(seconds: float, expected: str) -> None:
+    assert messages.format_period(seconds) == expected

@@ -6,12 +6,18 @@ import json
 from typing import Any
 
 import pytest
+from telegram import Document
 
 from bot.app.wiring import ALLOWED_UPDATES
 from bot.i18n import locales as i18n
 from bot.i18n import messages
 from bot.requests.journal import recordable
+from bot.requests.kept import KEPT_TTL
+from bot.settings import Settings
+from bot.storage import redis_store, sqlite_store
 from bot.storage.base import PURCHASE, REFUND, TELEGRAM_REFUND
+from bot.studio.records import record_ttl
+from bot.studio.waits import BACKGROUND_WAIT
 from tests.conftest import RunningBot, StartBot
 from tests.fakes import FakeTelegram
 from tests.fakes.updates import group_chat, private_user, text_message, update
@@ -296,12 +302,58 @@ async def test_admin_stats(start_bot: StartBot, telegram: FakeTelegram) -> None:
 def test_privacy_names_the_my_background_wait(locale: str) -> None:
     # Every per-user thing the state store keeps is listed; the wait came last.
     with i18n.using(locale):
-        text = messages.privacy_text("")
+        text = messages.privacy_text("", record_ttl(Settings.model_fields["cache_ttl"].default))
         button = messages.studio_my_background().removeprefix("🖼").strip()
     assert button in text
     assert "/cancel" in text
     if locale == i18n.DEFAULT_LOCALE:
         assert "10 minutes" in text
+
+
+@pytest.mark.parametrize(
+    ("overrides", "period"),
+    [({}, "30 days"), ({"cache_ttl": 7 * 24 * 3600}, "7 days"), ({"cache_ttl": 60}, "1 day")],
+)
+async def test_privacy_states_how_long_button_records_are_kept(
+    start_bot: StartBot,
+    telegram: FakeTelegram,
+    monkeypatch: pytest.MonkeyPatch,
+    overrides: dict[str, Any],
+    period: str,
+) -> None:
+    # The period is the one the studio really stores its records for (CACHE_TTL, a day at least).
+    bot = await start_bot(**overrides)
+    store = bot.services.store
+    stored: list[float] = []
+    put_studio = store.put_studio
+
+    async def spy(token: str, record: str, ttl: float) -> None:
+        stored.append(ttl)
+        await put_studio(token, record, ttl)
+
+    monkeypatch.setattr(store, "put_studio", spy)
+    await bot.services.studio.remember("t0k3n", USER, USER, [Document("file-1", "unique-1")])
+    [ttl] = stored
+    assert messages.format_period(ttl) == period
+    command(telegram, USER, "/privacy")
+    [call] = await telegram.wait_for_call(
+        "sendMessage", where=lambda c: c.params.get("parse_mode") == "HTML"
+    )
+    assert f"the buttons under your cutouts ({period});" in call.params["text"]
+    assert "a few days" not in call.params["text"]
+
+
+def test_the_fixed_periods_privacy_states_are_the_code_s() -> None:
+    # /privacy states these in words ("a year", "90 days", "a day at most", "10 minutes").
+    text = messages.privacy_text("", record_ttl(0))
+    assert sqlite_store.LANGUAGE_TTL == redis_store.LANGUAGE_TTL == 365 * 24 * 3600
+    assert "your language (a year)" in text
+    assert sqlite_store.RECENT_TTL == redis_store.RECENT_TTL == 90 * 24 * 3600
+    assert "for inline mode (90 days)" in text
+    assert KEPT_TTL == 24 * 3600
+    assert "for a day at most" in text
+    assert BACKGROUND_WAIT == 600
+    assert "(10 minutes at most;" in text
 
 
 async def test_privacy_paysupport_and_forget(start_bot: StartBot, telegram: FakeTelegram) -> None:
@@ -315,7 +367,8 @@ async def test_privacy_paysupport_and_forget(start_bot: StartBot, telegram: Fake
     [call] = await telegram.wait_for_call(
         "sendMessage", where=lambda c: c.params.get("parse_mode") == "HTML"
     )
-    assert call.params["text"] == messages.privacy_text("https://example.org/privacy")
+    ttl = record_ttl(bot.services.settings.cache_ttl)
+    assert call.params["text"] == messages.privacy_text("https://example.org/privacy", ttl)
     assert "https://example.org/privacy" in call.params["text"]
 
     await pay(telegram, await buy(telegram))

@@ -15,6 +15,7 @@ from telegram.ext import ContextTypes
 from bot.i18n import messages
 from bot.requests.credits import invoice_payload
 from bot.storage.base import TELEGRAM_REFUND, LedgerTotals, StorageUnavailable
+from bot.studio.records import record_ttl
 from bot.transport.handlers.common import reply
 from bot.transport.keyboards import BUY_PREFIX, packs_keyboard
 from bot.transport.quiet import quietly
@@ -210,8 +211,8 @@ async def cmd_privacy(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
     """/privacy: what is kept, for how long, who receives the image."""
     message = update.effective_message
     if message is not None:
-        url = get_services(context).settings.privacy_url
-        text = messages.privacy_text(url)
+        settings = get_services(context).settings
+        text = messages.privacy_text(settings.privacy_url, record_ttl(settings.cache_ttl))
         await reply(
             context, message, text, parse_mode=ParseMode.HTML, disable_web_page_preview=True
         )
