@@ -18,7 +18,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextvars import ContextVar
 from typing import Any
 
@@ -31,9 +31,10 @@ from bot.storage.base import PendingUpdate, StateStore, StorageUnavailable
 
 logger = logging.getLogger(__name__)
 
-# The request the running handler works for: (journal, update id, status messages so far).
-_current: ContextVar[tuple[RequestJournal, int, list[list[int]], bool] | None] = ContextVar(
-    "nobg_request", default=None
+# The request the running handler works for: (journal, update id, status messages so far,
+# held by the stream, one-off messages sent so far by this run or a dead one).
+_current: ContextVar[tuple[RequestJournal, int, list[list[int]], bool, list[str]] | None] = (
+    ContextVar("nobg_request", default=None)
 )
 
 Done = Callable[[], Awaitable[None]]
@@ -153,7 +154,7 @@ class RequestJournal:
         self.arrived = arrived if arrived is not None else ArrivedUpdates()
         # Updates recorded (or resumed) and queued by this process: `run` takes these very
         # objects without asking the store again; any other copy of their id is a repeat.
-        self._queued: dict[int, tuple[Update, Done | None]] = {}
+        self._queued: dict[int, tuple[Update, Done | None, list[str]]] = {}
         self._running: dict[asyncio.Task[Any], int] = {}
         self._abandoning = False
         self._closed = False  # stopping: no request starts any more
@@ -184,13 +185,16 @@ class RequestJournal:
         self.arrived.take(update_id)  # kept if storage failed: `run` tries again
         return accepted
 
-    def queued(self, update: Update, on_done: Done | None = None) -> None:
+    def queued(
+        self, update: Update, on_done: Done | None = None, sent: Sequence[str] = ()
+    ) -> None:
         """`update` was recorded (by `accept`, or as a stream entry) and is about to be queued.
 
-        `on_done` runs once its reply was delivered (the stream acknowledges its entry there).
+        `on_done` runs once its reply was delivered (the stream acknowledges its entry there);
+        `sent`: what a dead run of it had sent (see `note_sent`).
         """
         if recordable(update) or on_done is not None:
-            self._queued[update.update_id] = (update, on_done)
+            self._queued[update.update_id] = (update, on_done, list(sent))
 
     def is_queued(self, update: Update) -> bool:
         """Whether this very update object is recorded and queued already."""
@@ -207,10 +211,11 @@ class RequestJournal:
             return
         recorded = True
         on_done: Done | None = None
+        sent: list[str] = []
         queued = self._queued.get(update_id)
         if queued is not None and queued[0] is update:
             del self._queued[update_id]
-            on_done = queued[1]
+            _, on_done, sent = queued
         elif not recordable(update):
             self.arrived.take(update_id)  # never recorded: its JSON is not needed
             await process()
@@ -227,7 +232,9 @@ class RequestJournal:
         task = asyncio.current_task()
         if task is not None:
             self._running[task] = update_id
-        token = _current.set((self, update_id, [], on_done is not None) if recorded else None)
+        token = _current.set(
+            (self, update_id, [], on_done is not None, sent) if recorded else None
+        )
         try:
             await process()
         except asyncio.CancelledError:
@@ -250,31 +257,29 @@ class RequestJournal:
             # The reply went out; at worst the next start sends it once more.
             logger.warning("Could not close the record of update %s: %s", update_id, err)
 
-    def _note_soon(self, update_id: int, shown: list[list[int]], *, held: bool) -> None:
-        task = asyncio.get_running_loop().create_task(self._note(update_id, shown, held))
+    def _note_soon(self, update_id: int, note: str, *, held: bool) -> None:
+        task = asyncio.get_running_loop().create_task(self._note(update_id, note, held))
         self._notes.add(task)
         task.add_done_callback(self._notes.discard)
 
-    async def _note(self, update_id: int, shown: list[list[int]], held: bool) -> None:
+    async def _note(self, update_id: int, note: str, held: bool) -> None:
         try:
-            await self._store.note_update(update_id, json.dumps(shown), held=held)
+            await self._store.note_update(update_id, note, held=held)
         except StorageUnavailable as err:
             logger.warning("Could not note a status message of update %s: %s", update_id, err)
 
-    async def _clean_up(self, record: PendingUpdate) -> None:
-        await self.delete_status_messages(record.note)
+    async def delete_status_messages(self, note: str | None) -> list[str]:
+        """Delete the status messages a dead run left (its note): the new run posts its own.
 
-    async def delete_status_messages(self, note: str | None) -> None:
-        """Delete the status messages a dead run left (its note): the new run posts its own."""
-        try:
-            shown = json.loads(note) if note else []
-        except ValueError:
-            shown = []
+        Returns what else the dead run had sent (see `note_sent`), for `queued`.
+        """
+        shown, sent = _read_note(note)
         for chat_id, message_id in shown:
             try:
                 await self._bot.delete_message(chat_id=chat_id, message_id=message_id)
             except TelegramError as err:
                 logger.debug("Could not delete a stale status message: %s", err)
+        return sent
 
     async def resume(self, enqueue: Callable[[Update], Awaitable[None]]) -> int:
         """Hand the records a dead process left over to `enqueue`; return how many."""
@@ -314,7 +319,7 @@ class RequestJournal:
             # Finished since the records were read (another process answered it): not ours.
             logger.info("Update %s was finished meanwhile; not resumed", record.update_id)
             return 0
-        await self._clean_up(record)
+        sent = await self.delete_status_messages(record.note)
         if attempts > self._max_attempts:
             age = time.time() - record.accepted
             logger.warning(
@@ -326,7 +331,7 @@ class RequestJournal:
             await self.give_up(update)
             await self._store.finish_update(record.update_id)
             return 0
-        self.queued(update)
+        self.queued(update, sent=sent)
         await enqueue(update)
         return 1
 
@@ -398,10 +403,43 @@ async def note_status_message(message: Message) -> None:
     current = _current.get()
     if current is None:
         return
-    journal, update_id, shown, held = current
+    journal, update_id, shown, held, sent = current
     shown.append([message.chat_id, message.message_id])
     # In the background: a storage round trip must not delay the job it describes.
-    journal._note_soon(update_id, list(shown), held=held)
+    journal._note_soon(update_id, _note_json(shown, sent), held=held)
+
+
+def note_sent(what: str) -> None:
+    """Remember that the request's one-off message `what` went out (a payment's confirmation):
+    a run resumed after a crash finds it in `sent_before` and does not send it again."""
+    current = _current.get()
+    if current is None or what in current[4]:
+        return
+    journal, update_id, shown, held, sent = current
+    sent.append(what)
+    journal._note_soon(update_id, _note_json(shown, sent), held=held)
+
+
+def sent_before(what: str) -> bool:
+    """Whether this request's `what` went out already (noted by a run that died, or this one)."""
+    current = _current.get()
+    return current is not None and what in current[4]
+
+
+def _note_json(shown: list[list[int]], sent: list[str]) -> str:
+    # Status messages alone stay a plain list, as notes were before one-off messages existed.
+    return json.dumps({"status": shown, "sent": sent} if sent else shown)
+
+
+def _read_note(note: str | None) -> tuple[list[list[int]], list[str]]:
+    """A run's note: its status messages and the one-off messages it sent."""
+    try:
+        data = json.loads(note) if note else []
+    except ValueError:
+        return [], []
+    if isinstance(data, dict):
+        return list(data.get("status", [])), [str(s) for s in data.get("sent", [])]
+    return (data if isinstance(data, list) else []), []
 
 
 class RecordingQueue(asyncio.Queue[object]):

@@ -221,15 +221,16 @@ class UpdateStream:
             await self._ack(entry_id)
             return
         self._held[entry_id] = update.update_id
+        sent: list[str] = []
         if deliveries > 1:
             # The status message the dead replica posted (the journal notes it in the store).
             note = await self._redis.hget(self._notes, str(update.update_id))
-            await self._journal.delete_status_messages(None if note is None else str(note))
+            sent = await self._journal.delete_status_messages(None if note is None else str(note))
 
         async def done() -> None:
             await self._ack(entry_id)
 
-        self._journal.queued(update, on_done=done)
+        self._journal.queued(update, on_done=done, sent=sent)
         await enqueue(update)
 
     async def _ack(self, entry_id: str) -> None:

@@ -444,6 +444,13 @@ async def test_sigkill_while_the_kept_photo_runs_after_the_payment_delivers_it_a
     made = telegram.sent_documents(USER)
     assert len(made) == 2
     assert made[-1].params["reply_parameters"]["message_id"] == kept
+    # One confirmation of the payment: the dead run's (the balance before the photo), not
+    # repeated by the replay.
+    texts = [v.text for v in visible_messages(telegram, USER)]
+    confirmations = {messages.payment_received(10, b, kept=True): b for b in (9, 10)}
+    assert [t for t in texts if t in confirmations] == [
+        messages.payment_received(10, 10, kept=True)
+    ], texts
     assert await second.stop() == 0
     await assert_no_records(data)
 

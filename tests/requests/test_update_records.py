@@ -16,9 +16,17 @@ import pytest
 import redis.asyncio as redis
 from telegram import Bot, Update
 
-from bot.requests.journal import SEEN_TTL, ArrivedUpdates, RequestJournal, update_json
+from bot.requests.journal import (
+    SEEN_TTL,
+    ArrivedUpdates,
+    RequestJournal,
+    note_sent,
+    sent_before,
+    update_json,
+)
 from bot.storage.base import PendingUpdate
 from bot.storage.factory import create_store
+from bot.storage.memory import MemoryStore
 from tests.conftest import RunningBot, StartBot
 from tests.fakes import FakeFreepik, FakeTelegram, make_image
 from tests.fakes.updates import (
@@ -294,3 +302,39 @@ async def test_a_record_finished_while_being_resumed_is_not_run_again(
         assert await leftovers_at(redis_url, 8802) == ["t:seen:8802"]
     finally:
         await store.aclose()
+
+
+async def test_a_one_off_message_a_dead_run_sent_is_known_to_every_later_run() -> None:
+    store = MemoryStore()
+    bot = Bot("123:abcdefghijklmnopqrstuvwxyz")
+    body = update(message=photo_message(USER, "f", "u"), update_id=8803)
+    seen: list[bool] = []
+
+    async def dies_after_sending() -> None:
+        seen.append(sent_before("confirmation"))
+        note_sent("confirmation")
+        assert sent_before("confirmation")
+        await asyncio.sleep(0.05)  # the note is written in the background
+        raise RuntimeError("killed")
+
+    first = RequestJournal(store, bot)
+    arrived = Update.de_json(body, bot)
+    assert await first.accept(arrived, json.dumps(body))
+    first.queued(arrived)
+    with pytest.raises(RuntimeError):
+        await first.run(arrived, dies_after_sending)
+    # Two restarts: the resumed run dies as well, and the next one still knows.
+    resumed: list[Update] = []
+
+    async def enqueue(item: Update) -> None:
+        resumed.append(item)
+
+    for _ in range(2):
+        journal = RequestJournal(store, bot)
+        assert await journal.resume(enqueue) == 1
+        with pytest.raises(RuntimeError):
+            await journal.run(resumed[-1], dies_after_sending)
+    assert seen == [False, True, True]
+    [record] = await store.pending_updates()
+    assert record.note is not None
+    assert json.loads(record.note) == {"status": [], "sent": ["confirmation"]}

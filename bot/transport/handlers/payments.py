@@ -14,6 +14,7 @@ from telegram.ext import ContextTypes
 
 from bot.i18n import messages
 from bot.requests.credits import invoice_payload
+from bot.requests.journal import note_sent, sent_before
 from bot.storage.base import TELEGRAM_REFUND, LedgerTotals, StorageUnavailable
 from bot.studio.records import record_ttl
 from bot.transport.handlers.common import reply
@@ -27,6 +28,8 @@ FORGET_PREFIX = "forget:"
 # Storage trouble while crediting a payment: a few tries before telling the payer.
 _CREDIT_ATTEMPTS = 3
 _CREDIT_RETRY = 0.5
+# The payment's confirmation, as the journal notes it (sent once per payment update).
+_CONFIRMED = "payment_received"
 
 
 def _private(message: Message) -> bool:
@@ -152,8 +155,14 @@ async def on_successful_payment(update: Update, context: ContextTypes.DEFAULT_TY
     # delivered again) finds it claimed and does not run it twice.
     chat = get_services(context).chat
     kept = await chat.take_kept(payer, f"update:{update.update_id}")
-    text = messages.payment_received(bought, balance, kept=kept is not None)
-    await reply(context, message, text)
+    if sent_before(_CONFIRMED):
+        # A run that died (during the kept photo's job) confirmed it: its message still
+        # stands, with the balance as it was then; a second one would only repeat it.
+        logger.info("Payment %s was confirmed before the restart", paid.telegram_payment_charge_id)
+    else:
+        text = messages.payment_received(bought, balance, kept=kept is not None)
+        await reply(context, message, text)
+        note_sent(_CONFIRMED)
     if kept is not None:
         logger.info("Running user %s's kept request after payment", payer)
         await chat.run_kept(kept)
