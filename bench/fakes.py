@@ -14,13 +14,11 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
 import aiohttp
-from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -30,9 +28,6 @@ from tests.fakes.freepik import FETCH_TIMEOUT, MAX_INPUT_BYTES, REMOVE_PATH, _me
 from tests.fakes.tg_methods import wake_all
 
 JsonDict = dict[str, Any]
-
-# When the removal being handled arrived (set per request task by BenchFreepik._remove).
-_ARRIVED: ContextVar[float] = ContextVar("bench_freepik_arrived")
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,7 +250,7 @@ class BenchTelegram(FakeTelegram):
 
     def __init__(self, recordings: Recordings, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._recorded = ThreadedServer(
+        self.server = ThreadedServer(
             TelegramRecorder(
                 self.server.app,
                 recordings.add_updates,
@@ -263,11 +258,6 @@ class BenchTelegram(FakeTelegram):
                 recordings.add_poll,
             )
         )
-        self.server = self._recorded
-
-    def server_cpu_seconds(self) -> float:
-        """CPU time the fake's server thread has used so far."""
-        return self._recorded.cpu_seconds()
 
     def push_many(self, updates: list[JsonDict]) -> list[int]:
         """Queue all `updates` under one lock, so one getUpdates answer can carry them all."""
@@ -318,28 +308,14 @@ class BenchFreepik(FakeFreepik):
     """
 
     def __init__(self, recordings: Recordings, *, lean: bool = True, **kwargs: Any) -> None:
-        self.lean = lean
-        self.response_time = 0.0
         super().__init__(**kwargs)
+        self.lean = lean
+        self.latency_covers_work = lean
         self._session: aiohttp.ClientSession | None = None
         self._made: dict[tuple[bytes, int, frozenset[str]], Cutout] = {}
-        self._recorded = ThreadedServer(
+        self.server = ThreadedServer(
             FreepikRecorder(self.server.app, recordings.add_removal, recordings.add_download)
         )
-        self.server = self._recorded
-
-    def server_cpu_seconds(self) -> float:
-        """CPU time the fake's server thread has used so far."""
-        return self._recorded.cpu_seconds()
-
-    @property
-    def latency(self) -> float:
-        """The sleep before the fake's work: none in lean mode (see the class)."""
-        return 0.0 if self.lean else self.response_time
-
-    @latency.setter
-    def latency(self, value: float) -> None:
-        self.response_time = value
 
     def stop(self) -> None:
         """Close the shared session in the server's loop, then stop."""
@@ -354,21 +330,10 @@ class BenchFreepik(FakeFreepik):
         with self._lock:
             self._results.clear()
 
-    async def _remove(self, request: Request) -> Response:
-        _ARRIVED.set(time.monotonic())
-        return await super()._remove(request)
-
     async def _process(self, image_url: str, fault: Any) -> Response:
-        if not self.lean:
+        if not self.lean or fault is not None:  # faults: the fake's own behaviour
             return await super()._process(image_url, fault)
-        if fault is not None:  # faults: the fake's own behaviour
-            response = await super()._process(image_url, fault)
-        else:
-            response = await self._lean_process(image_url)
-        remaining = _ARRIVED.get() + self.response_time - time.monotonic()
-        if remaining > 0:
-            await asyncio.sleep(remaining)
-        return response
+        return await self._lean_process(image_url)
 
     async def _fetch(self, image_url: str) -> tuple[int, bytes]:
         if self._session is None:
@@ -408,13 +373,4 @@ class BenchFreepik(FakeFreepik):
                 expires_at=time.monotonic() + self.result_ttl,
                 not_png=False,
             )
-        base = f"{self.url}/v1/ai/beta/images"
-        high = f"{base}/download/{result_id}/high.png"
-        return JSONResponse(
-            {
-                "original": f"{base}/original/{result_id}/thumbnail.jpg",
-                "high_resolution": high,
-                "preview": f"{base}/download/{result_id}/preview.png",
-                "url": high,
-            }
-        )
+        return JSONResponse(self.result_urls(result_id))

@@ -519,7 +519,7 @@ class Bench:
         cpu = self.bot_cpu()
         # The fakes run in threads of this process: their CPU shares the two cores too.
         fakes_cpu = time.process_time()
-        servers_cpu = (self.telegram.server_cpu_seconds(), self.freepik.server_cpu_seconds())
+        servers_cpu = (self.telegram.server.cpu_seconds(), self.freepik.server.cpu_seconds())
         try:
             futures = self.push(jobs)
             await self.wait(jobs, futures, within)
@@ -528,8 +528,8 @@ class Bench:
                 sampler.__exit__()
         cpu = self.bot_cpu() - cpu
         fakes_cpu = time.process_time() - fakes_cpu
-        telegram_cpu = self.telegram.server_cpu_seconds() - servers_cpu[0]
-        freepik_cpu = self.freepik.server_cpu_seconds() - servers_cpu[1]
+        telegram_cpu = self.telegram.server.cpu_seconds() - servers_cpu[0]
+        freepik_cpu = self.freepik.server.cpu_seconds() - servers_cpu[1]
         timeline = self.timeline(jobs)
         done = [job.receipt.body_done for job in jobs if job.receipt is not None]
         first = min(timeline.handed.values(), default=math.nan)

@@ -86,6 +86,9 @@ class FakeFreepik:
         self.api_key_header = api_key_header
         self.result_ttl = result_ttl
         self.latency = 0.0
+        # True: the answer leaves `latency` after the request arrived, the fetch and cutout
+        # inside that time (a response time); False: a sleep of `latency`, then the work.
+        self.latency_covers_work = False
         self.result_padding = 0
         self.accepted_formats: set[str] = {"JPEG", "PNG"}
         self._lock = threading.Lock()
@@ -269,7 +272,7 @@ class FakeFreepik:
     async def _remove(self, request: Request) -> Response:
         received = time.monotonic()
         body = await request.body()
-        if self.latency > 0:
+        if self.latency > 0 and not self.latency_covers_work:
             await asyncio.sleep(self.latency)
         key = request.headers.get(self.api_key_header)
         content_type = request.headers.get("content-type", "")
@@ -320,7 +323,10 @@ class FakeFreepik:
             )
         if fault is not None and fault.kind == "wrong_shape":
             return answer(JSONResponse({"data": {"status": "COMPLETED", "generated": []}}))
-        return answer(await self._process(image_url, fault))
+        response = await self._process(image_url, fault)
+        if self.latency_covers_work:
+            await asyncio.sleep(max(0.0, received + self.latency - time.monotonic()))
+        return answer(response)
 
     async def _process(self, image_url: str, fault: _Fault | None) -> Response:
         with self._lock:
@@ -360,20 +366,25 @@ class FakeFreepik:
         )
         with self._lock:
             self._results[result_id] = result
+        hops = (fault.hops if fault else 0) if kind == "redirect_result" else None
+        answer = self.result_urls(result_id, redirect_hops=hops)
+        if kind == "only" and fault is not None:
+            answer = {name: value for name, value in answer.items() if name in fault.fields}
+        return JSONResponse(answer)
+
+    def result_urls(self, result_id: str, *, redirect_hops: int | None = None) -> dict[str, str]:
+        """The answer's URLs of a stored result (downloads through redirects if `hops` given)."""
         base = f"{self.url}/v1/ai/beta/images"
         download = f"{base}/download"
-        if kind == "redirect_result":
-            download = f"{base}/redirect/{fault.hops if fault else 0}"
+        if redirect_hops is not None:
+            download = f"{base}/redirect/{redirect_hops}"
         high = f"{download}/{result_id}/high.png"
-        answer = {
+        return {
             "original": f"{base}/original/{result_id}/thumbnail.jpg",
             "high_resolution": high,
             "preview": f"{download}/{result_id}/preview.png",
             "url": high,
         }
-        if kind == "only" and fault is not None:
-            answer = {name: value for name, value in answer.items() if name in fault.fields}
-        return JSONResponse(answer)
 
     async def _redirect(self, request: Request) -> Response:
         hops = int(request.path_params["hops"])
